@@ -1,0 +1,80 @@
+# Headrace — run `make help` for the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HEADRACE_CACHE ?= $(HOME)/.cache/headrace
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS=":.*## "}; {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+.PHONY: dev
+dev: $(VENV)/.installed ## Create the virtualenv and install Headrace with its dev tools
+
+.PHONY: lint
+lint: dev ## ruff, mypy (strict), import-linter contracts, CRD drift check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	@if [ -f operator/cdc_operator/crd.py ]; then $(PY) -m cdc_operator.crd --check crds/; fi
+
+.PHONY: fmt
+fmt: dev ## Format and autofix
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+.PHONY: deps
+deps: ## Fetch/build the heavy test dependencies into $(HEADRACE_CACHE) (Cassandra jars, envtest binaries)
+	bash scripts/fetch-cassandra.sh
+	@if [ -f scripts/build-envtest.sh ]; then bash scripts/build-envtest.sh; fi
+
+.PHONY: test
+test: dev ## Run the whole default suite against real Cassandra, PostgreSQL, chdb and kube-apiserver, with coverage
+	$(VENV)/bin/pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: dev ## Only the tests that need no server
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: services-up
+services-up: dev ## Start Cassandra (CDC on), PostgreSQL and print their addresses; state in .services/
+	$(PY) -m devservices up
+
+.PHONY: services-down
+services-down: dev ## Stop what services-up started
+	$(PY) -m devservices down
+
+.PHONY: envtest-up
+envtest-up: dev ## Start kube-apiserver + etcd (envtest style); prints a kubeconfig path
+	$(PY) -m devservices envtest-up
+
+.PHONY: envtest-down
+envtest-down: dev ## Stop the envtest control plane
+	$(PY) -m devservices envtest-down
+
+.PHONY: demo
+demo: dev ## Run a pipeline locally: Cassandra -> PostgreSQL + ClickHouse (chdb), with a workload
+	$(PY) -m examples.demo
+
+.PHONY: bench
+bench: dev ## Run the benchmarks, print a table, write JSON to bench/results/
+	$(PY) -m bench $(BENCH)
+
+.PHONY: crds
+crds: dev ## Regenerate crds/ from the typed model
+	$(PY) -m cdc_operator.crd --write crds/
+
+.PHONY: clean
+clean: ## Remove build artefacts, caches and local service state (keeps $(HEADRACE_CACHE))
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov build dist *.egg-info .services
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

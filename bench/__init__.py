@@ -1,0 +1,1 @@
+"""Headrace benchmarks: ``make bench`` runs every ``bench/bench_*.py``."""

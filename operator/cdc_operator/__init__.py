@@ -1,0 +1,1 @@
+"""Headrace operator: reconciles CDCPipeline resources into runtime Deployments."""

@@ -1,0 +1,1 @@
+"""Headrace runtime: Cassandra CDC commitlogs to PostgreSQL, TimescaleDB and ClickHouse."""

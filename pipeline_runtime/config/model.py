@@ -1,0 +1,286 @@
+"""The one typed model of a pipeline: runtime YAML, CRD schema and docs all come from it.
+
+Field names are snake_case in Python and camelCase on the wire (YAML, the
+Kubernetes resource). Secrets are never values here, only references: a
+``SecretRef`` names a Kubernetes Secret and key, which the runtime reads from
+a mounted file or an environment variable.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+
+class SecretRef(_Model):
+    """A key in a Kubernetes Secret, mounted as a file for the runtime."""
+
+    name: Name
+    """Secret name."""
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    """Key inside the Secret."""
+
+
+class TLSSpec(_Model):
+    """TLS towards a server."""
+
+    enabled: bool = False
+    """Use TLS."""
+    ca_secret: SecretRef | None = None
+    """CA bundle (PEM) that signs the server's certificate."""
+    client_cert_secret: SecretRef | None = None
+    """Client certificate (PEM) for mutual TLS."""
+    client_key_secret: SecretRef | None = None
+    """Client private key (PEM) for mutual TLS."""
+    insecure_skip_verify: bool = False
+    """Do not verify the server certificate (tests only)."""
+
+
+class ResourceRef(_Model):
+    """A workload that owns the Cassandra pods."""
+
+    kind: Annotated[str, Field(pattern=r"^(StatefulSet|CassandraDatacenter)$")] = "StatefulSet"
+    """StatefulSet, or cass-operator's CassandraDatacenter."""
+    name: Name
+    """Name of the workload in the pipeline's namespace."""
+
+
+class CassandraSource(_Model):
+    """Which Cassandra pods to read and how to reach their schema."""
+
+    pod_selector: dict[str, str] | None = None
+    """Label selector (matchLabels) of the Cassandra pods."""
+    workload: ResourceRef | None = None
+    """Alternatively, the StatefulSet or CassandraDatacenter that owns the pods."""
+    data_volume: str = "server-data"
+    """Name of the data volume in the Cassandra pod spec; its PVC is mounted into the runtime."""
+    cdc_raw_path: str = "cdc_raw"
+    """Path of cdc_raw inside the data volume."""
+    contact_point: str = Field(default="127.0.0.1", min_length=1)
+    """Host that answers CQL, used to read system_schema."""
+    port: int = Field(default=9042, ge=1, le=65535)
+    """CQL native port."""
+    local_datacenter: str | None = None
+    """Datacenter for the driver's load balancing."""
+    credentials_secret: str | None = None
+    """Secret with keys 'username' and 'password' for CQL."""
+    tls: TLSSpec = TLSSpec()
+    """TLS for CQL."""
+    cdc_total_space_mb: int = Field(default=4096, ge=1)
+    """cassandra.yaml cdc_total_space, to report the backlog's share of it."""
+
+    @model_validator(mode="after")
+    def _one_pod_source(self) -> CassandraSource:
+        if self.pod_selector is not None and self.workload is not None:
+            raise ValueError("set either podSelector or workload, not both")
+        return self
+
+
+class TableSelector(_Model):
+    """Tables to capture; ``*`` and ``?`` wildcards are allowed in both names."""
+
+    keyspace: str = Field(min_length=1)
+    """Keyspace name or pattern."""
+    table: str = Field(default="*", min_length=1)
+    """Table name or pattern."""
+
+
+class SourceSpec(_Model):
+    """Where changes come from."""
+
+    cassandra: CassandraSource
+    """The Cassandra nodes."""
+    tables: list[TableSelector] = Field(min_length=1)
+    """Tables to capture."""
+
+
+class SinkType(StrEnum):
+    POSTGRES = "postgres"
+    TIMESCALEDB = "timescaledb"
+    CLICKHOUSE = "clickhouse"
+
+
+class WriteMode(StrEnum):
+    UPSERT = "upsert"
+    """Keep the current state of each row (last write wins)."""
+    APPEND = "append"
+    """Append every change as a new row (an audit log)."""
+
+
+class TimescaleSpec(_Model):
+    """Hypertable settings for TimescaleDB sinks."""
+
+    time_column: str = Field(min_length=1)
+    """Column that partitions the hypertable; must be part of the primary key."""
+    chunk_interval: str = "7 days"
+    """Hypertable chunk interval."""
+
+
+class SinkSpec(_Model):
+    """One destination."""
+
+    name: Name
+    """Unique name within the pipeline."""
+    type: SinkType
+    """postgres, timescaledb or clickhouse."""
+    connection_secret: SecretRef
+    """Secret key holding the connection URL (postgresql://... or clickhouse://... or chdb://...)."""
+    target: str | None = None
+    """Target schema (PostgreSQL) or database (ClickHouse); defaults to the keyspace name."""
+    table_mapping: dict[str, str] = {}
+    """Map 'keyspace.table' to a target table name."""
+    write_mode: WriteMode = WriteMode.UPSERT
+    """upsert or append."""
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    """Rows per batch."""
+    flush_interval_ms: int = Field(default=1000, ge=10, le=600_000)
+    """Longest wait before a partial batch is written."""
+    tls: TLSSpec = TLSSpec()
+    """TLS towards the sink."""
+    timescale: TimescaleSpec | None = None
+    """Hypertable settings; required for timescaledb."""
+
+    @model_validator(mode="after")
+    def _timescale_needs_time_column(self) -> SinkSpec:
+        if self.type is SinkType.TIMESCALEDB and self.timescale is None:
+            raise ValueError(f"sink {self.name}: type timescaledb needs timescale.timeColumn")
+        return self
+
+
+class MaskStrategy(StrEnum):
+    HASH = "hash"
+    """HMAC-SHA256 with the pipeline's hash key; deterministic, allowed on key columns."""
+    REDACT = "redact"
+    """Replace with a constant."""
+    NULL = "null"
+    """Replace with null."""
+    TRUNCATE = "truncate"
+    """Keep the first ``length`` characters."""
+    PARTIAL = "partial"
+    """Keep the last ``length`` characters, mask the rest."""
+
+
+class MaskRule(_Model):
+    """How to mask one column before any sink or log sees it."""
+
+    table: str = Field(min_length=1)
+    """'keyspace.table' (wildcards allowed)."""
+    column: str = Field(min_length=1)
+    """Column name."""
+    strategy: MaskStrategy
+    """hash, redact, null, truncate or partial."""
+    length: int | None = Field(default=None, ge=0)
+    """For truncate and partial: characters kept."""
+    replacement: str = "***"
+    """For redact: the constant; for partial: the mask character(s)."""
+
+    @model_validator(mode="after")
+    def _length_when_needed(self) -> MaskRule:
+        if self.strategy in (MaskStrategy.TRUNCATE, MaskStrategy.PARTIAL) and self.length is None:
+            raise ValueError(f"masking {self.table}.{self.column}: strategy {self.strategy} needs length")
+        return self
+
+
+class ColumnSelection(_Model):
+    """Column include/exclude and rename for matching tables."""
+
+    table: str = Field(min_length=1)
+    """'keyspace.table' (wildcards allowed)."""
+    include: list[str] | None = None
+    """Columns to keep (primary key columns are always kept)."""
+    exclude: list[str] = []
+    """Columns to drop."""
+    rename: dict[str, str] = {}
+    """Column name -> name in the sink."""
+
+
+class ValidationPolicy(StrEnum):
+    OFF = "off"
+    WARN = "warn"
+    """Log and report a condition for unmasked personal-data columns."""
+    BLOCK = "block"
+    """Refuse to start while personal-data columns have no masking rule."""
+
+
+class TransformSpec(_Model):
+    """What happens to rows between Cassandra and the sinks."""
+
+    columns: list[ColumnSelection] = []
+    """Column selection and renames."""
+    masking: list[MaskRule] = []
+    """Masking rules."""
+    hash_key_secret: SecretRef | None = None
+    """Secret key with the HMAC key for the hash strategy."""
+    validation: ValidationPolicy = ValidationPolicy.WARN
+    """What to do about personal-data columns without a masking rule."""
+
+    @model_validator(mode="after")
+    def _hash_needs_key(self) -> TransformSpec:
+        if any(r.strategy is MaskStrategy.HASH for r in self.masking) and self.hash_key_secret is None:
+            raise ValueError("masking strategy hash needs transforms.hashKeySecret")
+        return self
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class EnvVar(_Model):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    value: str
+
+
+class RuntimeSpec(_Model):
+    """How the runtime Deployments run."""
+
+    image: str = "ghcr.io/headrace/runtime:0.1.0"
+    """Runtime container image."""
+    resources: dict[str, dict[str, str]] = {}
+    """Container resources (requests/limits)."""
+    log_level: LogLevel = LogLevel.INFO
+    """Log level."""
+    env: list[EnvVar] = []
+    """Extra environment variables (never secrets: use Secret references)."""
+    max_lag_seconds: int = Field(default=60, ge=1)
+    """Lag above which the pipeline turns Degraded."""
+
+
+class PipelineSpec(_Model):
+    """spec of a CDCPipeline, and the body of a standalone runtime's YAML."""
+
+    source: SourceSpec
+    """Where changes come from."""
+    sinks: list[SinkSpec] = Field(min_length=1)
+    """Where they go."""
+    transforms: TransformSpec = TransformSpec()
+    """Selection, renames, masking."""
+    runtime: RuntimeSpec = RuntimeSpec()
+    """Runtime settings."""
+    paused: bool = False
+    """Scale the runtimes to zero."""
+
+    @model_validator(mode="after")
+    def _unique_sink_names(self) -> PipelineSpec:
+        names = [s.name for s in self.sinks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"sink names must be unique; repeated: {', '.join(duplicates)}")
+        return self
