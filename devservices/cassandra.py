@@ -1,0 +1,283 @@
+"""A real single-node Cassandra 5.0 with CDC on, run from Maven Central jars.
+
+The jars come from ``scripts/fetch-cassandra.sh`` (cached under
+``$HEADRACE_CACHE/cassandra-<version>/lib``). This module writes its own
+``cassandra.yaml``, logback config and Java 17 options, starts
+``CassandraDaemon`` on loopback with free ports, waits for CQL, and stops it.
+
+Settings favour tests: 1 MiB commitlog segments (so segments roll quickly),
+periodic sync every 50 ms (so ``_cdc.idx`` follows writes closely), a small
+heap and small memtables. ``compat_mode`` picks the commitlog format:
+``CASSANDRA_4`` (stock 5.0 default: descriptor version 7, messaging 12) or
+``NONE`` (version 8, messaging 13).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devservices.process import ManagedProcess, ServiceError, free_port, port_open
+
+DEFAULT_VERSION = os.environ.get("CASSANDRA_VERSION", "5.0.8")
+COMPAT_MODES = ("CASSANDRA_4", "NONE")
+REPO = Path(__file__).resolve().parent.parent
+
+#: Java 17 module openings Cassandra 5.0 needs (conf/jvm17-server.options).
+JVM17_OPTIONS = [
+    "-Djdk.attach.allowAttachSelf=true",
+    "--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED",
+    "--add-exports=java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
+    "--add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED",
+    "--add-exports=java.rmi/sun.rmi.server=ALL-UNNAMED",
+    "--add-exports=java.sql/java.sql=ALL-UNNAMED",
+    "--add-exports=java.base/java.lang.ref=ALL-UNNAMED",
+    "--add-exports=jdk.unsupported/sun.misc=ALL-UNNAMED",
+    "--add-exports=jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED",
+    "--add-exports=jdk.attach/sun.tools.attach=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang.module=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.loader=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.reflect=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.math=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.module=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.util.jar=ALL-UNNAMED",
+    "--add-opens=jdk.management/com.sun.management.internal=ALL-UNNAMED",
+    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens=java.base/java.io=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens=jdk.compiler/com.sun.tools.javac=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang=ALL-UNNAMED",
+    "--add-opens=java.base/java.util=ALL-UNNAMED",
+    "-Dio.netty.tryReflectionSetAccessible=true",
+    "-Dio.netty.allocator.useCacheForAllThreads=true",
+    "-Dio.netty.allocator.maxOrder=11",
+]
+
+LOGBACK = """<configuration scan="false">
+  <appender name="FILE" class="ch.qos.logback.core.FileAppender">
+    <file>${cassandra.logdir}/system.log</file>
+    <encoder><pattern>%-5level [%thread] %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="FILE"/></root>
+  <logger name="org.apache.cassandra" level="INFO"/>
+</configuration>
+"""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HEADRACE_CACHE", Path.home() / ".cache" / "headrace"))
+
+
+def cassandra_home(version: str = DEFAULT_VERSION) -> Path:
+    """Folder with ``lib/*.jar`` for ``version``; fetched with Maven when missing."""
+    home = cache_dir() / f"cassandra-{version}"
+    if not (home / ".complete").exists():
+        script = REPO / "scripts" / "fetch-cassandra.sh"
+        result = subprocess.run(["bash", str(script), version], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ServiceError(f"cassandra: {script} {version} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return home
+
+
+def java_binary() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise ServiceError("cassandra: java is missing (Java 17 is needed: apt-get install -y openjdk-17-jre-headless)")
+    return java
+
+
+@dataclass
+class CassandraNode:
+    """One running Cassandra node and where it keeps its files."""
+
+    workdir: Path
+    compat_mode: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    storage_port: int = 0
+    version: str = DEFAULT_VERSION
+    startup_seconds: float = 0.0
+    process: ManagedProcess | None = None
+    _cluster: Any = field(default=None, repr=False)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def commitlog_dir(self) -> Path:
+        return self.workdir / "commitlog"
+
+    @property
+    def cdc_raw_dir(self) -> Path:
+        return self.workdir / "cdc_raw"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.workdir / "logs"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / "system.log"
+
+    @property
+    def commitlog_version(self) -> int:
+        """Commitlog descriptor version this node writes."""
+        return 7 if self.compat_mode == "CASSANDRA_4" else 8
+
+    def settings(self) -> dict[str, Any]:
+        """The cassandra.yaml this node runs with."""
+        return {
+            "cluster_name": "headrace-test",
+            "num_tokens": 1,
+            "partitioner": "org.apache.cassandra.dht.Murmur3Partitioner",
+            "endpoint_snitch": "SimpleSnitch",
+            "seed_provider": [
+                {
+                    "class_name": "org.apache.cassandra.locator.SimpleSeedProvider",
+                    "parameters": [{"seeds": f"{self.host}:{self.storage_port}"}],
+                }
+            ],
+            "listen_address": self.host,
+            "rpc_address": self.host,
+            "storage_port": self.storage_port,
+            "native_transport_port": self.port,
+            "start_native_transport": True,
+            "data_file_directories": [str(self.data_dir)],
+            "commitlog_directory": str(self.commitlog_dir),
+            "cdc_raw_directory": str(self.cdc_raw_dir),
+            "saved_caches_directory": str(self.workdir / "saved_caches"),
+            "hints_directory": str(self.workdir / "hints"),
+            "commitlog_sync": "periodic",
+            "commitlog_sync_period": "50ms",
+            "commitlog_segment_size": "1MiB",
+            "cdc_enabled": True,
+            "cdc_total_space": "256MiB",
+            "cdc_free_space_check_interval": "250ms",
+            "storage_compatibility_mode": self.compat_mode,
+            "memtable_allocation_type": "heap_buffers",
+            "memtable_heap_space": "64MiB",
+            "auto_snapshot": False,
+            "concurrent_reads": 4,
+            "concurrent_writes": 4,
+            "concurrent_counter_writes": 4,
+            "concurrent_compactors": 1,
+            "authenticator": "AllowAllAuthenticator",
+            "authorizer": "AllowAllAuthorizer",
+            "materialized_views_enabled": True,
+            "user_defined_functions_enabled": False,
+            "batch_size_warn_threshold": "64KiB",
+            "batch_size_fail_threshold": "512KiB",
+        }
+
+    def java_command(self) -> list[str]:
+        home = cassandra_home(self.version)
+        lib = home / "lib"
+        jamm = next(lib.glob("jamm-*.jar"), None)
+        conf = self.workdir / "conf"
+        options = [
+            java_binary(),
+            "-Xms512m",
+            "-Xmx768m",
+            "-Xss512k",
+            "-XX:+UseG1GC",
+            "-XX:+HeapDumpOnOutOfMemoryError",
+            "-XX:HeapDumpPath=" + str(self.log_dir),
+            *JVM17_OPTIONS,
+            f"-Dcassandra.config=file://{conf / 'cassandra.yaml'}",
+            f"-Dcassandra.storagedir={self.workdir}",
+            f"-Dcassandra.logdir={self.log_dir}",
+            f"-Dlogback.configurationFile=file://{conf / 'logback.xml'}",
+            "-Dcassandra-foreground=yes",
+            "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+            "-Dcassandra.ring_delay_ms=100",
+            "-Dcassandra.superuser_setup_delay_ms=0",
+            "-Dcassandra.disable_auth_caches_remote_configuration=true",
+            "-Djava.net.preferIPv4Stack=true",
+        ]
+        if jamm is not None:
+            options.append(f"-javaagent:{jamm}")
+        classpath = f"{conf}:{lib}/*"
+        return [*options, "-cp", classpath, "org.apache.cassandra.service.CassandraDaemon"]
+
+    def write_config(self) -> None:
+        conf = self.workdir / "conf"
+        for folder in (conf, self.data_dir, self.commitlog_dir, self.cdc_raw_dir, self.log_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        # JSON is valid YAML: no YAML writer needed on the test path.
+        (conf / "cassandra.yaml").write_text(json.dumps(self.settings(), indent=2))
+        (conf / "logback.xml").write_text(LOGBACK)
+
+    def start(self, timeout: float = 180.0) -> None:
+        self.port = self.port or free_port(self.host)
+        self.storage_port = self.storage_port or free_port(self.host)
+        self.write_config()
+        self.process = ManagedProcess("cassandra", self.java_command(), self.log_dir / "stdout.log")
+        self.process.start()
+        self.process.wait_until(lambda: port_open(self.host, self.port), timeout=timeout, interval=0.5)
+        self.process.wait_until(self._cql_answers, timeout=60.0, interval=0.5)
+
+    def _cql_answers(self) -> bool:
+        self.session().execute("SELECT release_version FROM system.local")
+        return True
+
+    def session(self, keyspace: str | None = None) -> Any:
+        """A cassandra-driver session on this node (one cluster object per node)."""
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile  # noqa: PLC0415
+        from cassandra.policies import WhiteListRoundRobinPolicy  # noqa: PLC0415
+
+        if self._cluster is None:
+            profile = ExecutionProfile(
+                load_balancing_policy=WhiteListRoundRobinPolicy([self.host]), request_timeout=30.0
+            )
+            self._cluster = Cluster(
+                [self.host],
+                port=self.port,
+                protocol_version=5,
+                execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                connect_timeout=10,
+                control_connection_timeout=10,
+            )
+        return self._cluster.connect(keyspace)
+
+    def stop_driver(self) -> None:
+        """Close the driver's connections (the node keeps running)."""
+        if self._cluster is not None:
+            with contextlib.suppress(Exception):
+                self._cluster.shutdown()
+            self._cluster = None
+
+    def stop(self) -> None:
+        self.stop_driver()
+        if self.process is not None:
+            self.process.stop(timeout=30.0)
+
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+
+@contextlib.contextmanager
+def running_cassandra(
+    workdir: Path, compat_mode: str = "CASSANDRA_4", version: str = DEFAULT_VERSION
+) -> Iterator[CassandraNode]:
+    """Start a node in ``workdir``, yield it, and always stop it."""
+    if compat_mode not in COMPAT_MODES:
+        raise ValueError(f"compat_mode must be one of {COMPAT_MODES}, not {compat_mode!r}")
+    node = CassandraNode(workdir=workdir, compat_mode=compat_mode, version=version)
+    started = time.monotonic()
+    try:
+        node.start()
+        node.startup_seconds = time.monotonic() - started
+        yield node
+    finally:
+        node.stop()

@@ -1,0 +1,165 @@
+"""A real PostgreSQL server from Debian's packages, in a temporary folder.
+
+``initdb`` with trust authentication on loopback only, a free port, and the
+socket inside the work folder, so parallel runs never collide. PostgreSQL
+refuses to run as root: as root, the server runs as the ``postgres`` system
+user (created by Debian's postgresql-common), which then owns the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from devservices.process import ManagedProcess, ServiceError, free_port
+
+SERVICE_USER = "postgres"
+
+
+def pg_bindir() -> Path:
+    """The newest installed PostgreSQL's bin folder."""
+    explicit = os.environ.get("PG_BINDIR")
+    if explicit:
+        return Path(explicit)
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
+    if not versions:
+        raise ServiceError("postgres: no server under /usr/lib/postgresql (apt-get install -y postgresql)")
+    return versions[-1].parent
+
+
+@dataclass
+class PostgresServer:
+    """One running PostgreSQL and how to reach it."""
+
+    workdir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    user: str = "postgres"
+    startup_seconds: float = 0.0
+    process: ManagedProcess | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "postgres.log"
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
+
+    def _run_as(self) -> str | None:
+        return SERVICE_USER if os.geteuid() == 0 else None
+
+    def start(self, timeout: float = 60.0) -> None:
+        started = time.monotonic()
+        bindir = pg_bindir()
+        self.port = self.port or free_port(self.host)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        run_as = self._run_as()
+        if run_as is not None:
+            try:
+                account = pwd.getpwnam(run_as)
+            except KeyError as exc:
+                raise ServiceError(
+                    f"postgres: running as root needs the '{run_as}' user (apt-get install postgresql)"
+                ) from exc
+            os.chown(self.workdir, account.pw_uid, account.pw_gid)
+        initdb = [
+            str(bindir / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            self.user,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        ]
+        if run_as is not None:
+            initdb = ["runuser", "-u", run_as, "--", *initdb]
+        result = subprocess.run(initdb, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ServiceError(f"postgres: {' '.join(initdb)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        self.process = ManagedProcess(
+            "postgres",
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.workdir),
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=256MB",
+            ],
+            self.log_file,
+            user=run_as,
+        )
+        if run_as is not None:
+            self.log_file.touch()
+            shutil.chown(self.log_file, run_as, run_as)
+        self.process.start()
+        self.process.wait_until(self._answers, timeout=timeout)
+        self.startup_seconds = time.monotonic() - started
+
+    def _answers(self) -> bool:
+        bindir = pg_bindir()
+        result = subprocess.run(
+            [str(bindir / "pg_isready"), "-h", self.host, "-p", str(self.port), "-U", self.user],
+            capture_output=True,
+            check=False,
+        )
+        return result.returncode == 0
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run SQL with psql and return its output."""
+        result = subprocess.run(
+            ["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", self.dsn(database), "-c", sql],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ServiceError(f"postgres: psql failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def create_database(self, name: str) -> str:
+        """Create database ``name`` and return its DSN."""
+        self.psql(f'CREATE DATABASE "{name}"')
+        return self.dsn(name)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=20.0)
+
+
+@contextlib.contextmanager
+def running_postgres(workdir: Path) -> Iterator[PostgresServer]:
+    """Start PostgreSQL in ``workdir``, yield it, and always stop it."""
+    server = PostgresServer(workdir=workdir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
