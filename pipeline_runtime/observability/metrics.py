@@ -1,0 +1,104 @@
+"""Headrace's Prometheus metrics: a closed, typed set.
+
+Every metric the runtime exports is an attribute of ``Metrics``; a misspelt
+metric is an AttributeError at import time, not a silently new series. All
+names carry the ``headrace_`` prefix and the pipeline and node as labels;
+per-table and per-sink metrics add ``table`` / ``sink``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The runtime's metrics, registered in one registry."""
+
+    registry: CollectorRegistry
+    events_decoded: Counter
+    events_written: Counter
+    events_failed: Counter
+    events_skipped: Counter
+    events_dead_lettered: Counter
+    decode_errors: Counter
+    batches: Counter
+    batch_seconds: Histogram
+    retries: Counter
+    lag_seconds: Gauge
+    committed_segment: Gauge
+    committed_offset: Gauge
+    cdc_raw_bytes: Gauge
+    cdc_raw_share: Gauge
+    segments_deleted: Counter
+
+
+def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
+    """Create and register every metric (a fresh registry unless one is given)."""
+    registry = registry or CollectorRegistry()
+    node = ["pipeline", "node"]
+    return Metrics(
+        registry=registry,
+        events_decoded=Counter(
+            "headrace_events_decoded",
+            "Change events decoded from the commitlog",
+            [*node, "table", "op"],
+            registry=registry,
+        ),
+        events_written=Counter(
+            "headrace_events_written",
+            "Change events a sink committed",
+            [*node, "table", "sink", "op"],
+            registry=registry,
+        ),
+        events_failed=Counter(
+            "headrace_events_failed", "Change events a sink rejected", [*node, "table", "sink"], registry=registry
+        ),
+        events_skipped=Counter(
+            "headrace_events_skipped",
+            "Updates not replicated, by reason (counter table, view, not selected)",
+            [*node, "table", "reason"],
+            registry=registry,
+        ),
+        events_dead_lettered=Counter(
+            "headrace_events_dead_lettered",
+            "Events written to the dead-letter destination",
+            [*node, "table", "sink"],
+            registry=registry,
+        ),
+        decode_errors=Counter(
+            "headrace_decode_errors", "Segments or mutations that failed to decode", [*node, "kind"], registry=registry
+        ),
+        batches=Counter("headrace_batches", "Batches committed to a sink", [*node, "sink"], registry=registry),
+        batch_seconds=Histogram(
+            "headrace_batch_seconds",
+            "Time to write and commit one batch",
+            [*node, "sink"],
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        ),
+        retries=Counter("headrace_retries", "Retried sink operations", [*node, "sink"], registry=registry),
+        lag_seconds=Gauge(
+            "headrace_lag_seconds", "Now minus the writetime of the newest committed event", node, registry=registry
+        ),
+        committed_segment=Gauge(
+            "headrace_committed_segment_id", "Segment id of the lowest committed position", node, registry=registry
+        ),
+        committed_offset=Gauge(
+            "headrace_committed_offset", "Offset of the lowest committed position", node, registry=registry
+        ),
+        cdc_raw_bytes=Gauge("headrace_cdc_raw_bytes", "Bytes held in cdc_raw", node, registry=registry),
+        cdc_raw_share=Gauge(
+            "headrace_cdc_raw_share", "cdc_raw bytes as a share of cdc_total_space (0-1)", node, registry=registry
+        ),
+        segments_deleted=Counter(
+            "headrace_segments_deleted",
+            "cdc_raw segments deleted after every sink committed past them",
+            node,
+            registry=registry,
+        ),
+    )

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline_runtime.config.loader import load_pipeline, parse_pipeline
+from pipeline_runtime.config.model import MaskStrategy, SinkType
+from pipeline_runtime.errors import ConfigError
+
+SPEC = {
+    "source": {"cassandra": {"podSelector": {"app": "cassandra"}}, "tables": [{"keyspace": "shop", "table": "*"}]},
+    "sinks": [{"name": "pg", "type": "postgres", "connectionSecret": {"name": "pg-conn", "key": "dsn"}}],
+    "transforms": {
+        "masking": [{"table": "shop.users", "column": "email", "strategy": "hash"}],
+        "hashKeySecret": {"name": "mask", "key": "hmac"},
+    },
+}
+
+
+def test_manifest_and_bare_spec_load_the_same_model(tmp_path: Path) -> None:
+    manifest = {
+        "apiVersion": "headrace.io/v1alpha1",
+        "kind": "CDCPipeline",
+        "metadata": {"name": "orders", "namespace": "shop"},
+        "spec": SPEC,
+    }
+    loaded = parse_pipeline(manifest)
+    assert (loaded.name, loaded.namespace) == ("orders", "shop")
+    assert loaded.spec.sinks[0].type is SinkType.POSTGRES
+    assert loaded.spec.transforms.masking[0].strategy is MaskStrategy.HASH
+    assert loaded.spec.sinks[0].batch_size == 1000
+
+    path = tmp_path / "local.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    bare = load_pipeline(path)
+    assert bare.name == "local"
+    assert bare.spec == loaded.spec
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"sinks": []}, "spec.sinks: List should have at least 1 item"),
+        ({"sinks": [SPEC["sinks"][0], SPEC["sinks"][0]]}, "sink names must be unique; repeated: pg"),
+        (
+            {"sinks": [{"name": "ts", "type": "timescaledb", "connectionSecret": {"name": "a", "key": "b"}}]},
+            "type timescaledb needs timescale.timeColumn",
+        ),
+        (
+            {"transforms": {"masking": [{"table": "a.b", "column": "c", "strategy": "hash"}]}},
+            "masking strategy hash needs transforms.hashKeySecret",
+        ),
+        (
+            {"sinks": [{"name": "Bad_Name", "type": "postgres", "connectionSecret": {"name": "a", "key": "b"}}]},
+            "spec.sinks[0].name",
+        ),
+        ({"surprise": 1}, "spec.surprise: Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_specs_say_what_to_fix(patch: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_pipeline({**SPEC, **patch}, default_name="p")
+    assert message in str(caught.value)
+
+
+def test_unreadable_or_broken_files_raise_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read pipeline config"):
+        load_pipeline(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("source: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_pipeline(broken)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_pipeline(scalar)
