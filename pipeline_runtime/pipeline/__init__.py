@@ -1,0 +1,1 @@
+"""Wiring of the data path: source -> transforms -> batches -> sinks -> checkpoint -> cleanup."""
