@@ -1,0 +1,58 @@
+"""pytest plugin: a session-wide real Kubernetes control plane (etcd + kube-apiserver).
+
+Register it from the root ``tests/conftest.py`` with
+``pytest_plugins = ["devservices.pytest_envtest"]``. Tests that need the
+cluster take the ``control_plane`` fixture (one per session: the apiserver
+takes seconds to start, and tests isolate themselves with ``kube_namespace``).
+
+When the binaries are not built the fixture skips, naming the missing binary
+and how to build it, so a developer without Go still runs the rest of the
+suite. Under ``CI=true`` the same condition fails instead: CI builds the
+binaries first, so their absence there is a broken pipeline, not a choice.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devservices.envtest import ControlPlane, assets_dir, missing_binaries, running_control_plane
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI=true: the binaries must be built before the tests)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_envtest_binaries() -> Path:
+    """The assets folder, after skipping (failing under CI) when a required binary is missing."""
+    folder = assets_dir()
+    missing = missing_binaries(folder)
+    if missing:
+        _unavailable(
+            f"envtest binary {missing[0]} not found in {folder} (missing: {', '.join(missing)}); "
+            "build it with scripts/build-envtest.sh or set KUBEBUILDER_ASSETS"
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A running kube-apiserver + etcd for the whole session, with a cluster-admin kubeconfig."""
+    folder = require_envtest_binaries()
+    with running_control_plane(tmp_path_factory.mktemp("envtest"), folder) as plane:
+        yield plane
+
+
+@pytest.fixture
+def kube_namespace(control_plane: ControlPlane) -> Iterator[str]:
+    """A fresh namespace per test; deleted without waiting (no controller-manager finishes it)."""
+    name = f"t-{secrets.token_hex(4)}"
+    control_plane.kubectl("create", "namespace", name)
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
