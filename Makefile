@@ -46,6 +46,10 @@ test: dev ## Run the whole default suite against real Cassandra, PostgreSQL, chd
 test-unit: dev ## Only the tests that need no server
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
+.PHONY: e2e
+e2e: dev ## End-to-end on a kind cluster (needs Docker, kind, kubectl, helm)
+	$(VENV)/bin/pytest e2e $(PYTEST_ARGS)
+
 .PHONY: services-up
 services-up: dev ## Start Cassandra (CDC on), PostgreSQL and print their addresses; state in .services/
 	$(PY) -m devservices up
