@@ -1,0 +1,1 @@
+"""Reporting the runtime's state back onto its CDCPipeline resource."""
