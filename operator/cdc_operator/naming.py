@@ -1,0 +1,86 @@
+"""Names, labels and annotations the operator puts on Kubernetes objects.
+
+Everything another component can rely on (the runtime, Helm, Argo CD, users'
+label selectors) is spelled once, here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+GROUP = "headrace.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "CDCPipeline"
+PLURAL = "cdcpipelines"
+SINGULAR = "cdcpipeline"
+SHORT_NAMES = ("cdcp",)
+
+#: Field manager for server-side apply: who owns the fields the operator renders.
+FIELD_MANAGER = "headrace-operator"
+
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_PIPELINE = f"{GROUP}/pipeline"
+LABEL_CASSANDRA_POD = f"{GROUP}/cassandra-pod"
+
+ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
+#: Set by users on the CDCPipeline; a new value restarts every runtime.
+ANNOTATION_RESTART = f"{GROUP}/restart"
+#: Stamped on a runtime Deployment when its Cassandra pod disappeared (scale-down policy).
+ANNOTATION_SOURCE_GONE_SINCE = f"{GROUP}/cassandra-pod-gone-since"
+#: The Cassandra pod a runtime Deployment reads, as an annotation (labels may be hashed).
+ANNOTATION_CASSANDRA_POD = f"{GROUP}/cassandra-pod"
+
+#: Kopf's bookkeeping lives in annotations with this prefix, never in status.
+KOPF_PREFIX = GROUP
+FINALIZER = f"{GROUP}/cleanup"
+
+#: StatefulSet pods carry their own name as a label; the affinity pins to it.
+STATEFULSET_POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
+
+_MAX_NAME = 63
+
+
+def fit(name: str, limit: int = _MAX_NAME) -> str:
+    """``name`` if it fits in ``limit`` characters, else a prefix plus a stable hash.
+
+    Label values and many object names are capped at 63; hashing keeps two
+    long names that share a prefix distinct.
+    """
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[: limit - 11].rstrip('-.')}-{digest}"
+
+
+def runtime_deployment(pipeline: str, cassandra_pod: str) -> str:
+    """``<pipeline>-<cassandra-pod>``, the runtime of one Cassandra node."""
+    return fit(f"{pipeline}-{cassandra_pod}")
+
+
+def config_map(pipeline: str) -> str:
+    return fit(f"{pipeline}-config")
+
+
+def service_account(pipeline: str) -> str:
+    """Also the name of the Role and RoleBinding that go with it."""
+    return fit(f"{pipeline}-runtime")
+
+
+def pipeline_labels(pipeline: str) -> dict[str, str]:
+    """Labels on everything rendered for ``pipeline``; the operator lists its objects by these."""
+    return {
+        LABEL_NAME: "headrace",
+        LABEL_COMPONENT: "runtime",
+        LABEL_PART_OF: "headrace",
+        LABEL_MANAGED_BY: FIELD_MANAGER,
+        LABEL_PIPELINE: fit(pipeline),
+    }
+
+
+def pipeline_selector(pipeline: str) -> str:
+    """Label selector (query string form) of the objects rendered for ``pipeline``."""
+    return f"{LABEL_PIPELINE}={fit(pipeline)},{LABEL_MANAGED_BY}={FIELD_MANAGER}"

@@ -1,0 +1,166 @@
+"""One runtime Deployment per Cassandra pod, pinned to that pod's node.
+
+Why each choice:
+
+* required podAffinity to exactly that pod (``kubernetes.io/hostname``): the
+  runtime reads the pod's data PVC, which is usually ReadWriteOnce and can only
+  be shared by pods on the same node;
+* the data PVC is mounted read-write because the runtime deletes the cdc_raw
+  segments every sink has committed, and it runs as Cassandra's own uid/gid,
+  the owner of cdc_raw;
+* ``strategy: Recreate``: two runtimes on one cdc_raw would both delete
+  segments; a rollout stops the old one before the new one starts;
+* non-root, read-only root filesystem, no capabilities, no privilege escalation,
+  RuntimeDefault seccomp; ``/tmp`` is an emptyDir for libraries that need one;
+* the config hash and the restart token sit in the pod template's annotations,
+  so a configuration change or a ``headrace.io/restart`` annotation rolls the pod;
+* ``replicas: 0`` while ``spec.paused``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cdc_operator import naming
+from cdc_operator.cassandra import CassandraPod
+from cdc_operator.render.configmap import CONFIG_DIR, CONFIG_PATH
+from cdc_operator.render.context import PipelineRef
+from cdc_operator.render.secrets import SECRETS_DIR, secret_mounts, secret_volumes
+from pipeline_runtime.config.model import PipelineSpec
+
+#: Serves /healthz, /readyz and /metrics (pipeline_runtime.observability.http).
+HTTP_PORT = 9400
+HTTP_PORT_NAME = "http-metrics"
+#: Where the Cassandra data volume appears, as in the Cassandra pod (k8ssandra's layout).
+DATA_DIR = "/var/lib/cassandra"
+CONTAINER = "runtime"
+
+
+def render_deployment(
+    pipeline: PipelineRef,
+    spec: PipelineSpec,
+    pod: CassandraPod,
+    config_hash: str,
+    secrets: Mapping[str, tuple[str, ...]],
+) -> dict[str, Any]:
+    """The runtime Deployment for ``pod``; ``pod.data_claim`` must be set."""
+    if pod.data_claim is None:
+        raise ValueError(f"Cassandra pod {pod.name} has no data PVC to mount")
+    selector = {
+        naming.LABEL_PIPELINE: naming.fit(pipeline.name),
+        naming.LABEL_CASSANDRA_POD: naming.fit(pod.name),
+    }
+    template_annotations = {naming.ANNOTATION_CONFIG_HASH: config_hash}
+    if pipeline.restart_token:
+        template_annotations[naming.ANNOTATION_RESTART] = pipeline.restart_token
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": pipeline.metadata(
+            naming.runtime_deployment(pipeline.name, pod.name),
+            labels=selector,
+            annotations={naming.ANNOTATION_CASSANDRA_POD: pod.name},
+        ),
+        "spec": {
+            "replicas": 0 if spec.paused else 1,
+            "revisionHistoryLimit": 3,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {
+                    "labels": {**naming.pipeline_labels(pipeline.name), **selector},
+                    "annotations": template_annotations,
+                },
+                "spec": _pod_spec(pipeline, spec, pod, secrets),
+            },
+        },
+    }
+
+
+def _pod_spec(
+    pipeline: PipelineRef,
+    spec: PipelineSpec,
+    pod: CassandraPod,
+    secrets: Mapping[str, tuple[str, ...]],
+) -> dict[str, Any]:
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": naming.service_account(pipeline.name),
+        "automountServiceAccountToken": True,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": pod.run_as_user,
+            "runAsGroup": pod.run_as_group,
+            "fsGroup": pod.fs_group,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "affinity": {
+            "podAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "labelSelector": {"matchLabels": dict(pod.affinity_labels)},
+                        "topologyKey": "kubernetes.io/hostname",
+                    }
+                ]
+            }
+        },
+        "containers": [_container(pipeline, spec, pod, secrets)],
+        "volumes": [
+            {"name": "config", "configMap": {"name": naming.config_map(pipeline.name)}},
+            {"name": "cassandra-data", "persistentVolumeClaim": {"claimName": pod.data_claim}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+            *secret_volumes(secrets),
+        ],
+    }
+    if pod.tolerations:
+        # The runtime must be allowed wherever its Cassandra pod is allowed.
+        pod_spec["tolerations"] = [dict(t) for t in pod.tolerations]
+    return pod_spec
+
+
+def _container(
+    pipeline: PipelineRef,
+    spec: PipelineSpec,
+    pod: CassandraPod,
+    secrets: Mapping[str, tuple[str, ...]],
+) -> dict[str, Any]:
+    cdc_raw = f"{DATA_DIR}/{spec.source.cassandra.cdc_raw_path.strip('/')}"
+    env = [
+        {"name": "HEADRACE_PIPELINE", "value": pipeline.name},
+        {"name": "HEADRACE_NAMESPACE", "value": pipeline.namespace},
+        {"name": "HEADRACE_NODE", "value": pod.name},
+        {"name": "HEADRACE_CONFIG", "value": CONFIG_PATH},
+        {"name": "HEADRACE_CDC_RAW_DIR", "value": cdc_raw},
+        {"name": "HEADRACE_SECRETS_DIR", "value": SECRETS_DIR},
+        {"name": "HEADRACE_HTTP_PORT", "value": str(HTTP_PORT)},
+        {"name": "HEADRACE_LOG_LEVEL", "value": spec.runtime.log_level.value},
+        *({"name": e.name, "value": e.value} for e in spec.runtime.env),
+    ]
+    probe = {"port": HTTP_PORT_NAME}
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.runtime.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["run", "--config", CONFIG_PATH, "--secrets-dir", SECRETS_DIR],
+        "env": env,
+        "ports": [{"name": HTTP_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "livenessProbe": {"httpGet": {"path": "/healthz", **probe}, "periodSeconds": 10, "failureThreshold": 6},
+        "readinessProbe": {"httpGet": {"path": "/readyz", **probe}, "periodSeconds": 10, "failureThreshold": 3},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "cassandra-data", "mountPath": DATA_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *secret_mounts(secrets),
+        ],
+    }
+    if spec.runtime.resources:
+        container["resources"] = {kind: dict(values) for kind, values in spec.runtime.resources.items()}
+    return container

@@ -1,0 +1,54 @@
+"""Everything one CDCPipeline owns, rendered in the order it should be applied."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdc_operator.cassandra import CassandraPod
+from cdc_operator.render.configmap import config_document, config_hash, render_config_map
+from cdc_operator.render.context import PipelineRef
+from cdc_operator.render.deployment import render_deployment
+from cdc_operator.render.rbac import render_role, render_role_binding, render_service_account
+from cdc_operator.render.secrets import referenced_secrets
+from pipeline_runtime.config.model import PipelineSpec
+
+
+@dataclass(frozen=True)
+class RenderedPipeline:
+    """The objects to apply, and what could not be rendered (reported in status, not raised)."""
+
+    objects: list[dict[str, Any]]
+    config_hash: str
+    secrets: dict[str, tuple[str, ...]]
+    pods_without_data: list[str] = field(default_factory=list)
+    """Cassandra pods whose data volume is not a PVC: no runtime can read their cdc_raw."""
+
+    @property
+    def deployments(self) -> list[dict[str, Any]]:
+        return [o for o in self.objects if o["kind"] == "Deployment"]
+
+
+def render_pipeline(pipeline: PipelineRef, spec: PipelineSpec, pods: Sequence[CassandraPod]) -> RenderedPipeline:
+    """ConfigMap, ServiceAccount, Role, RoleBinding, then one Deployment per pod (sorted by pod name).
+
+    The identity objects come first so a runtime never starts without its
+    ServiceAccount or configuration.
+    """
+    document = config_document(pipeline, spec)
+    digest = config_hash(document)
+    secrets = referenced_secrets(spec)
+    objects = [
+        render_config_map(pipeline, document),
+        render_service_account(pipeline),
+        render_role(pipeline),
+        render_role_binding(pipeline),
+    ]
+    missing = []
+    for pod in sorted(pods, key=lambda p: p.name):
+        if pod.data_claim is None:
+            missing.append(pod.name)
+            continue
+        objects.append(render_deployment(pipeline, spec, pod, digest, secrets))
+    return RenderedPipeline(objects=objects, config_hash=digest, secrets=secrets, pods_without_data=missing)

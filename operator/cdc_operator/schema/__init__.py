@@ -1,0 +1,1 @@
+"""The CRD's OpenAPI schema, derived from the runtime's pydantic models."""

@@ -1,0 +1,153 @@
+"""The typed ``status`` of a CDCPipeline: what runtimes report and what the operator concludes.
+
+Two writers share ``status`` without overwriting each other, because each owns
+disjoint keys and both use JSON merge patches:
+
+* each runtime patches only ``status.nodes.<its Cassandra pod>`` (a ``NodeStatus``),
+* the operator writes everything else (phase, conditions, the summary fields the
+  printer columns show, ``sinks`` aggregated over the nodes) and removes the
+  ``nodes`` entry of a Cassandra pod whose runtime it deleted.
+
+The CRD's status schema is generated from this module, so a field the runtime
+reports but this model lacks is pruned by the API server: add it here first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        # Ignore fields from a newer runtime instead of failing the whole status.
+        extra="ignore",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+
+class Phase(StrEnum):
+    """The pipeline's one-word state, in the order the operator checks them."""
+
+    PENDING = "Pending"
+    """Runtimes are being created or have not reported yet."""
+    RUNNING = "Running"
+    """Every runtime reports and nothing is degraded."""
+    DEGRADED = "Degraded"
+    """Changes flow, but something needs attention (lag, backlog, an unhealthy sink)."""
+    PAUSED = "Paused"
+    """spec.paused is true; runtimes are scaled to zero."""
+    FAILED = "Failed"
+    """Nothing can run until the user fixes the spec or a missing Secret."""
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(_Status):
+    """A Kubernetes-style condition (metav1.Condition's fields)."""
+
+    type: ConditionType
+    """Ready, Progressing or Degraded."""
+    status: ConditionStatus
+    """True, False or Unknown."""
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
+    """CamelCase reason, stable for automation."""
+    message: str = Field(default="", max_length=32768)
+    """What is wrong and what to do about it."""
+    last_transition_time: datetime
+    """When status last changed."""
+    observed_generation: int = Field(default=0, ge=0)
+    """metadata.generation the condition was computed for."""
+
+
+class Position(_Status):
+    """A point in one node's commitlog: the end of an entry."""
+
+    segment_id: int = Field(ge=0)
+    """Commitlog segment id."""
+    offset: int = Field(ge=0)
+    """Byte offset of the end of the last delivered entry."""
+
+
+class NodeSinkStatus(_Status):
+    """One sink as seen by one runtime."""
+
+    healthy: bool = True
+    """The last write succeeded."""
+    last_commit_time: datetime | None = None
+    """When the runtime last committed a batch to this sink."""
+    rows_written: int = Field(default=0, ge=0)
+    """Rows written by this runtime since it started."""
+
+
+class NodeStatus(_Status):
+    """What one runtime reports about its Cassandra node (written by the runtime)."""
+
+    position: Position | None = None
+    """Lowest position committed by every sink."""
+    lag_seconds: float | None = Field(default=None, ge=0)
+    """Age of the oldest change not yet committed to every sink."""
+    events_per_second: float = Field(default=0.0, ge=0)
+    """Recent decode rate."""
+    cdc_raw_bytes: int = Field(default=0, ge=0)
+    """Bytes waiting in cdc_raw."""
+    cdc_raw_share: float = Field(default=0.0, ge=0)
+    """cdcRawBytes divided by cdc_total_space (1.0 = Cassandra rejects CDC writes)."""
+    last_error: str | None = None
+    """The last error the runtime could not recover from by retrying, or null."""
+    last_report_time: datetime | None = None
+    """When the runtime wrote this entry; a stale time means the runtime is not running."""
+    config_hash: str | None = None
+    """The configuration hash the runtime runs with (tells whether a rollout finished)."""
+    sinks: dict[str, NodeSinkStatus] = {}
+    """Per sink name."""
+
+
+class SinkStatus(_Status):
+    """One sink over all nodes (written by the operator)."""
+
+    healthy: bool = True
+    """Every runtime's last write to this sink succeeded."""
+    last_commit_time: datetime | None = None
+    """The oldest of the runtimes' last commit times: every node has committed since."""
+    rows_written: int = Field(default=0, ge=0)
+    """Sum over the runtimes."""
+
+
+class PipelineStatus(_Status):
+    """status of a CDCPipeline."""
+
+    observed_generation: int = Field(default=0, ge=0)
+    """metadata.generation the operator last acted on."""
+    phase: Phase = Phase.PENDING
+    """Pending, Running, Degraded, Paused or Failed."""
+    conditions: list[Condition] = []
+    """Ready, Progressing and Degraded."""
+    nodes: dict[str, NodeStatus] = {}
+    """Per Cassandra pod; each runtime writes its own entry."""
+    sinks: dict[str, SinkStatus] = {}
+    """Per sink name, aggregated by the operator."""
+    ready_nodes: str = "0/0"
+    """Runtimes reporting without error / Cassandra pods selected (for kubectl get)."""
+    max_lag_seconds: float | None = None
+    """Largest lag over the nodes (for kubectl get)."""
+    events_per_second: float = 0.0
+    """Sum of the nodes' rates (for kubectl get)."""
+    config_hash: str | None = None
+    """Hash of the configuration the operator rendered last."""
