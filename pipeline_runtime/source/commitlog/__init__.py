@@ -1,1 +1,1 @@
-"""commitlog."""
+"""Cassandra commitlog segments: reading entries and decoding mutations into change events."""
