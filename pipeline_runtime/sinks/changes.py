@@ -1,0 +1,294 @@
+"""Change events reshaped into per-row state deltas that merge like Cassandra.
+
+Every sink stores, per row, each cell with its writetime and expiry, the
+row's liveness and the newest deletion that covers it. Each of those fields
+only ever moves "up" under Cassandra's reconcile rule, so merging two deltas
+is commutative, associative and idempotent (a join in a lattice). That is
+the whole exactly-once argument: re-delivered, replica-duplicated and
+reordered events merge to the same state as Cassandra's own.
+
+Sinks feed the deltas in their native value encoding (``encode``), so one
+shaping step serves PostgreSQL and ClickHouse alike. Multi-cell columns keep
+one entry per element in a JSON object ``{element key: [value, ts, expiry]}``
+(see ``element_key``); a null value is an element tombstone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from pipeline_runtime.cql.schema import Column, TableSchema
+from pipeline_runtime.cql.types import CqlType, Kind
+from pipeline_runtime.errors import RowRejectedError
+from pipeline_runtime.events import (
+    LIVE_TIMESTAMP,
+    Bound,
+    Cell,
+    ChangeEvent,
+    CollectionChange,
+    ElementCell,
+    Op,
+    SourcePosition,
+)
+from pipeline_runtime.sinks.values import dumps, to_json
+
+Encoder = Callable[[Any, CqlType], Any]
+"""Turns a driver value of a CQL type into the sink's native value."""
+
+ElementState = list[Any]
+"""``[value (canonical JSON, None = tombstone), writetime µs, expiry s or None]``."""
+
+
+@dataclass(slots=True)
+class SimpleCell:
+    """A cell of a single-cell column; ``value`` None is a tombstone."""
+
+    value: Any
+    ts: int
+    exp: int | None = None
+
+    def beats(self, other: SimpleCell) -> bool:
+        """Cassandra's reconcile: newer wins; at equal time a tombstone, then the later expiry."""
+        return _cell_rank(self) > _cell_rank(other)
+
+
+def _cell_rank(cell: SimpleCell) -> tuple[int, bool, bool, int, str]:
+    # The value text is a last, deterministic tie-break for equal writetimes.
+    return (cell.ts, cell.value is None, cell.exp is not None, cell.exp or 0, str(cell.value))
+
+
+def element_beats(new: ElementState, old: ElementState) -> bool:
+    """The same rule for one element of a multi-cell column."""
+    return _element_rank(new) > _element_rank(old)
+
+
+def _element_rank(state: ElementState) -> tuple[int, bool, bool, int, str]:
+    value, ts, exp = state
+    return (ts, value is None, exp is not None, exp or 0, dumps(value))
+
+
+@dataclass(slots=True)
+class Elements:
+    """A multi-cell column: the newest whole-column deletion plus its elements."""
+
+    deleted_at: int = LIVE_TIMESTAMP
+    cells: dict[str, ElementState] = field(default_factory=dict)
+
+    def merge(self, other: Elements) -> None:
+        self.deleted_at = max(self.deleted_at, other.deleted_at)
+        for key, state in other.cells.items():
+            mine = self.cells.get(key)
+            if mine is None or element_beats(state, mine):
+                self.cells[key] = state
+        # Covered elements are kept (readers filter them by ``deleted_at``):
+        # pruning here would make ``RowDelta.version`` go down.
+
+
+@dataclass(slots=True)
+class RowDelta:
+    """The state change of one row (or of a partition's static row)."""
+
+    key: tuple[Any, ...]
+    static: bool = False
+    cells: dict[str, SimpleCell] = field(default_factory=dict)
+    elements: dict[str, Elements] = field(default_factory=dict)
+    live_ts: int | None = None
+    live_exp: int | None = None
+    deleted_at: int = LIVE_TIMESTAMP
+    source: SourcePosition | None = None
+
+    def merge(self, other: RowDelta) -> None:
+        """Join ``other`` into this delta (same key)."""
+        for name, cell in other.cells.items():
+            mine = self.cells.get(name)
+            if mine is None or cell.beats(mine):
+                self.cells[name] = cell
+        for name, elements in other.elements.items():
+            self.elements.setdefault(name, Elements()).merge(elements)
+        if other.live_ts is not None and (
+            self.live_ts is None or _live_rank(other.live_ts, other.live_exp) > _live_rank(self.live_ts, self.live_exp)
+        ):
+            self.live_ts, self.live_exp = other.live_ts, other.live_exp
+        self.deleted_at = max(self.deleted_at, other.deleted_at)
+        if other.source is not None and (self.source is None or other.source.position > self.source.position):
+            self.source = other.source
+
+    @property
+    def version(self) -> int:
+        """A number that grows with every join that changes the state.
+
+        It sums each field's rank (writetime, tombstone flag, expiry), and every
+        join raises one of those or adds a field. ClickHouse's replacing engine
+        keeps the row with the highest version, so the most-merged state wins.
+        """
+        total = max(self.deleted_at, 0) + max(self.live_ts or 0, 0) + (self.live_exp or 0)
+        total += sum(_weight(c.ts, c.value is None, c.exp) for c in self.cells.values())
+        for elements in self.elements.values():
+            total += max(elements.deleted_at, 0)
+            total += sum(_weight(s[1], s[0] is None, s[2]) for s in elements.cells.values())
+        return total
+
+
+def _weight(ts: int, tombstone: bool, exp: int | None) -> int:
+    return max(ts, 0) + int(tombstone) + (exp or 0)
+
+
+def _live_rank(ts: int, exp: int | None) -> tuple[int, bool, int]:
+    return (ts, exp is not None, exp or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A partition deletion (both bounds None) or a clustering-range deletion."""
+
+    partition: tuple[Any, ...]
+    start: Bound | None
+    end: Bound | None
+    ts: int
+    source: SourcePosition
+
+    @property
+    def whole_partition(self) -> bool:
+        return self.start is None and self.end is None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A table's columns sorted by how a sink stores them."""
+
+    schema: TableSchema
+
+    @cached_property
+    def partition_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.schema.partition_key)
+
+    @cached_property
+    def clustering(self) -> tuple[Column, ...]:
+        return self.schema.clustering
+
+    @cached_property
+    def key_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.schema.primary_key)
+
+    @cached_property
+    def regulars(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.schema.regulars if c.type.kind not in (Kind.EMPTY, Kind.COUNTER))
+
+    @cached_property
+    def statics(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.schema.statics if c.type.kind not in (Kind.EMPTY, Kind.COUNTER))
+
+
+def element_key(path: Any, column_type: CqlType) -> str:
+    """The text key of one element of a multi-cell column.
+
+    List keys sort by the timeuuid's time (list order); set and map keys are
+    the element's canonical JSON text; UDT keys are field names.
+    """
+    kind = column_type.kind
+    if kind is Kind.LIST:
+        time = getattr(path, "time", None)
+        return f"{time:016x}{path.hex}" if time is not None else str(path)
+    if kind is Kind.SET:
+        return dumps(to_json(path, column_type.args[0]))
+    if kind is Kind.MAP:
+        return dumps(to_json(path, column_type.args[0]))
+    if isinstance(path, int) and not isinstance(path, bool):
+        return column_type.field_names[path]
+    return str(path)
+
+
+def element_value(cell: ElementCell, column_type: CqlType) -> Any:
+    """The canonical JSON value of an element (True for a live set element)."""
+    if cell.deleted:
+        return None
+    kind = column_type.kind
+    if kind is Kind.SET:
+        return True
+    if kind is Kind.LIST:
+        return to_json(cell.value, column_type.args[0])
+    if kind is Kind.MAP:
+        return to_json(cell.value, column_type.args[1])
+    name = element_key(cell.path, column_type)
+    field_type = column_type.args[column_type.field_names.index(name)]
+    return to_json(cell.value, field_type)
+
+
+class Shaper:
+    """Turns one table's change events into row deltas and tombstones."""
+
+    def __init__(self, schema: TableSchema, encode: Encoder) -> None:
+        self.layout = Layout(schema)
+        self.encode = encode
+        self._columns: Mapping[str, Column] = schema.by_name
+
+    def key(self, values: Mapping[str, Any], columns: Iterable[Column], event: ChangeEvent) -> tuple[Any, ...]:
+        try:
+            return tuple(self.encode(values[c.name], c.type) for c in columns)
+        except KeyError as missing:
+            raise RowRejectedError(f"{event.qualified_table}: key column {missing} missing from the event") from None
+
+    def shape(self, event: ChangeEvent) -> RowDelta | Tombstone:
+        schema = self.layout.schema
+        partition = self.key(event.partition_key, schema.partition_key, event)
+        if event.op is Op.DELETE_PARTITION or event.op is Op.DELETE_RANGE:
+            if event.deletion is None:
+                raise RowRejectedError(f"{event.qualified_table}: {event.op} without a deletion time")
+            start = self._bound(event.range_start) if event.op is Op.DELETE_RANGE else None
+            end = self._bound(event.range_end) if event.op is Op.DELETE_RANGE else None
+            return Tombstone(partition, start, end, event.deletion.timestamp, event.source)
+        if event.static:
+            delta = RowDelta(partition, static=True, source=event.source)
+        else:
+            delta = RowDelta(partition + self.key(event.clustering_key, schema.clustering, event), source=event.source)
+        if event.op is Op.DELETE_ROW:
+            if event.deletion is None:
+                raise RowRejectedError(f"{event.qualified_table}: delete_row without a deletion time")
+            delta.deleted_at = event.deletion.timestamp
+            return delta
+        if event.liveness is not None:
+            delta.live_ts = event.liveness.timestamp
+            delta.live_exp = event.liveness.expires_at
+        for name, change in event.cells.items():
+            self._add_change(delta, name, change, event)
+        return delta
+
+    def _bound(self, bound: Bound | None) -> Bound | None:
+        if bound is None or not bound.values:
+            return None
+        columns = self.layout.clustering
+        values = tuple(self.encode(v, c.type) for v, c in zip(bound.values, columns, strict=False))
+        return Bound(values, bound.inclusive)
+
+    def _add_change(self, delta: RowDelta, name: str, change: Cell | CollectionChange, event: ChangeEvent) -> None:
+        column = self._columns.get(name)
+        if column is None or column.type.kind in (Kind.EMPTY, Kind.COUNTER):
+            return  # dropped since, or a column the sink does not store
+        if isinstance(change, Cell):
+            value = None if change.deleted or change.value is None else self.encode(change.value, column.type)
+            delta.cells[name] = SimpleCell(value, change.timestamp, change.expires_at)
+            return
+        elements = Elements(change.deletion.timestamp if change.deletion else LIVE_TIMESTAMP)
+        for cell in change.elements:
+            key = element_key(cell.path, column.type)
+            elements.cells[key] = [element_value(cell, column.type), cell.timestamp, cell.expires_at]
+        delta.elements.setdefault(name, Elements()).merge(elements)
+
+
+def coalesce(items: Iterable[RowDelta | Tombstone]) -> tuple[list[RowDelta], list[Tombstone]]:
+    """Merge deltas of the same row (static rows apart) and keep tombstones."""
+    rows: dict[tuple[bool, tuple[Any, ...]], RowDelta] = {}
+    tombstones: list[Tombstone] = []
+    for item in items:
+        if isinstance(item, Tombstone):
+            tombstones.append(item)
+            continue
+        known = rows.get((item.static, item.key))
+        if known is None:
+            rows[(item.static, item.key)] = item
+        else:
+            known.merge(item)
+    return list(rows.values()), tombstones

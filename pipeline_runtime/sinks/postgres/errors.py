@@ -1,0 +1,53 @@
+"""The one place asyncpg's exceptions become Headrace errors.
+
+SQLSTATE classes decide: connection problems (08), transaction rollbacks such
+as serialization failures and deadlocks (40), resource limits (53), operator
+intervention (57) and system errors (58) are worth retrying; data exceptions
+(22) and constraint violations (23) are caused by rows in the batch, so the
+writer bisects the batch and dead-letters those rows. Everything else is a
+plain, fatal ``SinkError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from pipeline_runtime.errors import HeadraceError, RowRejectedError, SinkError, SinkUnavailableError
+
+_RETRYABLE_CLASSES = ("08", "40", "53", "57", "58")
+_ROW_CLASSES = ("22", "23")
+
+
+def translate(exc: BaseException, sink: str) -> HeadraceError:
+    """The Headrace error for an asyncpg (or socket) failure."""
+    if isinstance(exc, HeadraceError):
+        return exc
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        message = f"sink {sink}: PostgreSQL {state}: {exc}"
+        if state.startswith(_RETRYABLE_CLASSES):
+            return SinkUnavailableError(message)
+        if state.startswith(_ROW_CLASSES):
+            return RowRejectedError(message)
+        return SinkError(message)
+    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
+        return SinkUnavailableError(f"sink {sink}: connection to PostgreSQL failed: {exc}")
+    if isinstance(exc, (ValueError, TypeError, OverflowError)):
+        # Raised by asyncpg's codecs while encoding a value for COPY.
+        return RowRejectedError(f"sink {sink}: a value cannot be encoded: {exc}")
+    return SinkError(f"sink {sink}: {type(exc).__name__}: {exc}")
+
+
+@asynccontextmanager
+async def boundary(sink: str) -> AsyncIterator[None]:
+    """Translate whatever asyncpg raises inside the block."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise translate(exc, sink) from exc

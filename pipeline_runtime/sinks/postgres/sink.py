@@ -1,0 +1,288 @@
+"""The PostgreSQL sink: one transaction per batch holding data and checkpoint.
+
+Per batch and table: the events are shaped into row deltas (merged in memory
+when a row repeats), COPYed into a temporary staging table, and merged into
+``t__rows``/``t__static`` by one ``INSERT ... ON CONFLICT`` whose per-column
+guard keeps the newer cell (see ``sql.py``). Tombstones are stored and raise
+``_del_ts`` of the rows they cover, existing ones and ones written later.
+The checkpoint row is upserted in the same transaction, so a crash anywhere
+before COMMIT leaves neither data nor checkpoint, and a replay is harmless.
+
+Concurrency between runtimes (one per Cassandra replica) is made safe by
+table locks taken in name order: writers take ROW EXCLUSIVE (they do not
+block each other), a batch with range or partition deletions takes SHARE ROW
+EXCLUSIVE, so a deletion never misses a row that a concurrent writer inserts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from pipeline_runtime.cql.schema import TableSchema
+from pipeline_runtime.errors import SinkError
+from pipeline_runtime.events import LIVE_TIMESTAMP, Bound, ChangeEvent, Position
+from pipeline_runtime.sinks.base import Batch, Checkpoint, SinkHealth, SinkState, TableNaming
+from pipeline_runtime.sinks.changes import Layout, RowDelta, Shaper, Tombstone, coalesce
+from pipeline_runtime.sinks.postgres.ddl import ensure_tables
+from pipeline_runtime.sinks.postgres.errors import boundary
+from pipeline_runtime.sinks.postgres.sql import TableSql, ident
+from pipeline_runtime.sinks.postgres.typemap import pg_value
+from pipeline_runtime.sinks.values import dumps
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_SCHEMA = "headrace"
+CHECKPOINTS = "headrace.checkpoints"
+
+Hook = Callable[[asyncpg.Connection], Awaitable[None]]
+
+
+@dataclass
+class _Table:
+    sql: TableSql
+    shaper: Shaper
+
+
+class PostgresSink:
+    """Writes change events into PostgreSQL with exactly-once effect."""
+
+    def __init__(self, name: str, dsn: str, naming: TableNaming | None = None, *, pool_size: int = 2) -> None:
+        self.name = name
+        self._dsn = dsn
+        self._naming = naming or TableNaming()
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._tables: dict[str, _Table] = {}
+        self._health = SinkHealth(name)
+        self._stage_numbers = itertools.count()
+        #: Test seam: awaited inside the transaction after the data, before the checkpoint.
+        self.before_checkpoint: Hook | None = None
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        async with boundary(self.name):
+            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size)
+            async with self._pool.acquire() as conn:
+                await self._prepare_database(conn)
+        self._health.state = SinkState.OPEN
+
+    async def _prepare_database(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            f"CREATE SCHEMA IF NOT EXISTS {CHECKPOINT_SCHEMA}; "
+            f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (pipeline text NOT NULL, node text NOT NULL, "
+            'segment_id bigint NOT NULL, "offset" bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), '
+            "PRIMARY KEY (pipeline, node))"
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            async with boundary(self.name):
+                await pool.close()
+        self._health.state = SinkState.CLOSED
+
+    def health(self) -> SinkHealth:
+        return self._health
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise SinkError(f"sink {self.name} is not open")
+        return self._pool
+
+    # -- schema ----------------------------------------------------------
+
+    async def ensure_table(self, schema: TableSchema) -> None:
+        sql = TableSql(
+            Layout(schema), self._naming.namespace(schema.keyspace), self._naming.table(schema.keyspace, schema.name)
+        )
+        async with boundary(self.name), self.pool.acquire() as conn, conn.transaction():
+            await ensure_tables(conn, sql)
+            await self._after_create(conn, sql)
+        self._tables[schema.qualified_name] = _Table(sql, Shaper(schema, pg_value))
+
+    async def _after_create(self, conn: asyncpg.Connection, sql: TableSql) -> None:
+        """Hook for TimescaleDB: turn the fresh table into a hypertable."""
+
+    # -- writing ---------------------------------------------------------
+
+    async def write(self, batch: Batch) -> None:
+        shaped = self._shape(batch.events)
+        async with boundary(self.name), self.pool.acquire() as conn, conn.transaction():
+            await self._lock(conn, shaped)
+            for table, (rows, tombstones) in shaped:
+                await self._write_table(conn, table, rows, tombstones)
+            if self.before_checkpoint is not None:
+                await self.before_checkpoint(conn)
+            if batch.checkpoint is not None:
+                await _store_checkpoint(conn, batch.checkpoint)
+        self._health.committed(len(batch.events))
+
+    def _shape(self, events: Sequence[ChangeEvent]) -> list[tuple[_Table, tuple[list[RowDelta], list[Tombstone]]]]:
+        by_table: dict[str, list[ChangeEvent]] = {}
+        for event in events:
+            by_table.setdefault(event.qualified_table, []).append(event)
+        shaped = []
+        for qualified, table_events in sorted(by_table.items()):
+            table = self._tables.get(qualified)
+            if table is None:
+                raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")
+            shaped.append((table, coalesce(table.shaper.shape(e) for e in table_events)))
+        return shaped
+
+    async def _lock(self, conn: asyncpg.Connection, shaped: list[tuple[_Table, Any]]) -> None:
+        locks: list[tuple[str, str]] = []
+        for table, (_, tombstones) in shaped:
+            mode = "SHARE ROW EXCLUSIVE" if tombstones else "ROW EXCLUSIVE"
+            names = [table.sql.rows] + ([table.sql.statics] if table.sql.has_statics else [])
+            locks.extend((n, mode) for n in names)
+        for name, mode in sorted(locks):
+            await conn.execute(f"LOCK TABLE {name} IN {mode} MODE")
+
+    async def _write_table(
+        self, conn: asyncpg.Connection, table: _Table, rows: list[RowDelta], tombstones: list[Tombstone]
+    ) -> None:
+        sql = table.sql
+        regular = [r for r in rows if not r.static]
+        static = [r for r in rows if r.static]
+        stages = []
+        if regular:
+            stages.append(await self._merge(conn, sql.rows, sql.merge_rows, regular, self._row_record(sql)))
+        if static:
+            stages.append(await self._merge(conn, sql.statics, sql.merge_statics, static, self._static_record(sql)))
+        applied: dict[str, tuple[Any, ...]] = {}
+        for tombstone in tombstones:
+            record = _tombstone_record(tombstone, len(sql.layout.clustering))
+            await conn.execute(sql.insert_tombstone(), *record)
+            applied[record[0]] = record
+        for stage in stages:
+            for found in await conn.fetch(sql.tombstones_for_stage(stage)):
+                applied.setdefault(found[0], tuple(found))
+        for record in applied.values():
+            await _apply_tombstone(conn, sql, record)
+
+    async def _merge(
+        self,
+        conn: asyncpg.Connection,
+        target: str,
+        merge: Callable[[str], str],
+        deltas: list[RowDelta],
+        to_record: Callable[[RowDelta], tuple[Any, ...]],
+    ) -> str:
+        stage = f"headrace_stage_{next(self._stage_numbers)}"
+        await conn.execute(f"CREATE TEMP TABLE {stage} (LIKE {target}) ON COMMIT DROP")
+        columns = [a["attname"] for a in await conn.fetch(_COLUMNS_SQL, f"pg_temp.{stage}")]
+        await conn.copy_records_to_table(
+            stage, records=[to_record(d) for d in deltas], columns=columns, schema_name="pg_temp"
+        )
+        await conn.execute(merge(f"pg_temp.{stage}"))
+        return f"pg_temp.{stage}"
+
+    def _row_record(self, sql: TableSql) -> Callable[[RowDelta], tuple[Any, ...]]:
+        regulars = sql.layout.regulars
+
+        def record(delta: RowDelta) -> tuple[Any, ...]:
+            return (*delta.key, *_cells(delta, regulars), delta.live_ts, delta.live_exp, delta.deleted_at)
+
+        return record
+
+    def _static_record(self, sql: TableSql) -> Callable[[RowDelta], tuple[Any, ...]]:
+        statics = sql.layout.statics
+
+        def record(delta: RowDelta) -> tuple[Any, ...]:
+            return (*delta.key, *_cells(delta, statics), delta.deleted_at)
+
+        return record
+
+    # -- checkpoints -----------------------------------------------------
+
+    async def committed_positions(self, pipeline: str) -> dict[str, Position]:
+        async with boundary(self.name), self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                'SELECT node, segment_id, "offset" FROM headrace.checkpoints WHERE pipeline = $1', pipeline
+            )
+        return {r["node"]: Position(r["segment_id"], r["offset"]) for r in rows}
+
+
+_COLUMNS_SQL = (
+    "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+)
+
+
+def _cells(delta: RowDelta, columns: Sequence[Any]) -> list[Any]:
+    out: list[Any] = []
+    for column in columns:
+        if column.type.multi_cell:
+            elements = delta.elements.get(column.name)
+            if elements is None:
+                out += [None, None]
+            else:
+                deleted = None if elements.deleted_at == LIVE_TIMESTAMP else elements.deleted_at
+                out += [dumps(elements.cells) if elements.cells else None, deleted]
+            continue
+        cell = delta.cells.get(column.name)
+        out += [None, None, None] if cell is None else [cell.value, cell.ts, cell.exp]
+    return out
+
+
+def _tombstone_record(tombstone: Tombstone, clustering: int) -> tuple[Any, ...]:
+    def values(bound: Bound | None) -> list[Any]:
+        found = list(bound.values) if bound else []
+        return found + [None] * (clustering - len(found))
+
+    identity = repr((tombstone.partition, _bound_id(tombstone.start), _bound_id(tombstone.end)))
+    digest = hashlib.sha256(identity.encode()).hexdigest()
+    start, end = tombstone.start, tombstone.end
+    return (
+        digest,
+        *tombstone.partition,
+        *values(start),
+        *values(end),
+        len(start.values) if start else 0,
+        start.inclusive if start else True,
+        len(end.values) if end else 0,
+        end.inclusive if end else True,
+        tombstone.ts,
+    )
+
+
+def _bound_id(bound: Bound | None) -> tuple[Any, ...] | None:
+    return None if bound is None else (bound.values, bound.inclusive)
+
+
+async def _apply_tombstone(conn: asyncpg.Connection, sql: TableSql, record: Sequence[Any]) -> None:
+    clustering = len(sql.layout.clustering)
+    partition_count = len(sql.layout.partition_names)
+    partition = list(record[1 : 1 + partition_count])
+    starts = list(record[1 + partition_count : 1 + partition_count + clustering])
+    ends = list(record[1 + partition_count + clustering : 1 + partition_count + 2 * clustering])
+    s_len, s_incl, e_len, e_incl, ts = record[-5:]
+    rows, statics = sql.apply_tombstone(s_len, s_incl, e_len, e_incl)
+    params = [ts, *partition, *starts[:s_len], *ends[:e_len]]
+    await conn.execute(rows, *params)
+    if statics:
+        await conn.execute(statics, *params)
+
+
+async def _store_checkpoint(conn: asyncpg.Connection, checkpoint: Checkpoint) -> None:
+    # Never moves back: a replay from a lower position (another sink was behind) keeps this one.
+    await conn.execute(
+        'INSERT INTO headrace.checkpoints AS c (pipeline, node, segment_id, "offset") VALUES ($1, $2, $3, $4) '
+        'ON CONFLICT (pipeline, node) DO UPDATE SET segment_id = EXCLUDED.segment_id, "offset" = EXCLUDED."offset", '
+        'updated_at = now() WHERE (c.segment_id, c."offset") < (EXCLUDED.segment_id, EXCLUDED."offset")',
+        checkpoint.pipeline,
+        checkpoint.node,
+        checkpoint.position.segment_id,
+        checkpoint.position.offset,
+    )
+
+
+__all__ = ["PostgresSink", "ident"]

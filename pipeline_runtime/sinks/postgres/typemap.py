@@ -1,0 +1,121 @@
+"""CQL type -> PostgreSQL type, and driver value -> asyncpg value.
+
+The one mapping table for PostgreSQL and TimescaleDB (docs/sinks.md repeats
+it). Exactness beats convenience: varint and decimal go to ``numeric``,
+``time`` to nanoseconds in ``bigint`` (PostgreSQL's time has microseconds),
+and every type without an exact SQL counterpart (collections, tuples, UDTs,
+durations, non-numeric vectors) to ``jsonb`` in the canonical JSON form of
+``sinks.values``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import uuid
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from pipeline_runtime.cql.types import CqlType, Kind
+from pipeline_runtime.sinks.values import dumps, to_json
+
+SCALAR_TYPES: Mapping[Kind, str] = {
+    Kind.ASCII: "text",
+    Kind.TEXT: "text",
+    Kind.BIGINT: "bigint",
+    Kind.COUNTER: "bigint",
+    Kind.INT: "integer",
+    Kind.SMALLINT: "smallint",
+    Kind.TINYINT: "smallint",
+    Kind.VARINT: "numeric",
+    Kind.DECIMAL: "numeric",
+    Kind.FLOAT: "real",
+    Kind.DOUBLE: "double precision",
+    Kind.BOOLEAN: "boolean",
+    Kind.BLOB: "bytea",
+    Kind.DATE: "date",
+    Kind.TIME: "bigint",
+    Kind.TIMESTAMP: "timestamp with time zone",
+    Kind.UUID: "uuid",
+    Kind.TIMEUUID: "uuid",
+    Kind.INET: "inet",
+}
+
+_VECTOR_ELEMENTS: Mapping[Kind, str] = {
+    Kind.FLOAT: "real",
+    Kind.DOUBLE: "double precision",
+    Kind.INT: "integer",
+    Kind.BIGINT: "bigint",
+    Kind.SMALLINT: "smallint",
+}
+
+
+def pg_type(cql_type: CqlType) -> str:
+    """The PostgreSQL column type of a single-cell CQL column (as ``format_type`` spells it)."""
+    scalar = SCALAR_TYPES.get(cql_type.kind)
+    if scalar is not None:
+        return scalar
+    if cql_type.kind is Kind.VECTOR and cql_type.args[0].kind in _VECTOR_ELEMENTS:
+        return _VECTOR_ELEMENTS[cql_type.args[0].kind] + "[]"
+    return "jsonb"
+
+
+def is_json(cql_type: CqlType) -> bool:
+    return pg_type(cql_type) == "jsonb"
+
+
+def _date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, int):
+        return dt.date(1970, 1, 1) + dt.timedelta(days=value)
+    return value.date()  # type: ignore[no-any-return]  # cassandra.util.Date; ValueError out of range
+
+
+def _timestamp(value: Any) -> dt.datetime:
+    if isinstance(value, (int, float)):
+        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)  # type: ignore[no-any-return]
+
+
+def _time(value: Any) -> int:
+    return int(to_json(value, CqlType(Kind.TIME)))
+
+
+_ENCODERS: Mapping[Kind, Callable[[Any], Any]] = {
+    Kind.ASCII: str,
+    Kind.TEXT: str,
+    Kind.BIGINT: int,
+    Kind.COUNTER: int,
+    Kind.INT: int,
+    Kind.SMALLINT: int,
+    Kind.TINYINT: int,
+    Kind.VARINT: lambda v: Decimal(int(v)),
+    Kind.DECIMAL: lambda v: v if isinstance(v, Decimal) else Decimal(str(v)),
+    Kind.FLOAT: float,
+    Kind.DOUBLE: float,
+    Kind.BOOLEAN: bool,
+    Kind.BLOB: bytes,
+    Kind.DATE: _date,
+    Kind.TIME: _time,
+    Kind.TIMESTAMP: _timestamp,
+    Kind.UUID: lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)),
+    Kind.TIMEUUID: lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)),
+    Kind.INET: lambda v: ipaddress.ip_address(str(v)),
+}
+
+
+def pg_value(value: Any, cql_type: CqlType) -> Any:
+    """The value asyncpg's binary COPY expects for ``pg_type(cql_type)``."""
+    if value is None:
+        return None
+    encoder = _ENCODERS.get(cql_type.kind)
+    if encoder is not None:
+        return encoder(value)
+    if cql_type.kind is Kind.VECTOR and cql_type.args[0].kind in _VECTOR_ELEMENTS:
+        element = _ENCODERS[cql_type.args[0].kind]
+        return [element(v) for v in value]
+    return dumps(to_json(value, cql_type))
