@@ -1,0 +1,271 @@
+"""The data path of one runtime: source -> transforms -> batches -> sinks -> checkpoint -> cleanup.
+
+One runtime serves one Cassandra node. It restarts from the lowest position
+committed over its sinks, so a crash anywhere re-delivers (the sinks make
+that harmless) and never skips. Sinks advance in lockstep: a batch is
+written to every sink before the next one is read, so one sink's outage
+stalls the pipeline, which retries with backoff, stops deleting segments and
+reports the growing backlog; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from opentelemetry import trace
+
+from pipeline_runtime.errors import HeadraceError, SchemaDriftError, SinkError
+from pipeline_runtime.events import ChangeEvent, Position
+from pipeline_runtime.observability.metrics import Metrics
+from pipeline_runtime.pipeline.cleanup import deletable, delete_segments
+from pipeline_runtime.pipeline.lifecycle import Lifecycle, RuntimeState
+from pipeline_runtime.pipeline.protocols import ChangeSource, EventTransform
+from pipeline_runtime.sinks.base import Batch, Checkpoint, Sink
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("headrace.pipeline")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """When a batch is written: ``max_events`` reached or ``max_wait`` seconds since its first event."""
+
+    max_events: int = 1000
+    max_wait: float = 1.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff with full jitter, for sink outages (no limit on attempts)."""
+
+    initial: float = 0.2
+    cap: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap, self.initial * 2**attempt))
+
+
+@dataclass
+class Progress:
+    """What the runtime knows of its own progress, for status reports and /readyz."""
+
+    committed: Position | None = None
+    last_commit_monotonic: float | None = None
+    #: Writetime (µs) of the oldest event read but not yet committed.
+    oldest_pending_writetime: int | None = None
+    events_committed: int = 0
+    last_error: str | None = None
+    rate_window: list[tuple[float, int]] = field(default_factory=list)
+
+    def events_per_second(self, now: float) -> float:
+        """Committed events per second over the last minute."""
+        self.rate_window = [(t, n) for t, n in self.rate_window if now - t <= 60]
+        if len(self.rate_window) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self.rate_window[0], self.rate_window[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def lag_seconds(self) -> float:
+        """Age of the oldest change not yet in every sink (0 when caught up)."""
+        if self.oldest_pending_writetime is None:
+            return 0.0
+        return max(0.0, time.time() - self.oldest_pending_writetime / 1e6)
+
+
+class Runner:
+    """Runs one node's pipeline until stopped."""
+
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        node: str,
+        source: ChangeSource,
+        transform: EventTransform,
+        sinks: Sequence[Sink],
+        metrics: Metrics,
+        batching: BatchPolicy = BatchPolicy(),
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self.pipeline = pipeline
+        self.node = node
+        self.source = source
+        self.transform = transform
+        self.sinks = list(sinks)
+        self.metrics = metrics
+        self.batching = batching
+        self.retry = retry
+        self.lifecycle = Lifecycle()
+        self.progress = Progress()
+        self._tables_ready: set[tuple[str, str, str]] = set()
+        self._labels = {"pipeline": pipeline, "node": node}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Replicate until ``stop`` is set; raises on a fatal error after recording it."""
+        try:
+            await self._until_stopped(self._open_sinks(), stop)
+            if stop.is_set():
+                return
+            start = await self._start_position()
+            self.progress.committed = start
+            self.lifecycle.move(RuntimeState.RUNNING)
+            log.info("replicating", extra={"start": str(start) if start else "beginning"})
+            await self._until_stopped(self._replicate(start), stop)
+        except HeadraceError as exc:
+            self.progress.last_error = str(exc)
+            self.lifecycle.move(RuntimeState.FAILED, str(exc))
+            log.error("pipeline failed", extra={"error": str(exc)})
+            raise
+        finally:
+            if self.lifecycle.state is not RuntimeState.FAILED:
+                self.lifecycle.move(RuntimeState.STOPPING)
+            for sink in self.sinks:
+                with contextlib.suppress(Exception):
+                    await sink.close()
+            if self.lifecycle.state is RuntimeState.STOPPING:
+                self.lifecycle.move(RuntimeState.STOPPED)
+
+    @staticmethod
+    async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
+        task = asyncio.ensure_future(work)
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pending in (task, stopper):
+                if not pending.done():
+                    pending.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await pending
+        if task.done() and not task.cancelled():
+            task.result()
+
+    async def _open_sinks(self) -> None:
+        for sink in self.sinks:
+            await self._with_retry(sink, "open", sink.open)
+
+    async def _start_position(self) -> Position | None:
+        """The lowest position committed for this node over all sinks (None: from the start)."""
+        positions: list[Position | None] = []
+        for sink in self.sinks:
+            committed = await self._with_retry(
+                sink, "read checkpoint", functools.partial(sink.committed_positions, self.pipeline)
+            )
+            positions.append(committed.get(self.node))
+        if any(p is None for p in positions):
+            return None
+        return min(p for p in positions if p is not None)
+
+    # -- data path -------------------------------------------------------------------------------
+
+    async def _replicate(self, start: Position | None) -> None:
+        pending: list[ChangeEvent] = []
+        pending_position: Position | None = None
+        dirty_since: float | None = None  # when the first uncommitted event or position move arrived
+        async for chunk in self.source.read(start):
+            now = time.monotonic()
+            for event in chunk.events:
+                self.metrics.events_decoded.labels(**self._labels, table=event.qualified_table, op=event.op).inc()
+                selected = self.transform.event(event)
+                if selected is None:
+                    continue
+                pending.append(selected)
+                stamp = selected.max_timestamp
+                if self.progress.oldest_pending_writetime is None or stamp < self.progress.oldest_pending_writetime:
+                    self.progress.oldest_pending_writetime = stamp
+            if chunk.position is not None and chunk.position != self.progress.committed:
+                pending_position = chunk.position
+                dirty_since = now if dirty_since is None else dirty_since
+            if pending_position is None or dirty_since is None:
+                continue
+            if len(pending) >= self.batching.max_events or now - dirty_since >= self.batching.max_wait:
+                await self._commit(pending, pending_position)
+                pending, pending_position, dirty_since = [], None, None
+
+    async def _commit(self, events: list[ChangeEvent], position: Position) -> None:
+        with tracer.start_as_current_span("headrace.batch") as span:
+            span.set_attribute("headrace.events", len(events))
+            await self._ensure_tables(events)
+            checkpoint = Checkpoint(self.pipeline, self.node, position)
+            for sink in self.sinks:
+                started = time.monotonic()
+                with tracer.start_as_current_span("headrace.write") as write_span:
+                    write_span.set_attribute("headrace.sink", sink.name)
+                    batch = Batch(events, checkpoint)
+                    await self._with_retry(sink, "write", functools.partial(sink.write, batch))
+                self.metrics.batch_seconds.labels(**self._labels, sink=sink.name).observe(time.monotonic() - started)
+                self.metrics.batches.labels(**self._labels, sink=sink.name).inc()
+                for event in events:
+                    self.metrics.events_written.labels(
+                        **self._labels, table=event.qualified_table, sink=sink.name, op=event.op
+                    ).inc()
+        now = time.monotonic()
+        self.progress.committed = position
+        self.progress.last_commit_monotonic = now
+        self.progress.oldest_pending_writetime = None
+        self.progress.events_committed += len(events)
+        self.progress.rate_window.append((now, self.progress.events_committed))
+        self.progress.last_error = None
+        self.metrics.committed_segment.labels(**self._labels).set(position.segment_id)
+        self.metrics.committed_offset.labels(**self._labels).set(position.offset)
+        self.metrics.lag_seconds.labels(**self._labels).set(0)
+        self._cleanup(position)
+
+    async def _ensure_tables(self, events: list[ChangeEvent]) -> None:
+        tables = {(e.keyspace, e.table) for e in events}
+        for sink in self.sinks:
+            for keyspace, table in sorted(tables):
+                key = (sink.name, keyspace, table)
+                if key in self._tables_ready:
+                    continue
+                schema = self.transform.table(self.source.schema(keyspace, table))
+                if schema is None:
+                    continue
+                await self._with_retry(sink, "create table", functools.partial(sink.ensure_table, schema))
+                self._tables_ready.add(key)
+
+    def _cleanup(self, committed: Position) -> None:
+        backlog = self.source.backlog()
+        removed = delete_segments(deletable(backlog.segments, committed))
+        if removed:
+            self.metrics.segments_deleted.labels(**self._labels).inc(removed)
+
+    # -- failures --------------------------------------------------------------------------------
+
+    async def _with_retry(self, sink: Sink, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Await ``call()`` until it succeeds; retry retryable sink errors forever, with backoff."""
+        attempt = 0
+        while True:
+            try:
+                result = await call()
+            except SchemaDriftError:
+                raise
+            except SinkError as exc:
+                if not exc.retryable:
+                    raise
+                self.metrics.retries.labels(**self._labels, sink=sink.name).inc()
+                self.progress.last_error = f"sink {sink.name}: {what} failed: {exc}"
+                if self.lifecycle.state is RuntimeState.RUNNING:
+                    self.lifecycle.move(RuntimeState.STALLED, self.progress.last_error)
+                delay = self.retry.delay(attempt)
+                log.warning(
+                    "sink unavailable, retrying",
+                    extra={"sink": sink.name, "operation": what, "error": str(exc), "retry_in": round(delay, 2)},
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            if self.lifecycle.state is RuntimeState.STALLED:
+                self.lifecycle.move(RuntimeState.RUNNING)
+            return result

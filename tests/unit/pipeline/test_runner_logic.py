@@ -1,0 +1,233 @@
+"""Pure logic of the wiring: batching, checkpoint order, stall and retry, cleanup rule.
+
+The source and sink here are in-memory stand-ins: what is tested is the
+runner's own bookkeeping. The same runner against real Cassandra, PostgreSQL
+and ClickHouse is tested in tests/integration/pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pipeline_runtime.cql.schema import Column, ColumnKind, TableSchema
+from pipeline_runtime.cql.types import CqlType, Kind
+from pipeline_runtime.errors import SchemaDriftError, SinkUnavailableError
+from pipeline_runtime.events import Cell, ChangeEvent, Op, Position, SourcePosition
+from pipeline_runtime.observability.metrics import create_metrics
+from pipeline_runtime.pipeline.cleanup import deletable, delete_segments
+from pipeline_runtime.pipeline.lifecycle import Lifecycle, RuntimeState
+from pipeline_runtime.pipeline.protocols import Backlog, SegmentFile, SourceChunk
+from pipeline_runtime.pipeline.runner import BatchPolicy, RetryPolicy, Runner
+from pipeline_runtime.sinks.base import Batch, SinkHealth, SinkState
+
+SCHEMA = TableSchema(
+    "ks",
+    "t",
+    __import__("uuid").uuid4(),
+    (Column("id", CqlType(Kind.INT), ColumnKind.PARTITION_KEY, 0), Column("v", CqlType(Kind.TEXT), ColumnKind.REGULAR)),
+)
+
+
+def event(i: int, segment: int = 1) -> ChangeEvent:
+    return ChangeEvent(
+        op=Op.UPSERT,
+        keyspace="ks",
+        table="t",
+        partition_key={"id": i},
+        source=SourcePosition("n0", Position(segment, 100 + i)),
+        cells={"v": Cell(f"v{i}", 1_000_000 + i)},
+    )
+
+
+class ListSource:
+    def __init__(self, chunks: list[SourceChunk], segments: list[SegmentFile] | None = None) -> None:
+        self.chunks = chunks
+        self.started_from: list[Position | None] = []
+        self.segments = segments or []
+        self.drained = asyncio.Event()
+
+    async def read(self, start: Position | None) -> AsyncIterator[SourceChunk]:
+        self.started_from.append(start)
+        for chunk in self.chunks:
+            if start is not None and chunk.position is not None and chunk.position <= start:
+                continue
+            yield chunk
+        self.drained.set()
+        while True:
+            await asyncio.sleep(0.01)
+            yield SourceChunk([], None)
+
+    def schema(self, keyspace: str, table: str) -> TableSchema:
+        return SCHEMA
+
+    def backlog(self) -> Backlog:
+        return Backlog([s for s in self.segments if s.log.exists()])
+
+
+class Identity:
+    def table(self, schema: TableSchema) -> TableSchema | None:
+        return schema
+
+    def event(self, event: ChangeEvent) -> ChangeEvent | None:
+        return None if event.partition_key["id"] < 0 else event
+
+
+class MemorySink:
+    def __init__(self, name: str, failures: int = 0, committed: Position | None = None) -> None:
+        self.name = name
+        self.failures = failures
+        self.rows: dict[int, str] = {}
+        self.checkpoint: Position | None = committed
+        self.batches: list[Batch] = []
+        self.tables: list[str] = []
+        self._health = SinkHealth(name)
+
+    async def open(self) -> None:
+        self._health.state = SinkState.OPEN
+
+    async def close(self) -> None:
+        self._health.state = SinkState.CLOSED
+
+    async def ensure_table(self, schema: TableSchema) -> None:
+        self.tables.append(schema.qualified_name)
+
+    async def write(self, batch: Batch) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise SinkUnavailableError(f"{self.name} is down")
+        for e in batch.events:
+            cell = e.cells["v"]
+            assert isinstance(cell, Cell)
+            self.rows[e.partition_key["id"]] = cell.value
+        assert batch.checkpoint is not None
+        self.checkpoint = batch.checkpoint.position
+        self.batches.append(batch)
+
+    async def committed_positions(self, pipeline: str) -> dict[str, Position]:
+        return {"n0": self.checkpoint} if self.checkpoint else {}
+
+    def health(self) -> SinkHealth:
+        return self._health
+
+
+def runner(source: ListSource, sinks: list[MemorySink], max_events: int = 3) -> Runner:
+    return Runner(
+        pipeline="p",
+        node="n0",
+        source=source,
+        transform=Identity(),
+        sinks=sinks,  # type: ignore[arg-type]
+        metrics=create_metrics(),
+        batching=BatchPolicy(max_events=max_events, max_wait=0.05),
+        retry=RetryPolicy(initial=0.001, cap=0.01),
+    )
+
+
+async def run_until_drained(r: Runner, source: ListSource, settle: float = 0.2) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(r.run(stop))
+    await asyncio.wait_for(source.drained.wait(), 5)
+    await asyncio.sleep(settle)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+
+def chunks(n: int) -> list[SourceChunk]:
+    return [SourceChunk([event(i)], Position(1, 100 + i)) for i in range(n)]
+
+
+async def test_every_event_reaches_every_sink_and_checkpoint_follows_data() -> None:
+    source = ListSource(chunks(10))
+    a, b = MemorySink("a"), MemorySink("b")
+    r = runner(source, [a, b])
+    await run_until_drained(r, source)
+    assert a.rows == b.rows == {i: f"v{i}" for i in range(10)}
+    assert a.checkpoint == b.checkpoint == Position(1, 109)
+    assert [len(x.events) for x in a.batches][:3] == [3, 3, 3]
+    assert a.tables == ["ks.t"]  # created once
+    assert r.lifecycle.state is RuntimeState.STOPPED
+    assert r.progress.events_committed == 10
+
+
+async def test_a_sink_outage_stalls_and_retries_without_dropping() -> None:
+    source = ListSource(chunks(7))
+    flaky = MemorySink("flaky", failures=4)
+    r = runner(source, [flaky])
+    await run_until_drained(r, source)
+    assert flaky.rows == {i: f"v{i}" for i in range(7)}
+    assert r.metrics.retries.labels(pipeline="p", node="n0", sink="flaky")._value.get() == 4
+    assert r.progress.last_error is None
+
+
+async def test_restart_begins_at_the_lowest_committed_position_over_sinks() -> None:
+    source = ListSource(chunks(6))
+    ahead, behind = MemorySink("ahead", committed=Position(1, 104)), MemorySink("behind", committed=Position(1, 102))
+    r = runner(source, [ahead, behind])
+    await run_until_drained(r, source)
+    assert source.started_from == [Position(1, 102)]
+    assert sorted(behind.rows) == [3, 4, 5]
+    assert ahead.checkpoint == behind.checkpoint == Position(1, 105)
+
+
+async def test_unselected_events_still_move_the_checkpoint() -> None:
+    source = ListSource([SourceChunk([event(-1)], Position(2, 50)), SourceChunk([event(-2)], Position(2, 90))])
+    sink = MemorySink("s")
+    r = runner(source, [sink])
+    await run_until_drained(r, source)
+    assert sink.rows == {}
+    assert sink.checkpoint == Position(2, 90)
+
+
+async def test_schema_drift_is_fatal_and_reported() -> None:
+    class DriftSink(MemorySink):
+        async def ensure_table(self, schema: TableSchema) -> None:
+            raise SchemaDriftError("ks.t", "v", "type changed from text to int")
+
+    source = ListSource(chunks(1))
+    r = runner(source, [DriftSink("d")])
+    with pytest.raises(SchemaDriftError):
+        await asyncio.wait_for(r.run(asyncio.Event()), 5)
+    assert r.lifecycle.state is RuntimeState.FAILED
+    assert "type changed from text to int" in (r.progress.last_error or "")
+
+
+def segment(tmp: Path, seg_id: int, durable: int, completed: bool) -> SegmentFile:
+    log, idx = tmp / f"CommitLog-7-{seg_id}.log", tmp / f"CommitLog-7-{seg_id}_cdc.idx"
+    log.write_bytes(b"x" * durable)
+    idx.write_text(f"{durable}\nCOMPLETED" if completed else str(durable))
+    return SegmentFile(seg_id, log, idx, durable, completed, durable)
+
+
+def test_cleanup_deletes_only_completed_segments_behind_every_sink(tmp_path: Path) -> None:
+    s1, s2, s3 = segment(tmp_path, 1, 500, True), segment(tmp_path, 2, 800, True), segment(tmp_path, 3, 300, False)
+    assert deletable([s1, s2, s3], None) == []
+    assert deletable([s1, s2, s3], Position(2, 799)) == [s1]
+    assert deletable([s1, s2, s3], Position(2, 800)) == [s1, s2]
+    assert deletable([s1, s2, s3], Position(3, 300)) == [s1, s2]  # s3 not COMPLETED
+    assert delete_segments([s1, s2]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CommitLog-7-3.log", "CommitLog-7-3_cdc.idx"]
+
+
+async def test_consumed_segments_are_deleted_after_commit(tmp_path: Path) -> None:
+    s1 = segment(tmp_path, 1, 105, True)
+    source = ListSource(chunks(6), segments=[s1])
+    sink = MemorySink("s")
+    await run_until_drained(runner(source, [sink]), source)
+    assert not s1.log.exists()
+    assert not s1.index.exists()
+
+
+def test_lifecycle_rejects_illegal_moves() -> None:
+    life = Lifecycle()
+    life.move(RuntimeState.RUNNING)
+    life.move(RuntimeState.STALLED, "sink down")
+    assert life.reason == "sink down"
+    life.move(RuntimeState.RUNNING)
+    life.move(RuntimeState.STOPPING)
+    life.move(RuntimeState.STOPPED)
+    with pytest.raises(RuntimeError, match="cannot go from stopped to running"):
+        life.move(RuntimeState.RUNNING)
