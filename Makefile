@@ -26,6 +26,7 @@ lint: dev ## ruff, mypy (strict), import-linter contracts, CRD drift check
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) -m pipeline_runtime.config.reference --check docs/configuration.md
 	@if [ -f operator/cdc_operator/crd.py ]; then $(PY) -m cdc_operator.crd --check crds/; fi
 
 .PHONY: fmt
@@ -77,6 +78,10 @@ bench: dev ## Run the benchmarks, print a table, write JSON to bench/results/
 .PHONY: crds
 crds: dev ## Regenerate crds/ from the typed model
 	$(PY) -m cdc_operator.crd --write crds/
+
+.PHONY: docs
+docs: dev ## Regenerate docs/configuration.md from the typed model
+	$(PY) -m pipeline_runtime.config.reference --write docs/configuration.md
 
 .PHONY: clean
 clean: ## Remove build artefacts, caches and local service state (keeps $(HEADRACE_CACHE))
