@@ -15,7 +15,8 @@ one entry per element in a JSON object ``{element key: [value, ts, expiry]}``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -31,6 +32,7 @@ from pipeline_runtime.events import (
     CollectionChange,
     ElementCell,
     Op,
+    Position,
     SourcePosition,
 )
 from pipeline_runtime.sinks.values import dumps, to_json
@@ -39,7 +41,7 @@ Encoder = Callable[[Any, CqlType], Any]
 """Turns a driver value of a CQL type into the sink's native value."""
 
 ElementState = list[Any]
-"""``[value (canonical JSON, None = tombstone), writetime µs, expiry s or None]``."""
+"""``[value (canonical JSON text, None = tombstone), writetime µs, expiry s or None]``."""
 
 
 @dataclass(slots=True)
@@ -201,20 +203,24 @@ def element_key(path: Any, column_type: CqlType) -> str:
     return str(path)
 
 
-def element_value(cell: ElementCell, column_type: CqlType) -> Any:
-    """The canonical JSON value of an element (True for a live set element)."""
+def element_value(cell: ElementCell, column_type: CqlType) -> str | None:
+    """The canonical JSON text of an element's value ("true" for a live set element).
+
+    Kept as text inside the element state so that no JSON engine in between
+    (ClickHouse's re-serialises numbers as doubles) can round a decimal.
+    """
     if cell.deleted:
         return None
     kind = column_type.kind
     if kind is Kind.SET:
-        return True
+        return "true"
     if kind is Kind.LIST:
-        return to_json(cell.value, column_type.args[0])
+        return dumps(to_json(cell.value, column_type.args[0]))
     if kind is Kind.MAP:
-        return to_json(cell.value, column_type.args[1])
+        return dumps(to_json(cell.value, column_type.args[1]))
     name = element_key(cell.path, column_type)
     field_type = column_type.args[column_type.field_names.index(name)]
-    return to_json(cell.value, field_type)
+    return dumps(to_json(cell.value, field_type))
 
 
 class Shaper:
@@ -292,3 +298,76 @@ def coalesce(items: Iterable[RowDelta | Tombstone]) -> tuple[list[RowDelta], lis
         else:
             known.merge(item)
     return list(rows.values()), tombstones
+
+
+def covers(tombstone: Tombstone, clustering: tuple[Any, ...], columns: tuple[Column, ...]) -> bool:
+    """Whether a tombstone of this row's partition covers the row's clustering values.
+
+    Bounds are prefixes in clustering order; a reversed (DESC) column flips
+    the comparison. timeuuids order by time first, as in Cassandra.
+    """
+    if tombstone.start is not None and not _on_side(tombstone.start, clustering, columns, after=True):
+        return False
+    return tombstone.end is None or _on_side(tombstone.end, clustering, columns, after=False)
+
+
+def _on_side(bound: Bound, clustering: tuple[Any, ...], columns: tuple[Column, ...], *, after: bool) -> bool:
+    for value, limit, column in zip(clustering, bound.values, columns, strict=False):
+        order = _compare(value, limit, column.type.kind)
+        if column.reversed:
+            order = -order
+        if order != 0:
+            return (order > 0) == after
+    return bound.inclusive
+
+
+def _compare(a: Any, b: Any, kind: Kind) -> int:
+    if kind is Kind.TIMEUUID:
+        a, b = (a.time, a.bytes), (b.time, b.bytes)
+    return int(a > b) - int(a < b)
+
+
+def tombstone_record(tombstone: Tombstone, clustering: int) -> tuple[Any, ...]:
+    """A flat row for a sink's tombstone table.
+
+    ``(id, *partition, *start values, *end values, start length, start inclusive,
+    end length, end inclusive, ts)``; bound values are padded with None to the
+    clustering width, length 0 is an open bound, and ``id`` is a digest of the
+    partition and bounds, so a re-delivered tombstone lands on the same row.
+    """
+
+    def values(bound: Bound | None) -> list[Any]:
+        found = list(bound.values) if bound else []
+        return found + [None] * (clustering - len(found))
+
+    start, end = tombstone.start, tombstone.end
+    identity = repr((tombstone.partition, _bound_id(start), _bound_id(end)))
+    return (
+        hashlib.sha256(identity.encode()).hexdigest(),
+        *tombstone.partition,
+        *values(start),
+        *values(end),
+        len(start.values) if start else 0,
+        start.inclusive if start else True,
+        len(end.values) if end else 0,
+        end.inclusive if end else True,
+        tombstone.ts,
+    )
+
+
+def tombstone_from_record(record: Sequence[Any], partition: int, clustering: int) -> Tombstone:
+    """The inverse of ``tombstone_record`` (the source position is not stored)."""
+    keys = tuple(record[1 : 1 + partition])
+    starts = tuple(record[1 + partition : 1 + partition + clustering])
+    ends = tuple(record[1 + partition + clustering : 1 + partition + 2 * clustering])
+    s_len, s_incl, e_len, e_incl, ts = record[-5:]
+    start = Bound(starts[:s_len], bool(s_incl)) if s_len else None
+    end = Bound(ends[:e_len], bool(e_incl)) if e_len else None
+    return Tombstone(keys, start, end, int(ts), _STORED)
+
+
+_STORED = SourcePosition("stored", Position(0, 0))
+
+
+def _bound_id(bound: Bound | None) -> tuple[Any, ...] | None:
+    return None if bound is None else (bound.values, bound.inclusive)

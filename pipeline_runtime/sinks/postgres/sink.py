@@ -16,7 +16,6 @@ EXCLUSIVE, so a deletion never misses a row that a concurrent writer inserts.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,9 +26,17 @@ import asyncpg
 
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.errors import SinkError
-from pipeline_runtime.events import LIVE_TIMESTAMP, Bound, ChangeEvent, Position
+from pipeline_runtime.events import LIVE_TIMESTAMP, ChangeEvent, Position
 from pipeline_runtime.sinks.base import Batch, Checkpoint, SinkHealth, SinkState, TableNaming
-from pipeline_runtime.sinks.changes import Layout, RowDelta, Shaper, Tombstone, coalesce
+from pipeline_runtime.sinks.changes import (
+    Layout,
+    RowDelta,
+    Shaper,
+    Tombstone,
+    coalesce,
+    tombstone_from_record,
+    tombstone_record,
+)
 from pipeline_runtime.sinks.postgres.ddl import ensure_tables
 from pipeline_runtime.sinks.postgres.errors import boundary
 from pipeline_runtime.sinks.postgres.sql import TableSql, ident
@@ -160,7 +167,7 @@ class PostgresSink:
             stages.append(await self._merge(conn, sql.statics, sql.merge_statics, static, self._static_record(sql)))
         applied: dict[str, tuple[Any, ...]] = {}
         for tombstone in tombstones:
-            record = _tombstone_record(tombstone, len(sql.layout.clustering))
+            record = tombstone_record(tombstone, len(sql.layout.clustering))
             await conn.execute(sql.insert_tombstone(), *record)
             applied[record[0]] = record
         for stage in stages:
@@ -233,40 +240,16 @@ def _cells(delta: RowDelta, columns: Sequence[Any]) -> list[Any]:
     return out
 
 
-def _tombstone_record(tombstone: Tombstone, clustering: int) -> tuple[Any, ...]:
-    def values(bound: Bound | None) -> list[Any]:
-        found = list(bound.values) if bound else []
-        return found + [None] * (clustering - len(found))
-
-    identity = repr((tombstone.partition, _bound_id(tombstone.start), _bound_id(tombstone.end)))
-    digest = hashlib.sha256(identity.encode()).hexdigest()
+async def _apply_tombstone(conn: asyncpg.Connection, sql: TableSql, record: Sequence[Any]) -> None:
+    tombstone = tombstone_from_record(record, len(sql.layout.partition_names), len(sql.layout.clustering))
     start, end = tombstone.start, tombstone.end
-    return (
-        digest,
-        *tombstone.partition,
-        *values(start),
-        *values(end),
+    rows, statics = sql.apply_tombstone(
         len(start.values) if start else 0,
         start.inclusive if start else True,
         len(end.values) if end else 0,
         end.inclusive if end else True,
-        tombstone.ts,
     )
-
-
-def _bound_id(bound: Bound | None) -> tuple[Any, ...] | None:
-    return None if bound is None else (bound.values, bound.inclusive)
-
-
-async def _apply_tombstone(conn: asyncpg.Connection, sql: TableSql, record: Sequence[Any]) -> None:
-    clustering = len(sql.layout.clustering)
-    partition_count = len(sql.layout.partition_names)
-    partition = list(record[1 : 1 + partition_count])
-    starts = list(record[1 + partition_count : 1 + partition_count + clustering])
-    ends = list(record[1 + partition_count + clustering : 1 + partition_count + 2 * clustering])
-    s_len, s_incl, e_len, e_incl, ts = record[-5:]
-    rows, statics = sql.apply_tombstone(s_len, s_incl, e_len, e_incl)
-    params = [ts, *partition, *starts[:s_len], *ends[:e_len]]
+    params = [tombstone.ts, *tombstone.partition, *(start.values if start else ()), *(end.values if end else ())]
     await conn.execute(rows, *params)
     if statics:
         await conn.execute(statics, *params)

@@ -321,7 +321,7 @@ $$""",
     state jsonb, deleted_at bigint, kind text, fields text[], now_s bigint) RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 WITH live AS (
-  SELECT key, value->0 AS v FROM jsonb_each(coalesce(state, '{{}}'::jsonb))
+  SELECT key, (value->>0)::jsonb AS v FROM jsonb_each(coalesce(state, '{{}}'::jsonb))
   WHERE (value->>1)::bigint > deleted_at AND jsonb_typeof(value->0) <> 'null'
     AND (jsonb_typeof(value->2) = 'null' OR (value->>2)::bigint > now_s))
 SELECT CASE

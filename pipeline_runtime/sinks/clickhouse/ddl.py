@@ -1,0 +1,57 @@
+"""Create and evolve a table's storage in ClickHouse; refuse drops and retypes.
+
+Runs synchronously (the sink calls it in a worker thread). New Cassandra
+columns become ``ADD COLUMN``s and the view is rebuilt; a column that
+vanished or changed type raises ``SchemaDriftError`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline_runtime.errors import SchemaDriftError
+from pipeline_runtime.sinks.clickhouse.sql import TableSql, ident
+
+_META = frozenset({"_del_ts", "_version", "is_deleted", "_live_ts", "_live_exp"})
+
+
+def ensure_tables(client: Any, sql: TableSql) -> None:
+    for statement in sql.create_tables():
+        client.command(statement)
+    _evolve(client, sql, sql.table + "__state", sql.state, sql.state_columns)
+    if sql.has_statics:
+        _evolve(client, sql, sql.table + "__static", sql.statics, sql.static_columns)
+    client.command(f"DROP VIEW IF EXISTS {sql.view}")
+    client.command(sql.create_view())
+
+
+def _evolve(client: Any, sql: TableSql, name: str, qualified: str, expected: list[tuple[str, str]]) -> None:
+    result = client.query(
+        "SELECT name, type FROM system.columns WHERE database = %(db)s AND table = %(table)s ORDER BY position",
+        parameters={"db": sql.database, "table": name},
+    )
+    existing = dict(result.result_rows)
+    wanted = dict(expected)
+    table = f"{sql.database}.{sql.table}"
+    for column, found in existing.items():
+        if column in _META:
+            continue
+        if column not in wanted:
+            base = column.removesuffix("__ts").removesuffix("__exp").removesuffix("__state")
+            raise SchemaDriftError(
+                table,
+                base,
+                "the sink has this column but the Cassandra table (after transforms) does not: "
+                "it was dropped or excluded; drop it from the sink or restore it",
+            )
+        if wanted[column] != found:
+            raise SchemaDriftError(
+                table,
+                column,
+                f"sink type {found} differs from {wanted[column]} mapped from Cassandra: migrate it by hand",
+            )
+    missing = [(n, t) for n, t in expected if n not in existing]
+    if missing:
+        # Added before the bookkeeping columns would be nicer to read, but ADD COLUMN appends; order is irrelevant.
+        adds = ", ".join(f"ADD COLUMN {ident(n)} {t}" for n, t in missing)
+        client.command(f"ALTER TABLE {qualified} {adds}")

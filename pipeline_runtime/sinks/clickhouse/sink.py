@@ -1,0 +1,312 @@
+"""The ClickHouse sink: whole-row states merged in the runtime, idempotent inserts.
+
+Cassandra logs only the cells a write changed, while a replacing engine keeps
+one whole row per key. The sink therefore reads the newest stored state of
+every key in the batch, joins the batch's deltas into it with Cassandra's
+rule (``changes.RowDelta.merge``), and inserts the merged whole rows with a
+``_version`` that grows with every state change. Re-delivered or reordered
+events merge to the same state, so a repeated insert changes nothing; each
+insert also carries a deterministic ``insert_deduplication_token`` so a retried
+block is dropped by ClickHouse itself. The checkpoint is inserted after the
+data: a crash between the two replays the batch, which is harmless.
+
+Cost and limit (docs/sinks.md): one keyed read per batch; two runtimes that
+write the same row at the same moment can each insert a state missing the
+other's cells, which converges when the next replica delivery of either
+mutation is merged (every replica's runtime sees every mutation).
+"""
+
+# Identifiers are quoted by ident(); values are bound by clickhouse-connect: S608 does not apply.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import clickhouse_connect
+
+from pipeline_runtime.cql.schema import Column, TableSchema
+from pipeline_runtime.cql.types import Kind
+from pipeline_runtime.errors import SinkError
+from pipeline_runtime.events import LIVE_TIMESTAMP, ChangeEvent, Position
+from pipeline_runtime.sinks.base import Batch, Checkpoint, SinkHealth, SinkState, TableNaming
+from pipeline_runtime.sinks.changes import (
+    Elements,
+    Layout,
+    RowDelta,
+    Shaper,
+    SimpleCell,
+    Tombstone,
+    coalesce,
+    covers,
+    tombstone_from_record,
+    tombstone_record,
+)
+from pipeline_runtime.sinks.clickhouse.ddl import ensure_tables
+from pipeline_runtime.sinks.clickhouse.errors import boundary
+from pipeline_runtime.sinks.clickhouse.sql import TableSql
+from pipeline_runtime.sinks.clickhouse.typemap import ch_value, from_ch, is_array, normalise
+from pipeline_runtime.sinks.values import dumps
+
+CHECKPOINTS = "headrace.checkpoints"
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class _Table:
+    sql: TableSql
+    shaper: Shaper
+
+
+class ClickHouseSink:
+    """Writes change events into ClickHouse (or the in-process chdb engine)."""
+
+    def __init__(self, name: str, dsn: str, naming: TableNaming | None = None) -> None:
+        self.name = name
+        self._dsn = dsn
+        self._naming = naming or TableNaming()
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+        self._tables: dict[str, _Table] = {}
+        self._health = SinkHealth(name)
+        #: Test seam: awaited after the data insert, before the checkpoint insert.
+        self.before_checkpoint: Hook | None = None
+
+    async def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # clickhouse-connect is synchronous (and chdb runs in-process): keep it off the event loop.
+        async with self._lock, boundary(self.name):
+            return await asyncio.to_thread(function, *args, **kwargs)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise SinkError(f"sink {self.name} is not open")
+        return self._client
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def open(self) -> None:
+        async with boundary(self.name):
+            self._client = await asyncio.to_thread(clickhouse_connect.get_client, dsn=self._dsn)
+        await self._call(self.client.command, "CREATE DATABASE IF NOT EXISTS headrace")
+        await self._call(
+            self.client.command,
+            f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (pipeline String, node String, segment_id Int64, "
+            "offset Int64, version UInt128, updated_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+            "ENGINE = ReplacingMergeTree(version) ORDER BY (pipeline, node)",
+        )
+        self._health.state = SinkState.OPEN
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            async with boundary(self.name):
+                await asyncio.to_thread(client.close)
+        self._health.state = SinkState.CLOSED
+
+    def health(self) -> SinkHealth:
+        return self._health
+
+    # -- schema ----------------------------------------------------------
+
+    async def ensure_table(self, schema: TableSchema) -> None:
+        naming = self._naming
+        sql = TableSql(Layout(schema), naming.namespace(schema.keyspace), naming.table(schema.keyspace, schema.name))
+        async with self._lock, boundary(self.name):
+            await asyncio.to_thread(ensure_tables, self.client, sql)
+        self._tables[schema.qualified_name] = _Table(sql, Shaper(schema, ch_value))
+
+    # -- writing ---------------------------------------------------------
+
+    async def write(self, batch: Batch) -> None:
+        by_table: dict[str, list[ChangeEvent]] = {}
+        for event in batch.events:
+            by_table.setdefault(event.qualified_table, []).append(event)
+        for qualified, events in sorted(by_table.items()):
+            table = self._tables.get(qualified)
+            if table is None:
+                raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")
+            rows, tombstones = coalesce(table.shaper.shape(e) for e in events)
+            await self._write_table(table, rows, tombstones, _token(self.name, qualified, events))
+        if self.before_checkpoint is not None:
+            await self.before_checkpoint()
+        if batch.checkpoint is not None:
+            await self._store_checkpoint(batch.checkpoint)
+        self._health.committed(len(batch.events))
+
+    async def _write_table(self, table: _Table, rows: list[RowDelta], tombstones: list[Tombstone], token: str) -> None:
+        sql, layout = table.sql, table.sql.layout
+        partitions = {r.key[: len(layout.partition_names)] for r in rows} | {t.partition for t in tombstones}
+        stored = await self._tombstones(sql, partitions)
+        if tombstones:
+            records = [tombstone_record(t, len(layout.clustering)) for t in tombstones]
+            await self._insert(sql.tombstones, sql.tombstone_columns, records, token + ":tombstones")
+        known = _by_partition(stored + tombstones)
+        regular = [r for r in rows if not r.static]
+        static = [r for r in rows if r.static]
+        if tombstones:
+            # Rows of the deleted partitions that this batch does not touch still need their deletion raised.
+            touched = {r.key for r in regular}
+            parts = list({t.partition for t in tombstones})
+            for state in await self._read(sql, sql.partition_rows(), parts, static=False):
+                if state.key not in touched:
+                    regular.append(RowDelta(state.key))
+            if sql.has_statics:
+                static_keys = {r.key for r in static}
+                static += [RowDelta(p, static=True) for p in parts if p not in static_keys]
+        if regular:
+            merged = await self._merge(sql, regular, known, static=False)
+            await self._insert(sql.state, sql.state_columns, merged, token + ":rows")
+        if static and sql.has_statics:
+            merged = await self._merge(sql, static, known, static=True)
+            await self._insert(sql.statics, sql.static_columns, merged, token + ":statics")
+
+    async def _merge(
+        self, sql: TableSql, deltas: list[RowDelta], tombstones: dict[tuple[Any, ...], list[Tombstone]], *, static: bool
+    ) -> list[list[Any]]:
+        query = sql.latest(sql.statics if static else sql.state, _key_names(sql, static))
+        current = {s.key: s for s in await self._read(sql, query, [d.key for d in deltas], static=static)}
+        layout = sql.layout
+        columns = layout.statics if static else layout.regulars
+        out = []
+        for delta in deltas:
+            state = current.get(delta.key)
+            before = state.version if state is not None else None
+            if state is None:
+                state = RowDelta(delta.key, static=static)
+            state.merge(delta)
+            partition = delta.key[: len(layout.partition_names)]
+            for tombstone in tombstones.get(partition, ()):
+                if tombstone.whole_partition or (
+                    not static and covers(tombstone, delta.key[len(partition) :], layout.clustering)
+                ):
+                    state.deleted_at = max(state.deleted_at, tombstone.ts)
+            if state.version != before:
+                out.append(_row(state, columns, static))
+        return out
+
+    async def _read(
+        self, sql: TableSql, query: str, keys: Sequence[tuple[Any, ...]], *, static: bool
+    ) -> list[RowDelta]:
+        if not keys:
+            return []
+        layout = sql.layout
+        columns = layout.statics if static else layout.regulars
+        key_columns = layout.schema.partition_key if static else layout.schema.primary_key
+        formats = {c.name: "bytes" for c in (*key_columns, *columns) if c.type.kind is Kind.BLOB}
+        result = await self._call(self.client.query, query, parameters={"keys": list(keys)}, column_formats=formats)
+        names = result.column_names
+        return [_state(dict(zip(names, row, strict=True)), key_columns, columns, static) for row in result.result_rows]
+
+    async def _tombstones(self, sql: TableSql, partitions: Iterable[tuple[Any, ...]]) -> list[Tombstone]:
+        keys = list(partitions)
+        if not keys:
+            return []
+        result = await self._call(self.client.query, sql.tombstones_of(), parameters={"keys": keys})
+        layout = sql.layout
+        return [
+            tombstone_from_record([normalise(v) for v in row], len(layout.partition_names), len(layout.clustering))
+            for row in result.result_rows
+        ]
+
+    async def _insert(self, table: str, columns: list[tuple[str, str]], rows: list[Any], token: str) -> None:
+        if not rows:
+            return
+        await self._call(
+            self.client.insert,
+            table,
+            rows,
+            column_names=[n for n, _ in columns],
+            settings={"insert_deduplication_token": token},
+        )
+
+    # -- checkpoints -----------------------------------------------------
+
+    async def _store_checkpoint(self, checkpoint: Checkpoint) -> None:
+        position = checkpoint.position
+        version = (position.segment_id << 64) | position.offset
+        row = [checkpoint.pipeline, checkpoint.node, position.segment_id, position.offset, version]
+        await self._insert(
+            CHECKPOINTS,
+            [("pipeline", ""), ("node", ""), ("segment_id", ""), ("offset", ""), ("version", "")],
+            [row],
+            f"checkpoint:{checkpoint.pipeline}:{checkpoint.node}:{position}",
+        )
+
+    async def committed_positions(self, pipeline: str) -> dict[str, Position]:
+        result = await self._call(
+            self.client.query,
+            f"SELECT node, segment_id, offset FROM {CHECKPOINTS} FINAL WHERE pipeline = %(pipeline)s",
+            parameters={"pipeline": pipeline},
+        )
+        return {node: Position(segment, offset) for node, segment, offset in result.result_rows}
+
+
+def _key_names(sql: TableSql, static: bool) -> tuple[str, ...]:
+    return sql.layout.partition_names if static else sql.layout.key_names
+
+
+def _by_partition(tombstones: Iterable[Tombstone]) -> dict[tuple[Any, ...], list[Tombstone]]:
+    out: dict[tuple[Any, ...], list[Tombstone]] = {}
+    for tombstone in tombstones:
+        out.setdefault(tombstone.partition, []).append(tombstone)
+    return out
+
+
+def _token(sink: str, table: str, events: Sequence[ChangeEvent]) -> str:
+    """Same events, same token: a retried insert of this batch is dropped by ClickHouse."""
+    digest = hashlib.sha256(f"{sink}|{table}|{len(events)}".encode())
+    for event in events:
+        source = event.source
+        digest.update(f"|{source.node}:{source.position}:{event.op}".encode())
+    return digest.hexdigest()
+
+
+def _state(row: dict[str, Any], keys: Sequence[Column], columns: Sequence[Column], static: bool) -> RowDelta:
+    state = RowDelta(tuple(from_ch(row[c.name], c.type) for c in keys), static=static)
+    for column in columns:
+        ts = row[f"{column.name}__ts"]
+        if column.type.multi_cell:
+            text = row[f"{column.name}__state"]
+            if text or ts is not None:
+                cells = json.loads(text) if text else {}
+                state.elements[column.name] = Elements(LIVE_TIMESTAMP if ts is None else ts, cells)
+        elif ts is not None:
+            state.cells[column.name] = SimpleCell(
+                from_ch(row[column.name], column.type), ts, row[f"{column.name}__exp"]
+            )
+    if not static:
+        state.live_ts, state.live_exp = row["_live_ts"], row["_live_exp"]
+    state.deleted_at = row["_del_ts"]
+    return state
+
+
+def _row(state: RowDelta, columns: Sequence[Column], static: bool) -> list[Any]:
+    out: list[Any] = list(state.key)
+    alive = state.live_ts is not None and state.live_ts > state.deleted_at and not static
+    for column in columns:
+        if column.type.multi_cell:
+            elements = state.elements.get(column.name)
+            if elements is None:
+                out += ["", None]
+                continue
+            out += [dumps(elements.cells), None if elements.deleted_at == LIVE_TIMESTAMP else elements.deleted_at]
+            floor = max(elements.deleted_at, state.deleted_at)
+            alive = alive or any(s[0] is not None and s[1] > floor for s in elements.cells.values())
+            continue
+        cell = state.cells.get(column.name)
+        if cell is None:
+            out += [[] if is_array(column.type) else None, None, None]
+            continue
+        value = [] if cell.value is None and is_array(column.type) else cell.value
+        out += [value, cell.ts, cell.exp]
+        alive = alive or (cell.value is not None and cell.ts > state.deleted_at)
+    if not static:
+        out += [state.live_ts, state.live_exp]
+    out += [state.deleted_at, state.version, 0 if alive else 1]
+    return out

@@ -1,0 +1,224 @@
+"""DDL and the reader's view for one Cassandra table in ClickHouse.
+
+Storage per table ``t`` in the target database (see docs/sinks.md):
+
+- ``t__state``: ReplacingMergeTree(_version, is_deleted) ORDER BY the
+  Cassandra primary key. Each row is the *whole merged state* of a Cassandra
+  row: every cell with its writetime (``c__ts``) and expiry (``c__exp``),
+  multi-cell columns as element state (``c__state``), liveness and the
+  newest covering deletion. ``_version`` grows with every change of the state
+  (``RowDelta.version``), so FINAL keeps the most-merged state.
+- ``t__static``: the same for static columns, keyed by partition.
+- ``t__tombstones``: partition and range deletions (ReplacingMergeTree(ts)).
+- ``t``: a view over FINAL that hides overwritten, deleted and expired cells.
+"""
+
+# Identifiers are quoted by ident(); values never enter SQL text here: S608 does not apply.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+
+from pipeline_runtime.cql.schema import Column
+from pipeline_runtime.cql.types import Kind
+from pipeline_runtime.sinks.changes import Layout
+from pipeline_runtime.sinks.clickhouse.typemap import ch_type, is_array, nullable
+from pipeline_runtime.sinks.values import TEXT_KINDS
+
+NOW = "toInt64(toUnixTimestamp(now()))"
+DEDUP_WINDOW = 10_000
+
+
+def ident(name: str) -> str:
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def storage_columns(column: Column) -> list[tuple[str, str]]:
+    if column.type.multi_cell:
+        return [(f"{column.name}__state", "String"), (f"{column.name}__ts", "Nullable(Int64)")]
+    return [
+        (column.name, nullable(column.type)),
+        (f"{column.name}__ts", "Nullable(Int64)"),
+        (f"{column.name}__exp", "Nullable(Int64)"),
+    ]
+
+
+ROW_META = [
+    ("_live_ts", "Nullable(Int64)"),
+    ("_live_exp", "Nullable(Int64)"),
+    ("_del_ts", "Int64"),
+    ("_version", "UInt128"),
+    ("is_deleted", "UInt8"),
+]
+STATIC_META = [("_del_ts", "Int64"), ("_version", "UInt128"), ("is_deleted", "UInt8")]
+
+
+@dataclass(frozen=True)
+class TableSql:
+    layout: Layout
+    database: str
+    table: str
+
+    def name(self, suffix: str = "") -> str:
+        return f"{ident(self.database)}.{ident(self.table + suffix)}"
+
+    @property
+    def state(self) -> str:
+        return self.name("__state")
+
+    @property
+    def statics(self) -> str:
+        return self.name("__static")
+
+    @property
+    def tombstones(self) -> str:
+        return self.name("__tombstones")
+
+    @property
+    def view(self) -> str:
+        return self.name()
+
+    @property
+    def has_statics(self) -> bool:
+        return bool(self.layout.statics)
+
+    @cached_property
+    def state_columns(self) -> list[tuple[str, str]]:
+        keys = [(c.name, ch_type(c.type)) for c in self.layout.schema.primary_key]
+        return keys + [p for c in self.layout.regulars for p in storage_columns(c)] + ROW_META
+
+    @cached_property
+    def static_columns(self) -> list[tuple[str, str]]:
+        keys = [(c.name, ch_type(c.type)) for c in self.layout.schema.partition_key]
+        return keys + [p for c in self.layout.statics for p in storage_columns(c)] + STATIC_META
+
+    @cached_property
+    def tombstone_columns(self) -> list[tuple[str, str]]:
+        keys = [(c.name, ch_type(c.type)) for c in self.layout.schema.partition_key]
+        bounds = [(prefix + c.name, nullable(c.type)) for prefix in ("s__", "e__") for c in self.layout.clustering]
+        meta = [("s_len", "Int16"), ("s_incl", "Bool"), ("e_len", "Int16"), ("e_incl", "Bool"), ("ts", "Int64")]
+        return [("id", "String"), *keys, *bounds, *meta]
+
+    def create_tables(self) -> list[str]:
+        settings = f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
+        keys = ", ".join(ident(n) for n in self.layout.key_names)
+        part = ", ".join(ident(n) for n in self.layout.partition_names)
+        out = [
+            f"CREATE DATABASE IF NOT EXISTS {ident(self.database)}",
+            f"CREATE TABLE IF NOT EXISTS {self.state} ({_body(self.state_columns)}) "
+            f"ENGINE = ReplacingMergeTree(_version, is_deleted) ORDER BY ({keys}) {settings}",
+            f"CREATE TABLE IF NOT EXISTS {self.tombstones} ({_body(self.tombstone_columns)}) "
+            f"ENGINE = ReplacingMergeTree(ts) ORDER BY ({part}, id) {settings}",
+        ]
+        if self.has_statics:
+            out.append(
+                f"CREATE TABLE IF NOT EXISTS {self.statics} ({_body(self.static_columns)}) "
+                f"ENGINE = ReplacingMergeTree(_version, is_deleted) ORDER BY ({part}) {settings}"
+            )
+        return out
+
+    def latest(self, target: str, key_names: tuple[str, ...]) -> str:
+        """The newest state per key, deleted ones included (a tombstone must stay known)."""
+        keys = ", ".join(ident(n) for n in key_names)
+        return f"SELECT * FROM {target} WHERE ({keys}) IN %(keys)s ORDER BY _version DESC LIMIT 1 BY {keys}"
+
+    def partition_rows(self) -> str:
+        keys = ", ".join(ident(n) for n in self.layout.key_names)
+        part = ", ".join(ident(n) for n in self.layout.partition_names)
+        return f"SELECT * FROM {self.state} WHERE ({part}) IN %(keys)s ORDER BY _version DESC LIMIT 1 BY {keys}"
+
+    def tombstones_of(self) -> str:
+        part = ", ".join(ident(n) for n in self.layout.partition_names)
+        return f"SELECT * FROM {self.tombstones} FINAL WHERE ({part}) IN %(keys)s"
+
+    # -- view ------------------------------------------------------------
+
+    def create_view(self) -> str:
+        layout = self.layout
+        clustering_cast = "toNullable" if self.has_statics else ""
+        keys = [f"r.{ident(c.name)} AS {ident(c.name)}" for c in layout.schema.partition_key]
+        keys += [f"{clustering_cast}(r.{ident(c.name)}) AS {ident(c.name)}" for c in layout.clustering]
+        statics = [f"{self._visible('st', c)} AS {ident(c.name)}" for c in layout.statics]
+        regulars = [f"{self._visible('r', c)} AS {ident(c.name)}" for c in layout.regulars]
+        alive = self._row_alive("r")
+        select_rows = ", ".join(keys + statics + regulars)
+        if not self.has_statics:
+            return f"CREATE VIEW {self.view} AS SELECT {select_rows} FROM {self.state} AS r FINAL WHERE {alive}"
+        part = ", ".join(ident(n) for n in layout.partition_names)
+        st_keys = [f"st.{ident(c.name)} AS {ident(c.name)}" for c in layout.schema.partition_key]
+        st_keys += [f"CAST(NULL, 'Nullable({ch_type(c.type)})') AS {ident(c.name)}" for c in layout.clustering]
+        nulls = [f"{self._null(c)} AS {ident(c.name)}" for c in layout.regulars]
+        static_alive = " OR ".join(f"{self._present(self._visible('st', c), c)}" for c in layout.statics)
+        return (
+            f"CREATE VIEW {self.view} AS "
+            f"SELECT {select_rows} FROM {self.state} AS r FINAL "
+            f"LEFT JOIN (SELECT * FROM {self.statics} FINAL) AS st USING ({part}) WHERE {alive} "
+            f"UNION ALL SELECT {', '.join(st_keys + statics + nulls)} FROM {self.statics} AS st FINAL "
+            f"WHERE ({static_alive}) AND ({part}) NOT IN (SELECT {part} FROM {self.state} AS r FINAL WHERE {alive}) "
+            "SETTINGS join_use_nulls = 1"
+        )
+
+    def _null(self, column: Column) -> str:
+        if column.type.multi_cell or not is_array(column.type):
+            kind = "String" if column.type.multi_cell else ch_type(column.type)
+            return f"CAST(NULL, 'Nullable({kind})')"
+        return f"CAST([], '{ch_type(column.type)}')"
+
+    def _row_alive(self, alias: str) -> str:
+        parts = [f"({alias}._live_ts > {alias}._del_ts AND ({alias}._live_exp IS NULL OR {alias}._live_exp > {NOW}))"]
+        parts += [self._present(self._visible(alias, c), c) for c in self.layout.regulars]
+        return "(" + " OR ".join(parts) + ")"
+
+    def _present(self, expr: str, column: Column) -> str:
+        if is_array(column.type) and not column.type.multi_cell:
+            return f"notEmpty({expr})"
+        return f"({expr}) IS NOT NULL"
+
+    def _visible(self, alias: str, column: Column) -> str:
+        ts = f"{alias}.{ident(column.name + '__ts')}"
+        deleted = f"greatest(ifNull({ts}, -9223372036854775807), {alias}._del_ts)"
+        if column.type.multi_cell:
+            return _render(f"{alias}.{ident(column.name + '__state')}", deleted, column)
+        c = f"{alias}.{ident(column.name)}"
+        exp = f"{alias}.{ident(column.name + '__exp')}"
+        live = f"{ts} > {alias}._del_ts AND ({exp} IS NULL OR {exp} > {NOW})"
+        otherwise = f"CAST([], '{ch_type(column.type)}')" if is_array(column.type) else "NULL"
+        return f"if({live}, {c}, {otherwise})"
+
+
+def _body(columns: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{ident(n)} {t}" for n, t in columns)
+
+
+def _render(state: str, deleted: str, column: Column) -> str:
+    """ClickHouse SQL that renders live elements as the canonical JSON of the column."""
+    live = (
+        f"arraySort(kv -> kv.1, arrayFilter(kv -> JSONExtractInt(kv.2, 2) > {deleted} "
+        f"AND JSONType(kv.2, 1) != 'Null' AND (JSONType(kv.2, 3) = 'Null' OR JSONExtractInt(kv.2, 3) > {NOW}), "
+        f"JSONExtractKeysAndValuesRaw({state})))"
+    )
+    value = "JSONExtractString(kv.2, 1)"
+    kind = column.type.kind
+    if kind is Kind.LIST:
+        body = f"concat('[', arrayStringConcat(arrayMap(kv -> {value}, {live}), ','), ']')"
+    elif kind is Kind.SET:
+        body = f"concat('[', arrayStringConcat(arrayMap(kv -> kv.1, {live}), ','), ']')"
+    elif kind is Kind.MAP and column.type.args[0].kind in TEXT_KINDS:
+        body = f"concat('{{', arrayStringConcat(arrayMap(kv -> concat(kv.1, ':', {value}), {live}), ','), '}}')"
+    elif kind is Kind.MAP:
+        pairs = f"arrayMap(kv -> concat('[', kv.1, ',', {value}, ']'), {live})"
+        body = f"concat('[', arrayStringConcat({pairs}, ','), ']')"
+    else:
+        fields = []
+        for name in column.type.field_names:
+            found = f"arrayElement(arrayMap(kv -> {value}, arrayFilter(kv -> kv.1 = {_quote(name)}, {live})), 1)"
+            fields.append(f"{_quote(json.dumps(name) + ':')}, if(empty({found}), 'null', {found})")
+        body = "concat('{', " + ", ',', ".join(fields) + ", '}')"
+    return f"if(empty({live}), NULL, {body})"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -1,0 +1,131 @@
+"""CQL type -> ClickHouse type, and driver value -> clickhouse-connect value.
+
+The one mapping table for ClickHouse (docs/sinks.md repeats it). varint and
+decimal are kept as exact decimal text in ``String``: ClickHouse's Decimal
+needs a fixed scale and Int256 a bound, Cassandra's have neither. Types
+without a ClickHouse counterpart (collections, tuples, UDTs, durations) are
+canonical JSON text, identical to what the PostgreSQL sink stores as jsonb.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pipeline_runtime.cql.types import CqlType, Kind
+from pipeline_runtime.sinks.values import dumps, to_json
+
+SCALAR_TYPES: Mapping[Kind, str] = {
+    Kind.ASCII: "String",
+    Kind.TEXT: "String",
+    Kind.BIGINT: "Int64",
+    Kind.COUNTER: "Int64",
+    Kind.INT: "Int32",
+    Kind.SMALLINT: "Int16",
+    Kind.TINYINT: "Int8",
+    Kind.VARINT: "String",
+    Kind.DECIMAL: "String",
+    Kind.FLOAT: "Float32",
+    Kind.DOUBLE: "Float64",
+    Kind.BOOLEAN: "Bool",
+    Kind.BLOB: "String",
+    Kind.DATE: "Date32",
+    Kind.TIME: "Int64",
+    Kind.TIMESTAMP: "DateTime64(3, 'UTC')",
+    Kind.UUID: "UUID",
+    Kind.TIMEUUID: "UUID",
+    Kind.INET: "String",
+}
+
+_VECTOR_ELEMENTS: Mapping[Kind, str] = {
+    Kind.FLOAT: "Float32",
+    Kind.DOUBLE: "Float64",
+    Kind.INT: "Int32",
+    Kind.BIGINT: "Int64",
+}
+
+
+def ch_type(cql_type: CqlType) -> str:
+    """The (non-nullable) ClickHouse type of a single-cell CQL column."""
+    scalar = SCALAR_TYPES.get(cql_type.kind)
+    if scalar is not None:
+        return scalar
+    if is_array(cql_type):
+        return f"Array({_VECTOR_ELEMENTS[cql_type.args[0].kind]})"
+    return "String"
+
+
+def is_array(cql_type: CqlType) -> bool:
+    """Numeric vectors are arrays, which ClickHouse cannot make Nullable: null is stored as []."""
+    return cql_type.kind is Kind.VECTOR and cql_type.args[0].kind in _VECTOR_ELEMENTS
+
+
+def nullable(cql_type: CqlType) -> str:
+    kind = ch_type(cql_type)
+    return kind if is_array(cql_type) else f"Nullable({kind})"
+
+
+def _timestamp(value: Any) -> dt.datetime:
+    if isinstance(value, (int, float)):
+        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)  # type: ignore[no-any-return]
+
+
+def _date(value: Any) -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, int):
+        return dt.date(1970, 1, 1) + dt.timedelta(days=value)
+    return value.date()  # type: ignore[no-any-return]  # cassandra.util.Date; ValueError out of range
+
+
+_ENCODERS: Mapping[Kind, Callable[[Any], Any]] = {
+    Kind.ASCII: str,
+    Kind.TEXT: str,
+    Kind.BIGINT: int,
+    Kind.COUNTER: int,
+    Kind.INT: int,
+    Kind.SMALLINT: int,
+    Kind.TINYINT: int,
+    Kind.VARINT: lambda v: str(int(v)),
+    Kind.DECIMAL: lambda v: dumps(to_json(v, CqlType(Kind.DECIMAL))).strip('"'),
+    Kind.FLOAT: float,
+    Kind.DOUBLE: float,
+    Kind.BOOLEAN: bool,
+    Kind.BLOB: bytes,
+    Kind.DATE: _date,
+    Kind.TIME: lambda v: int(to_json(v, CqlType(Kind.TIME))),
+    Kind.TIMESTAMP: _timestamp,
+    Kind.UUID: lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)),
+    Kind.TIMEUUID: lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)),
+    Kind.INET: str,
+}
+
+
+def ch_value(value: Any, cql_type: CqlType) -> Any:
+    """The value clickhouse-connect inserts into ``ch_type(cql_type)``."""
+    if value is None:
+        return None
+    encoder = _ENCODERS.get(cql_type.kind)
+    if encoder is not None:
+        return encoder(value)
+    if is_array(cql_type):
+        element = _ENCODERS[cql_type.args[0].kind]
+        return [element(v) for v in value]
+    return dumps(to_json(value, cql_type))
+
+
+def from_ch(value: Any, cql_type: CqlType) -> Any:
+    """A value read back from ClickHouse, as ``ch_value`` produced it."""
+    if is_array(cql_type) and value == []:
+        return None
+    return normalise(value)
+
+
+def normalise(value: Any) -> Any:
+    """clickhouse-connect returns naive UTC datetimes; ``ch_value`` makes aware ones."""
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
