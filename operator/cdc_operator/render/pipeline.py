@@ -12,7 +12,7 @@ from cdc_operator.render.context import PipelineRef
 from cdc_operator.render.deployment import render_deployment
 from cdc_operator.render.rbac import render_role, render_role_binding, render_service_account
 from cdc_operator.render.secrets import referenced_secrets
-from pipeline_runtime.config.model import PipelineSpec
+from pipeline_runtime.config.model import PipelineSpec, RuntimeSpec
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,22 @@ class RenderedPipeline:
         return [o for o in self.objects if o["kind"] == "Deployment"]
 
 
-def render_pipeline(pipeline: PipelineRef, spec: PipelineSpec, pods: Sequence[CassandraPod]) -> RenderedPipeline:
+def render_pipeline(
+    pipeline: PipelineRef,
+    spec: PipelineSpec,
+    pods: Sequence[CassandraPod],
+    runtime_image: str | None = None,
+) -> RenderedPipeline:
     """ConfigMap, ServiceAccount, Role, RoleBinding, then one Deployment per pod (sorted by pod name).
 
     The identity objects come first so a runtime never starts without its
-    ServiceAccount or configuration.
+    ServiceAccount or configuration. ``runtime_image`` (the operator's own
+    setting, e.g. from its Helm values) replaces ``spec.runtime.image`` only
+    while that is still the model's default, so an installation pins its
+    runtime version in one place and a pipeline can still choose another.
     """
+    if runtime_image and spec.runtime.image == RuntimeSpec.model_fields["image"].default:
+        spec = spec.model_copy(update={"runtime": spec.runtime.model_copy(update={"image": runtime_image})})
     document = config_document(pipeline, spec)
     digest = config_hash(document)
     secrets = referenced_secrets(spec)

@@ -1,0 +1,58 @@
+"""Find the Cassandra pods of a pipeline and check its Secrets: the reads of a reconcile pass."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from cdc_operator.cassandra import CassandraPod, describe, is_live, selector_query, static_selector, workload_selector
+from cdc_operator.kube.client import Kube
+from pipeline_runtime.config.model import CassandraSource
+
+
+@dataclass(frozen=True)
+class Discovery:
+    description: str
+    """How pods are selected, in words, for status messages."""
+    pods: list[CassandraPod] = field(default_factory=list)
+    problem: str | None = None
+    """Set when the pods cannot be looked up at all (missing workload, empty selector)."""
+
+
+async def discover(kube: Kube, namespace: str, source: CassandraSource) -> Discovery:
+    selector = static_selector(source)
+    description = f"pods with labels {selector_query(selector)}" if selector else ""
+    if selector is None:
+        if source.workload is None:
+            return Discovery("nothing", problem="set spec.source.cassandra.podSelector or .workload")
+        kind, name = source.workload.kind, source.workload.name
+        body = await kube.get(kind, namespace, name)
+        if body is None:
+            return Discovery(
+                f"the pods of {kind} {name}",
+                problem=f"{kind} {name} does not exist in namespace {namespace}; "
+                "create it or fix spec.source.cassandra.workload",
+            )
+        selector = workload_selector(kind, body)
+        description = f"the pods of {kind} {name} ({selector_query(selector)})"
+    if not selector:
+        return Discovery(description, problem="the Cassandra pod selector is empty and would match every pod")
+    pods = await kube.list("Pod", namespace, selector_query(selector))
+    live = [describe(p, selector, source.data_volume) for p in pods if is_live(p)]
+    return Discovery(description, pods=sorted(live, key=lambda p: p.name))
+
+
+async def missing_secrets(kube: Kube, namespace: str, wanted: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """``<secret>`` or ``<secret>/<key>`` for every reference that cannot be mounted.
+
+    Only key names are looked at; the values are dropped with the response.
+    """
+    missing: list[str] = []
+    for name, keys in wanted.items():
+        body = await kube.get("Secret", namespace, name)
+        if body is None:
+            missing.append(name)
+            continue
+        present = set(body.get("data") or {}) | set(body.get("stringData") or {})
+        missing.extend(f"{name}/{key}" for key in keys if key not in present)
+    return missing

@@ -1,0 +1,44 @@
+"""Operator start and stop: kopf's settings and the API client the handlers share.
+
+Kopf's bookkeeping is moved out of ``status`` into annotations under
+``headrace.io/``: the CRD's status schema is exact (structural), so anything
+kopf wrote there would be pruned and kopf would loop re-running handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from cdc_operator import naming
+from cdc_operator.config import OperatorConfig
+from cdc_operator.kube.client import Kube
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=naming.KOPF_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = naming.FINALIZER
+    # Kubernetes Events only for problems: one Event per timer tick would flood the namespace.
+    settings.posting.level = logging.WARNING
+    # Reconnect watches regularly so a silently dropped connection costs minutes, not hours.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.PermanentError("no in-cluster service account and no kubeconfig: cannot reach the API server")
+    memo.kube = Kube.connect(info)
+    memo.config = OperatorConfig.from_env()
+    logger.info("headrace operator configured: %s", memo.config)
+
+
+@kopf.on.cleanup()
+async def close(memo: Any, **_: Any) -> None:
+    kube = getattr(memo, "kube", None)
+    if isinstance(kube, Kube):
+        await kube.close()

@@ -1,0 +1,137 @@
+"""One reconcile pass: read, render, apply, retire, assess, report. Safe to run any number of times.
+
+Every trigger (create, update, restart annotation, the periodic timer, an
+operator restart) runs this same pass, so there is one code path to test and
+nothing depends on which event came first or whether an event was missed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from cdc_operator import naming
+from cdc_operator.config import OperatorConfig
+from cdc_operator.handlers.apply import AppliedState, apply_all, fingerprint
+from cdc_operator.handlers.discovery import discover, missing_secrets
+from cdc_operator.handlers.scale import retire
+from cdc_operator.kube.client import Kube
+from cdc_operator.render import PipelineRef, render_pipeline
+from cdc_operator.status.assess import assess
+from cdc_operator.status.observation import Observation
+from pipeline_runtime.config.loader import describe_validation_error
+from pipeline_runtime.config.model import PipelineSpec
+from pipeline_runtime.config.status import PipelineStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: PipelineStatus
+    written: bool
+    """False when the status already said this (no write was needed)."""
+
+
+async def reconcile(
+    kube: Kube,
+    config: OperatorConfig,
+    body: Mapping[str, Any],
+    applied: AppliedState,
+) -> Outcome:
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    annotations = meta.get("annotations") or {}
+    ref = PipelineRef(name, namespace, meta["uid"], restart_token=annotations.get(naming.ANNOTATION_RESTART))
+    previous = _previous_status(body.get("status"))
+    nodes = dict(previous.nodes)
+    now = datetime.now(UTC)
+    base = {
+        "namespace": namespace,
+        "generation": int(meta.get("generation", 0)),
+        "now": now,
+        "previous_conditions": previous.conditions,
+        "nodes": nodes,
+        "thresholds": config.thresholds,
+    }
+    try:
+        spec = PipelineSpec.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        seen = Observation(spec=None, invalid_spec=describe_validation_error(exc).replace("\n", "; "), **base)
+        return await _report(kube, name, seen, previous, removed=[])
+
+    discovery = await discover(kube, namespace, spec.source.cassandra)
+    rendered = render_pipeline(ref, spec, discovery.pods, config.runtime_image)
+    missing = await missing_secrets(kube, namespace, rendered.secrets)
+    existing = await kube.list("Deployment", namespace, naming.pipeline_selector(name))
+    names = {d["metadata"]["name"] for d in existing}
+    blocked = discovery.problem is not None or bool(missing)
+    if not blocked:
+        digest = fingerprint(rendered.objects)
+        complete = all(d["metadata"]["name"] in names for d in rendered.deployments)
+        if not (complete and applied.is_current(digest, config.reapply_after_s)):
+            await apply_all(kube, rendered.objects)
+            applied.mark(digest)
+    live = [p.name for p in discovery.pods]
+    # Without a trustworthy pod list, retiring runtimes could delete healthy ones: skip it.
+    retired = (
+        await retire(
+            kube, namespace, existing, live_pods=live, nodes=nodes, now=now, drain_timeout=config.drain_timeout
+        )
+        if not blocked
+        else None
+    )
+    seen = Observation(
+        spec=spec,
+        source_description=discovery.description,
+        source_problem=discovery.problem,
+        pods=live,
+        pods_without_data=rendered.pods_without_data,
+        missing_secrets=missing,
+        draining=retired.draining if retired else {},
+        deployments={p.name: naming.runtime_deployment(name, p.name) for p in discovery.pods},
+        config_hash=rendered.config_hash,
+        **base,
+    )
+    stale = [pod for pod in nodes if pod not in live and (retired is None or pod not in retired.draining)]
+    return await _report(kube, name, seen, previous, removed=stale if retired is not None else [])
+
+
+def _previous_status(raw: Any) -> PipelineStatus:
+    """The status as stored; a malformed one (hand-edited) counts as empty rather than blocking."""
+    try:
+        return PipelineStatus.model_validate(raw or {})
+    except ValidationError:
+        log.warning("ignoring a status that does not match the model")
+        return PipelineStatus()
+
+
+async def _report(kube: Kube, name: str, seen: Observation, previous: PipelineStatus, removed: list[str]) -> Outcome:
+    status = assess(seen)
+    patch = status_patch(status, previous, removed)
+    if patch is not None:
+        await kube.merge_patch(naming.KIND, seen.namespace, name, patch, subresource="status")
+    return Outcome(status, written=patch is not None)
+
+
+def status_patch(status: PipelineStatus, previous: PipelineStatus, removed: list[str]) -> dict[str, Any] | None:
+    """A merge patch of the operator's status fields, or None when nothing changed.
+
+    ``nodes`` belong to the runtimes: the operator only deletes entries of
+    Cassandra pods whose runtime is gone. Sinks no longer in the spec are deleted.
+    """
+    fresh = status.model_dump(mode="json", by_alias=True, exclude={"nodes"})
+    old = previous.model_dump(mode="json", by_alias=True, exclude={"nodes"})
+    for sink in old.get("sinks", {}):
+        if sink not in fresh["sinks"]:
+            fresh["sinks"][sink] = None
+    if fresh == old and not removed:
+        return None
+    if removed:
+        fresh["nodes"] = dict.fromkeys(removed)
+    return {"status": fresh}

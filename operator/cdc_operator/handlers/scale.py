@@ -1,0 +1,64 @@
+"""Carry out the scale-down policy of ``cdc_operator.scaledown`` on existing runtime Deployments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from cdc_operator import metrics, naming
+from cdc_operator.kube.client import Kube
+from cdc_operator.scaledown import Action, RuntimeDeployment, decide
+from pipeline_runtime.config.status import NodeStatus
+
+
+@dataclass
+class Retirement:
+    draining: dict[str, str] = field(default_factory=dict)
+    """Cassandra pod -> Deployment kept while it drains."""
+    removed: list[str] = field(default_factory=list)
+    """Cassandra pods whose runtime was deleted in this pass."""
+    current: dict[str, str] = field(default_factory=dict)
+    """Cassandra pod -> Deployment for pods that are still there."""
+
+
+def as_runtime(deployment: Mapping[str, Any]) -> RuntimeDeployment:
+    meta = deployment["metadata"]
+    annotations = meta.get("annotations") or {}
+    gone = annotations.get(naming.ANNOTATION_SOURCE_GONE_SINCE)
+    return RuntimeDeployment(
+        name=meta["name"],
+        cassandra_pod=annotations.get(naming.ANNOTATION_CASSANDRA_POD, ""),
+        gone_since=datetime.fromisoformat(gone) if gone else None,
+    )
+
+
+async def retire(
+    kube: Kube,
+    namespace: str,
+    deployments: Sequence[Mapping[str, Any]],
+    *,
+    live_pods: Sequence[str],
+    nodes: Mapping[str, NodeStatus],
+    now: datetime,
+    drain_timeout: timedelta,
+) -> Retirement:
+    result = Retirement()
+    for body in deployments:
+        runtime = as_runtime(body)
+        action = decide(runtime, live_pods, nodes, now, drain_timeout)
+        if action is Action.DELETE:
+            await kube.delete("Deployment", namespace, runtime.name)
+            metrics.DELETED.labels(kind="Deployment").inc()
+            result.removed.append(runtime.cassandra_pod)
+            continue
+        if action in (Action.MARK_GONE, Action.UNMARK):
+            stamp = now.isoformat() if action is Action.MARK_GONE else None
+            patch = {"metadata": {"annotations": {naming.ANNOTATION_SOURCE_GONE_SINCE: stamp}}}
+            await kube.merge_patch("Deployment", namespace, runtime.name, patch)
+        if runtime.cassandra_pod in live_pods:
+            result.current[runtime.cassandra_pod] = runtime.name
+        else:
+            result.draining[runtime.cassandra_pod] = runtime.name
+    return result

@@ -1,0 +1,229 @@
+"""Decide phase and conditions from an ``Observation``.
+
+Order of precedence, most severe first: Paused (the user asked), Failed (nothing
+can run until the user acts: invalid spec, missing workload or Secret, no data
+volume), Degraded (changes flow but something needs attention), Pending (not
+every runtime reports yet), Running.
+
+Ready means every selected Cassandra pod has a runtime that reports, on the
+current configuration, without errors. Degraded and Ready can both be True:
+a lagging pipeline is running but needs attention. Each message names the
+object and the field to fix or the command to look further.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdc_operator.status.conditions import Verdict, conditions, false, true
+from cdc_operator.status.nodes import NodeState, node_state
+from cdc_operator.status.observation import Observation
+from pipeline_runtime.config.status import ConditionType, Phase, PipelineStatus
+from pipeline_runtime.config.status import SinkStatus as SinkSummary
+
+
+@dataclass(frozen=True)
+class _Issue:
+    reason: str
+    message: str
+
+
+def assess(seen: Observation) -> PipelineStatus:
+    """The operator's part of ``status`` (everything but ``nodes``)."""
+    phase, verdicts = _decide(seen)
+    current = [seen.nodes[p] for p in seen.pods if p in seen.nodes]
+    lags = [n.lag_seconds for n in current if n.lag_seconds is not None]
+    ready = sum(1 for p in seen.pods if _state(seen, p) is NodeState.READY)
+    return PipelineStatus(
+        observed_generation=seen.generation,
+        phase=phase,
+        conditions=conditions(verdicts, seen.previous_conditions, seen.generation, seen.now),
+        ready_nodes=f"{ready}/{len(seen.pods)}",
+        max_lag_seconds=max(lags) if lags else None,
+        events_per_second=round(sum(n.events_per_second for n in current), 3),
+        sinks=_sinks(seen),
+        config_hash=seen.config_hash,
+    )
+
+
+def _decide(seen: Observation) -> tuple[Phase, dict[ConditionType, Verdict]]:
+    if seen.spec is None:
+        return _failed("InvalidSpec", f"the spec is invalid, fix it and apply again: {seen.invalid_spec}")
+    if seen.spec.paused:
+        message = "spec.paused is true: the runtimes are scaled to zero; set it to false to resume"
+        return Phase.PAUSED, {
+            ConditionType.READY: false("Paused", message),
+            ConditionType.PROGRESSING: false("Paused", message),
+            ConditionType.DEGRADED: false("Paused", message),
+        }
+    fatal = _fatal(seen)
+    if fatal is not None:
+        return _failed(fatal.reason, fatal.message)
+    if not seen.pods:
+        message = (
+            f"no live Cassandra pod matches {seen.source_description} in namespace {seen.namespace}; "
+            "check spec.source.cassandra and the pods' labels"
+        )
+        return Phase.PENDING, {
+            ConditionType.READY: false("NoCassandraPods", message),
+            ConditionType.PROGRESSING: false("NoCassandraPods", message),
+            ConditionType.DEGRADED: false("NoCassandraPods", message),
+        }
+    return _running(seen)
+
+
+def _failed(reason: str, message: str) -> tuple[Phase, dict[ConditionType, Verdict]]:
+    return Phase.FAILED, {
+        ConditionType.READY: false(reason, message),
+        ConditionType.PROGRESSING: false(reason, message),
+        ConditionType.DEGRADED: true(reason, message),
+    }
+
+
+def _fatal(seen: Observation) -> _Issue | None:
+    if seen.source_problem:
+        return _Issue("CassandraWorkloadNotFound", seen.source_problem)
+    if seen.missing_secrets:
+        listed = ", ".join(seen.missing_secrets)
+        return _Issue(
+            "SecretMissing",
+            f"the spec references Secret keys that do not exist in namespace {seen.namespace}: {listed}; "
+            "create them (kubectl create secret generic NAME --from-literal=KEY=...) or fix the references",
+        )
+    if seen.pods and len(seen.pods_without_data) == len(seen.pods):
+        return _Issue("DataVolumeNotFound", _no_data_message(seen))
+    return None
+
+
+def _no_data_message(seen: Observation) -> str:
+    volume = seen.spec.source.cassandra.data_volume if seen.spec else "?"
+    return (
+        f"Cassandra pods {', '.join(seen.pods_without_data)} have no PersistentVolumeClaim volume named {volume}; "
+        "set spec.source.cassandra.dataVolume to the volume that holds cdc_raw"
+    )
+
+
+def _running(seen: Observation) -> tuple[Phase, dict[ConditionType, Verdict]]:
+    issues = _issues(seen)
+    waiting = [p for p in seen.pods if _state(seen, p) in (NodeState.STARTING, NodeState.ROLLING)]
+    ready = [p for p in seen.pods if _state(seen, p) is NodeState.READY]
+    verdicts = {
+        ConditionType.READY: (
+            true("AllRuntimesReady", f"{len(ready)}/{len(seen.pods)} runtimes report without errors")
+            if len(ready) == len(seen.pods)
+            else false("RuntimesNotReady", _not_ready_message(seen, ready))
+        ),
+        ConditionType.PROGRESSING: _progressing(seen, waiting),
+        ConditionType.DEGRADED: (
+            true(issues[0].reason, "; ".join(i.message for i in issues))
+            if issues
+            else false("AsExpected", "no lag, backlog or sink problem")
+        ),
+    }
+    if issues:
+        phase = Phase.DEGRADED
+    elif len(ready) < len(seen.pods):
+        phase = Phase.PENDING
+    else:
+        phase = Phase.RUNNING
+    return phase, verdicts
+
+
+def _state(seen: Observation, pod: str) -> NodeState:
+    if pod in seen.pods_without_data:
+        return NodeState.NO_DATA
+    return node_state(seen.nodes.get(pod), seen.config_hash, seen.now, seen.thresholds.report_stale_after)
+
+
+def _not_ready_message(seen: Observation, ready: list[str]) -> str:
+    others = [p for p in seen.pods if p not in ready]
+    states = ", ".join(f"{p} ({_state(seen, p).value})" for p in others)
+    return f"{len(ready)}/{len(seen.pods)} runtimes ready; waiting for {states}"
+
+
+def _progressing(seen: Observation, waiting: list[str]) -> Verdict:
+    parts = []
+    if waiting:
+        parts.append(f"runtimes starting or rolling to config {seen.config_hash}: {', '.join(waiting)}")
+    for pod, deployment in sorted(seen.draining.items()):
+        left = seen.nodes[pod].cdc_raw_bytes if pod in seen.nodes else 0
+        parts.append(f"Deployment {deployment} drains {left} bytes of cdc_raw left by removed pod {pod}")
+    if parts:
+        return true("Reconciling" if waiting else "Draining", "; ".join(parts))
+    return false("Reconciled", f"every runtime runs config {seen.config_hash}")
+
+
+def _issues(seen: Observation) -> list[_Issue]:
+    """Problems that make the pipeline Degraded, in the order the user should look at them."""
+    assert seen.spec is not None
+    issues: list[_Issue] = []
+    if seen.pods_without_data:
+        issues.append(_Issue("DataVolumeNotFound", _no_data_message(seen)))
+    max_lag = seen.spec.runtime.max_lag_seconds
+    share = seen.thresholds.cdc_raw_share_warning
+    for pod in seen.pods:
+        node = seen.nodes.get(pod)
+        deployment = seen.deployments.get(pod, pod)
+        state = _state(seen, pod)
+        if state is NodeState.SILENT and node is not None:
+            issues.append(
+                _Issue(
+                    "RuntimeNotReporting",
+                    f"runtime of {pod} last reported at {node.last_report_time}; "
+                    f"check kubectl -n {seen.namespace} logs deployment/{deployment}",
+                )
+            )
+        if node is None:
+            continue
+        for sink, health in sorted(node.sinks.items()):
+            if not health.healthy:
+                detail = f": {node.last_error}" if node.last_error else ""
+                issues.append(
+                    _Issue(
+                        "SinkUnreachable",
+                        f"sink {sink} fails on {pod}{detail}; check the sink server and its connectionSecret",
+                    )
+                )
+        if node.last_error and all(h.healthy for h in node.sinks.values()):
+            issues.append(
+                _Issue(
+                    "RuntimeError",
+                    f"runtime of {pod} reports: {node.last_error}; "
+                    f"see kubectl -n {seen.namespace} logs deployment/{deployment}",
+                )
+            )
+        if node.cdc_raw_share > share:
+            issues.append(
+                _Issue(
+                    "CdcRawNearlyFull",
+                    f"cdc_raw on {pod} holds {node.cdc_raw_bytes} bytes, {node.cdc_raw_share:.0%} of cdc_total_space; "
+                    "Cassandra rejects writes to CDC tables at 100%: fix the sinks above or raise cdc_total_space",
+                )
+            )
+        if node.lag_seconds is not None and node.lag_seconds > max_lag:
+            issues.append(
+                _Issue(
+                    "LagOverThreshold",
+                    f"{pod} lags {node.lag_seconds:.0f}s behind (spec.runtime.maxLagSeconds is {max_lag}); "
+                    "check sink throughput (sinks[].batchSize) and the runtime's CPU",
+                )
+            )
+    order = ["SinkUnreachable", "CdcRawNearlyFull", "RuntimeError", "RuntimeNotReporting", "LagOverThreshold"]
+    return sorted(issues, key=lambda i: order.index(i.reason) if i.reason in order else -1)
+
+
+def _sinks(seen: Observation) -> dict[str, SinkSummary]:
+    """Aggregate each sink over the current nodes: healthy everywhere, oldest last commit, total rows."""
+    if seen.spec is None:
+        return {}
+    summary = {}
+    for sink in seen.spec.sinks:
+        reports = [seen.nodes[p] for p in seen.pods if p in seen.nodes]
+        views = [r.sinks[sink.name] for r in reports if sink.name in r.sinks]
+        commits = [v.last_commit_time for v in views if v.last_commit_time is not None]
+        summary[sink.name] = SinkSummary(
+            healthy=all(v.healthy for v in views),
+            last_commit_time=min(commits) if commits and len(commits) == len(views) else None,
+            rows_written=sum(v.rows_written for v in views),
+        )
+    return summary
