@@ -49,7 +49,9 @@ def parse(argv: Sequence[str], env: dict[str, str] | None = None) -> Options:
     parser.add_argument("--peering", default=environ.get("HEADRACE_PEERING") or None, help="kopf peering name")
     parser.add_argument("--health-port", type=int, default=int(environ.get("HEADRACE_HEALTH_PORT", "8080")))
     parser.add_argument("--metrics-port", type=int, default=int(environ.get("HEADRACE_METRICS_PORT", "9090")))
-    parser.add_argument("--log-format", choices=["json", "full", "plain"], default=environ.get("HEADRACE_LOG_FORMAT", "json"))
+    parser.add_argument(
+        "--log-format", choices=["json", "full", "plain"], default=environ.get("HEADRACE_LOG_FORMAT", "json")
+    )
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(list(argv))
     namespaces = list(args.namespace)
