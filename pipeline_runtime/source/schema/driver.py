@@ -42,9 +42,11 @@ def _plain(value: Any) -> Any:
         if value.tzinfo is None:
             value = value.replace(tzinfo=datetime.UTC)
         return int(value.timestamp() * 1_000_000)
-    if isinstance(value, (set, frozenset, list, tuple)):
-        return sorted(_plain(v) for v in value) if isinstance(value, (set, frozenset)) else [_plain(v) for v in value]
-    return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        return value
+    return sorted(_plain(v) for v in value)  # sets, including the driver's SortedSet
 
 
 class DriverSchemaSource:
