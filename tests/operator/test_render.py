@@ -1,0 +1,196 @@
+"""The pure renderers: golden files for the whole object set, plus the properties that must never regress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cdc_operator import naming
+from cdc_operator.cassandra import describe
+from cdc_operator.render import PipelineRef, render_pipeline
+from cdc_operator.render.pipeline import RenderedPipeline
+
+from pipeline_runtime.config.model import PipelineSpec
+from tests.operator.golden import assert_golden
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SELECTOR = {"app": "cassandra"}
+
+
+def load_pipeline() -> tuple[PipelineRef, PipelineSpec, dict[str, Any]]:
+    manifest = yaml.safe_load((FIXTURES / "pipeline.yaml").read_text())
+    meta = manifest["metadata"]
+    ref = PipelineRef(meta["name"], meta["namespace"], meta["uid"])
+    return ref, PipelineSpec.model_validate(manifest["spec"]), manifest
+
+
+def pods() -> list[Any]:
+    bodies = yaml.safe_load((FIXTURES / "cassandra-pods.yaml").read_text())
+    return [describe(body, SELECTOR, "server-data") for body in bodies]
+
+
+def rendered(
+    ref: PipelineRef | None = None, spec: PipelineSpec | None = None, image: str | None = None
+) -> RenderedPipeline:
+    default_ref, default_spec, _ = load_pipeline()
+    return render_pipeline(ref or default_ref, spec or default_spec, pods(), image)
+
+
+def as_yaml(objects: list[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(objects, sort_keys=True)
+
+
+def test_objects_match_golden_file() -> None:
+    assert_golden("render-shop.yaml", as_yaml(rendered().objects))
+
+
+def test_paused_golden_file() -> None:
+    _, spec, _ = load_pipeline()
+    objects = rendered(spec=spec.model_copy(update={"paused": True})).objects
+    assert_golden("render-shop-paused.yaml", as_yaml(objects))
+
+
+def test_objects_are_owned_and_labelled() -> None:
+    ref, _, _ = load_pipeline()
+    for obj in rendered().objects:
+        meta = obj["metadata"]
+        assert meta["namespace"] == "data"
+        assert meta["ownerReferences"] == [ref.owner_reference()]
+        assert meta["labels"][naming.LABEL_PIPELINE] == "shop"
+    kinds = [o["kind"] for o in rendered().objects]
+    assert kinds == ["ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Deployment", "Deployment"]
+
+
+def test_deployment_per_pod_pinned_to_that_pod() -> None:
+    deployments = rendered().deployments
+    assert [d["metadata"]["name"] for d in deployments] == ["shop-cassandra-0", "shop-cassandra-1"]
+    pod_spec = deployments[0]["spec"]["template"]["spec"]
+    (term,) = pod_spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    # The volatile controller-revision-hash must not be in the selector, the pod-name label must.
+    assert term["labelSelector"]["matchLabels"] == {
+        "app": "cassandra",
+        "statefulset.kubernetes.io/pod-name": "cassandra-0",
+    }
+    claim = next(v for v in pod_spec["volumes"] if v["name"] == "cassandra-data")
+    assert claim["persistentVolumeClaim"] == {"claimName": "server-data-cassandra-0"}
+    mount = next(m for m in pod_spec["containers"][0]["volumeMounts"] if m["name"] == "cassandra-data")
+    assert "readOnly" not in mount, "the runtime deletes consumed segments: the data volume is read-write"
+    assert deployments[0]["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_runtime_is_locked_down() -> None:
+    for deployment in rendered().deployments:
+        pod_spec = deployment["spec"]["template"]["spec"]
+        assert pod_spec["securityContext"]["runAsNonRoot"] is True
+        assert pod_spec["securityContext"]["runAsUser"] > 0
+        (container,) = pod_spec["containers"]
+        ctx = container["securityContext"]
+        assert ctx["readOnlyRootFilesystem"] is True
+        assert ctx["allowPrivilegeEscalation"] is False
+        assert ctx["capabilities"] == {"drop": ["ALL"]}
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert {p["name"] for p in container["ports"]} == {"http-metrics"}
+
+
+def test_runs_as_the_cassandra_user_and_tolerates_its_taints() -> None:
+    first, second = (d["spec"]["template"]["spec"] for d in rendered().deployments)
+    assert first["securityContext"]["runAsUser"] == 999
+    assert second["securityContext"]["runAsUser"] == 1001
+    taint = {"key": "dedicated", "operator": "Equal", "value": "cassandra", "effect": "NoSchedule"}
+    assert first["tolerations"] == [taint]
+    assert "tolerations" not in second
+
+
+def test_secrets_are_mounted_as_files_with_only_their_keys() -> None:
+    result = rendered()
+    assert result.secrets == {
+        "cassandra-cql": ("password", "username"),
+        "cassandra-tls": ("ca.crt",),
+        "shop-masking": ("hmac-key",),
+        "shop-sinks": ("clickhouse-url", "postgres-dsn"),
+    }
+    pod_spec = result.deployments[0]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod_spec["volumes"]}
+    assert volumes["secret-shop-sinks"]["secret"]["items"] == [
+        {"key": "clickhouse-url", "path": "clickhouse-url"},
+        {"key": "postgres-dsn", "path": "postgres-dsn"},
+    ]
+    mounts = {m["name"]: m["mountPath"] for m in pod_spec["containers"][0]["volumeMounts"]}
+    assert mounts["secret-shop-sinks"] == "/etc/headrace/secrets/shop-sinks"
+
+
+def test_config_map_holds_references_never_values() -> None:
+    config_map = rendered().objects[0]
+    document = yaml.safe_load(config_map["data"]["pipeline.yaml"])
+    assert document["kind"] == "CDCPipeline"
+    assert document["spec"]["sinks"][0]["connectionSecret"] == {"name": "shop-sinks", "key": "postgres-dsn"}
+    assert "paused" not in document["spec"]
+    # What the runtime loads is exactly the spec the operator validated.
+    assert PipelineSpec.model_validate(document["spec"]) == load_pipeline()[1]
+
+
+def test_config_hash_rolls_on_change_but_not_on_pause() -> None:
+    _, spec, _ = load_pipeline()
+    base = rendered()
+    changed_sink = spec.sinks[0].model_copy(update={"batch_size": 5})
+    changed = rendered(spec=spec.model_copy(update={"sinks": [changed_sink, spec.sinks[1]]}))
+    paused = rendered(spec=spec.model_copy(update={"paused": True}))
+    assert changed.config_hash != base.config_hash
+    assert paused.config_hash == base.config_hash
+    template = changed.deployments[0]["spec"]["template"]["metadata"]["annotations"]
+    assert template[naming.ANNOTATION_CONFIG_HASH] == changed.config_hash
+    assert [d["spec"]["replicas"] for d in paused.deployments] == [0, 0]
+    assert [d["spec"]["replicas"] for d in base.deployments] == [1, 1]
+
+
+def test_restart_token_is_stamped_on_the_pod_template() -> None:
+    ref, _, _ = load_pipeline()
+    restarted = rendered(ref=PipelineRef(ref.name, ref.namespace, ref.uid, restart_token="2026-01-01T00:00:00Z"))
+    annotations = restarted.deployments[0]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[naming.ANNOTATION_RESTART] == "2026-01-01T00:00:00Z"
+    assert naming.ANNOTATION_RESTART not in rendered().deployments[0]["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_operator_image_replaces_only_the_default_image() -> None:
+    _, spec, _ = load_pipeline()
+    image = rendered(image="registry.local/headrace:1.2").deployments[0]["spec"]["template"]["spec"]["containers"][0]
+    assert image["image"] == "registry.local/headrace:1.2"
+    pinned = spec.model_copy(update={"runtime": spec.runtime.model_copy(update={"image": "mine:1"})})
+    container = rendered(spec=pinned, image="registry.local/headrace:1.2").deployments[0]["spec"]["template"]
+    assert container["spec"]["containers"][0]["image"] == "mine:1"
+
+
+def test_pod_without_data_claim_gets_no_runtime() -> None:
+    ref, spec, _ = load_pipeline()
+    body = yaml.safe_load((FIXTURES / "cassandra-pods.yaml").read_text())[0]
+    body["spec"]["volumes"] = [{"name": "server-data", "emptyDir": {}}]
+    result = render_pipeline(ref, spec, [describe(body, SELECTOR, "server-data")])
+    assert result.deployments == []
+    assert result.pods_without_data == ["cassandra-0"]
+
+
+@pytest.mark.parametrize("pipeline", ["p" * 63, "a-very-long-pipeline-name-that-goes-on-and-on"])
+def test_long_names_fit_kubernetes_limits(pipeline: str) -> None:
+    _, spec, _ = load_pipeline()
+    result = render_pipeline(PipelineRef(pipeline, "data", "uid"), spec, pods())
+    for obj in result.objects:
+        assert len(obj["metadata"]["name"]) <= 63
+        assert all(len(v) <= 63 for v in obj["metadata"]["labels"].values())
+    names = [d["metadata"]["name"] for d in result.deployments]
+    assert len(set(names)) == 2
+
+
+def test_role_allows_only_its_own_status() -> None:
+    role = next(o for o in rendered().objects if o["kind"] == "Role")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["headrace.io"],
+            "resources": ["cdcpipelines/status"],
+            "resourceNames": ["shop"],
+            "verbs": ["get", "patch"],
+        }
+    ]

@@ -1,0 +1,170 @@
+"""Phase and conditions from what the operator observed (pure; time is a parameter)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cdc_operator.status.assess import assess
+from cdc_operator.status.observation import Observation, Thresholds
+
+from pipeline_runtime.config.model import PipelineSpec
+from pipeline_runtime.config.status import ConditionStatus, ConditionType, NodeSinkStatus, NodeStatus, Phase
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+SPEC = PipelineSpec.model_validate(
+    {
+        "source": {"cassandra": {"podSelector": {"app": "cassandra"}}, "tables": [{"keyspace": "shop"}]},
+        "sinks": [{"name": "pg", "type": "postgres", "connectionSecret": {"name": "s", "key": "k"}}],
+        "runtime": {"maxLagSeconds": 30},
+    }
+)
+PODS = ["cassandra-0", "cassandra-1"]
+
+
+def report(**overrides: Any) -> NodeStatus:
+    values: dict[str, Any] = {
+        "last_report_time": NOW - timedelta(seconds=5),
+        "lag_seconds": 1.5,
+        "events_per_second": 100.0,
+        "config_hash": "h1",
+        "sinks": {"pg": NodeSinkStatus(healthy=True, rows_written=10, last_commit_time=NOW - timedelta(seconds=2))},
+    }
+    values.update(overrides)
+    return NodeStatus(**values)
+
+
+def observe(**overrides: Any) -> Observation:
+    values: dict[str, Any] = {
+        "namespace": "data",
+        "generation": 3,
+        "now": NOW,
+        "spec": SPEC,
+        "source_description": "pods with labels app=cassandra",
+        "pods": PODS,
+        "config_hash": "h1",
+        "nodes": {p: report() for p in PODS},
+    }
+    values.update(overrides)
+    return Observation(**values)
+
+
+def condition(status: Any, kind: ConditionType) -> Any:
+    return next(c for c in status.conditions if c.type == kind)
+
+
+def test_all_reporting_is_running_and_ready() -> None:
+    status = assess(observe())
+    assert status.phase is Phase.RUNNING
+    assert condition(status, ConditionType.READY).status is ConditionStatus.TRUE
+    assert condition(status, ConditionType.DEGRADED).status is ConditionStatus.FALSE
+    assert condition(status, ConditionType.PROGRESSING).status is ConditionStatus.FALSE
+    assert status.ready_nodes == "2/2"
+    assert status.events_per_second == 200.0
+    assert status.max_lag_seconds == 1.5
+    assert status.observed_generation == 3
+    assert status.sinks["pg"].rows_written == 20
+
+
+def test_no_reports_yet_is_pending_and_progressing() -> None:
+    status = assess(observe(nodes={}))
+    assert status.phase is Phase.PENDING
+    assert condition(status, ConditionType.PROGRESSING).status is ConditionStatus.TRUE
+    ready = condition(status, ConditionType.READY)
+    assert ready.status is ConditionStatus.FALSE and "cassandra-0 (no report yet)" in ready.message
+    assert status.ready_nodes == "0/2"
+
+
+def test_lag_over_threshold_is_degraded_with_advice() -> None:
+    status = assess(observe(nodes={"cassandra-0": report(lag_seconds=95.0), "cassandra-1": report()}))
+    assert status.phase is Phase.DEGRADED
+    degraded = condition(status, ConditionType.DEGRADED)
+    assert degraded.status is ConditionStatus.TRUE and degraded.reason == "LagOverThreshold"
+    assert "cassandra-0 lags 95s" in degraded.message and "maxLagSeconds is 30" in degraded.message
+    assert condition(status, ConditionType.READY).status is ConditionStatus.TRUE
+    assert status.max_lag_seconds == 95.0
+
+
+def test_cdc_raw_nearly_full() -> None:
+    status = assess(observe(nodes={"cassandra-0": report(cdc_raw_share=0.85, cdc_raw_bytes=3_500_000_000)}))
+    degraded = condition(status, ConditionType.DEGRADED)
+    assert degraded.reason == "CdcRawNearlyFull" and "85%" in degraded.message
+
+
+def test_unreachable_sink_names_sink_and_error() -> None:
+    failing = report(last_error="connection refused", sinks={"pg": NodeSinkStatus(healthy=False)})
+    status = assess(observe(nodes={"cassandra-0": failing, "cassandra-1": report()}))
+    assert status.phase is Phase.DEGRADED
+    degraded = condition(status, ConditionType.DEGRADED)
+    assert degraded.reason == "SinkUnreachable"
+    assert "sink pg fails on cassandra-0: connection refused" in degraded.message
+    assert condition(status, ConditionType.READY).status is ConditionStatus.FALSE
+    assert status.sinks["pg"].healthy is False
+
+
+def test_silent_runtime_is_degraded() -> None:
+    old = report(last_report_time=NOW - timedelta(minutes=10))
+    status = assess(observe(nodes={"cassandra-0": old, "cassandra-1": report()}))
+    degraded = condition(status, ConditionType.DEGRADED)
+    assert degraded.reason == "RuntimeNotReporting" and "logs deployment/cassandra-0" in degraded.message
+
+
+def test_old_config_means_rolling() -> None:
+    status = assess(observe(config_hash="h2"))
+    assert status.phase is Phase.PENDING
+    progressing = condition(status, ConditionType.PROGRESSING)
+    assert progressing.reason == "Reconciling" and "h2" in progressing.message
+
+
+def test_no_pods() -> None:
+    status = assess(observe(pods=[], nodes={}))
+    assert status.phase is Phase.PENDING
+    ready = condition(status, ConditionType.READY)
+    assert ready.reason == "NoCassandraPods" and "app=cassandra" in ready.message and "data" in ready.message
+    assert status.ready_nodes == "0/0"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason", "hint"),
+    [
+        ({"missing_secrets": ["shop-sinks/postgres-dsn"]}, "SecretMissing", "kubectl create secret"),
+        ({"source_problem": "StatefulSet x does not exist"}, "CassandraWorkloadNotFound", "does not exist"),
+        ({"pods_without_data": PODS}, "DataVolumeNotFound", "dataVolume"),
+        ({"spec": None, "invalid_spec": "spec.sinks: too short"}, "InvalidSpec", "spec.sinks"),
+    ],
+)
+def test_blocking_problems_fail(overrides: dict[str, Any], reason: str, hint: str) -> None:
+    status = assess(observe(**overrides))
+    assert status.phase is Phase.FAILED
+    degraded = condition(status, ConditionType.DEGRADED)
+    assert degraded.status is ConditionStatus.TRUE and degraded.reason == reason and hint in degraded.message
+    assert condition(status, ConditionType.READY).status is ConditionStatus.FALSE
+
+
+def test_paused_wins() -> None:
+    status = assess(observe(spec=SPEC.model_copy(update={"paused": True}), missing_secrets=["x"]))
+    assert status.phase is Phase.PAUSED
+    assert condition(status, ConditionType.READY).reason == "Paused"
+
+
+def test_transition_time_kept_while_status_holds() -> None:
+    first = assess(observe())
+    patient = Thresholds(report_stale_after=timedelta(hours=1))
+    later = assess(observe(now=NOW + timedelta(minutes=5), previous_conditions=first.conditions, thresholds=patient))
+    assert condition(later, ConditionType.READY).last_transition_time == NOW
+    flipped = assess(observe(now=NOW + timedelta(minutes=5), nodes={}, previous_conditions=first.conditions))
+    assert condition(flipped, ConditionType.READY).last_transition_time == NOW + timedelta(minutes=5)
+
+
+def test_draining_runtime_shows_in_progressing() -> None:
+    status = assess(
+        observe(
+            pods=["cassandra-0"],
+            draining={"cassandra-1": "shop-cassandra-1"},
+            nodes={"cassandra-0": report(), "cassandra-1": report(cdc_raw_bytes=4096)},
+        )
+    )
+    progressing = condition(status, ConditionType.PROGRESSING)
+    assert progressing.reason == "Draining" and "4096 bytes" in progressing.message
+    assert status.ready_nodes == "1/1"
