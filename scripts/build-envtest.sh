@@ -10,7 +10,9 @@
 #   ENVTEST_K8S_VERSION   Kubernetes release to build (default 1.34.4)
 #   ENVTEST_HELM_VERSION  helm release (default v3.19.0)
 #   ENVTEST_KWOK_VERSION  kwok release (default v0.7.0)
-#   ENVTEST_ETCD          "debian" (apt package etcd-server, 3.4.x) or "build" (go.etcd.io/etcd/server/v3)
+#   ENVTEST_ETCD          "build" (default: go.etcd.io/etcd/server/v3 at the version k8s.io/kubernetes
+#                         requires, 3.6.x for 1.34) or "debian" (apt package etcd-server 3.4.23: older than
+#                         Kubernetes' documented minimum, lacks watch progress requests; works for tests)
 #   ENVTEST_ETCD_VERSION  etcd release for ENVTEST_ETCD=build (default: the one k8s.io/kubernetes requires)
 #   ENVTEST_BUILD_JOBS    go build -p (default 2: the machine's cores are shared)
 #
@@ -29,7 +31,7 @@ k8s_version="${ENVTEST_K8S_VERSION:-1.34.4}"
 k8s_version="${k8s_version#v}"
 helm_version="${ENVTEST_HELM_VERSION:-v3.19.0}"
 kwok_version="${ENVTEST_KWOK_VERSION:-v0.7.0}"
-etcd_mode="${ENVTEST_ETCD:-debian}"
+etcd_mode="${ENVTEST_ETCD:-build}"
 jobs="${ENVTEST_BUILD_JOBS:-2}"
 cache="${HEADRACE_CACHE:-$HOME/.cache/headrace}"
 out="$cache/envtest/$k8s_version"
@@ -131,11 +133,28 @@ build_k8s() {
 
 # go install PACKAGE@VERSION with GOBIN at a scratch folder, then move BINARY into place.
 go_install() {
-  local binary="$1" package="$2"
+  local binary="$1" package="$2" ldflags="-s -w ${3:-}"
   local bin="$out/.gobin-$binary"
   rm -rf "$bin" && mkdir -p "$bin"
-  GOBIN="$bin" go install -p "$jobs" -trimpath -ldflags "-s -w" "$package" || die "go install $package failed"
+  GOBIN="$bin" go install -p "$jobs" -trimpath -ldflags "$ldflags" "$package" || die "go install $package failed"
   mv "$bin/$binary" "$out/$binary" && rm -rf "$bin"
+}
+
+# Stamp helm as its Makefile does: its own version, and the Kubernetes version that
+# `helm template` / `helm lint` assume (1.<minor of the client-go it is built with>).
+ldflags_for_helm() {
+  local gomod client_go_minor
+  gomod="$(go mod download -json "helm.sh/helm/v3@$helm_version" | sed -n -E 's/^\s*"GoMod": "(.*)",?$/\1/p')"
+  client_go_minor="$(sed -n -E 's/^\s*k8s\.io\/client-go v0\.([0-9]+)\..*/\1/p' "$gomod" | head -1)"
+  local flags="-X helm.sh/helm/v3/internal/version.version=$helm_version"
+  flags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  if [ -n "$client_go_minor" ]; then
+    local pkg
+    for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+      flags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$client_go_minor"
+    done
+  fi
+  echo "$flags"
 }
 
 build_etcd() {
@@ -168,7 +187,7 @@ build_one() {
   case "$1" in
     kube-apiserver | kubectl | kube-controller-manager | kube-scheduler) build_k8s "$1" ;;
     etcd) build_etcd ;;
-    helm) go_install helm "helm.sh/helm/v3/cmd/helm@$helm_version" ;;
+    helm) go_install helm "helm.sh/helm/v3/cmd/helm@$helm_version" "$(ldflags_for_helm)" ;;
     kwok) go_install kwok "sigs.k8s.io/kwok/cmd/kwok@$kwok_version" ;;
     *) die "unknown component '$1' (known: ${default_components[*]} ${extra_components[*]})" ;;
   esac

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 from kubernetes import client, config
@@ -94,3 +96,16 @@ def test_rbac_is_enforced(control_plane: ControlPlane, kube_namespace: str) -> N
         time.sleep(0.2)
     assert can_i(control_plane, "delete", "configmaps", kube_namespace, "runtime") == "no"
     assert can_i(control_plane, "get", "secrets", kube_namespace, "runtime") == "no"
+
+
+def test_helm_installs_a_chart(control_plane: ControlPlane, kube_namespace: str, tmp_path: Path) -> None:
+    if not os.access(control_plane.assets_dir / "helm", os.X_OK):
+        pytest.skip("helm is not built (scripts/build-envtest.sh helm)")
+    version = control_plane.helm("version", "--short").stdout
+    assert version.startswith("v3."), version
+    control_plane.helm("create", str(tmp_path / "demo"))
+    control_plane.helm("install", "demo", str(tmp_path / "demo"), f"--namespace={kube_namespace}")
+    deployments = control_plane.kubectl("get", "deployments", f"--namespace={kube_namespace}", "-o", "name")
+    assert deployments.stdout.split() == ["deployment.apps/demo"]
+    releases = json.loads(control_plane.helm("list", f"--namespace={kube_namespace}", "--output=json").stdout)
+    assert [(r["name"], r["status"]) for r in releases] == [("demo", "deployed")]
