@@ -131,7 +131,8 @@ class ClickHouseSink:
             table = self._tables.get(qualified)
             if table is None:
                 raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")
-            rows, tombstones = coalesce(table.shaper.shape(e) for e in events)
+            async with boundary(self.name):  # encoding errors become RowRejectedError here
+                rows, tombstones = coalesce(table.shaper.shape(e) for e in events)
             await self._write_table(table, rows, tombstones, _token(self.name, qualified, events))
         if self.before_checkpoint is not None:
             await self.before_checkpoint()

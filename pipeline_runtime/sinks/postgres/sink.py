@@ -77,8 +77,12 @@ class PostgresSink:
     async def open(self) -> None:
         async with boundary(self.name):
             self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size)
-            async with self._pool.acquire() as conn:
+        try:
+            async with boundary(self.name), self._pool.acquire() as conn:
                 await self._prepare_database(conn)
+        except BaseException:
+            await self.close()
+            raise
         self._health.state = SinkState.OPEN
 
     async def _prepare_database(self, conn: asyncpg.Connection) -> None:
@@ -122,7 +126,8 @@ class PostgresSink:
     # -- writing ---------------------------------------------------------
 
     async def write(self, batch: Batch) -> None:
-        shaped = self._shape(batch.events)
+        async with boundary(self.name):
+            shaped = self._shape(batch.events)  # encoding errors become RowRejectedError here
         async with boundary(self.name), self.pool.acquire() as conn, conn.transaction():
             await self._lock(conn, shaped)
             for table, (rows, tombstones) in shaped:

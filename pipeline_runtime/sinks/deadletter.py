@@ -1,0 +1,89 @@
+"""Dead letters: events a sink rejected, kept with the reason and source position.
+
+Nothing is dropped without a record. The JSONL store appends one line per
+event and fsyncs before returning, so the checkpoint that follows never
+passes an event that is not on disk. Events reach a store already
+transformed, so masked values stay masked here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, is_dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline_runtime.events import ChangeEvent
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One rejected event and why."""
+
+    sink: str
+    reason: str
+    event: ChangeEvent
+
+    def record(self) -> dict[str, Any]:
+        source = self.event.source
+        return {
+            "sink": self.sink,
+            "reason": self.reason,
+            "node": source.node,
+            "segment_id": source.position.segment_id,
+            "offset": source.position.offset,
+            "keyspace": self.event.keyspace,
+            "table": self.event.table,
+            "op": str(self.event.op),
+            "event": plain(self.event),
+            "rejected_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+
+
+class DeadLetterStore(Protocol):
+    async def write(self, letters: Sequence[DeadLetter]) -> None:
+        """Store the letters durably before returning."""
+
+
+def plain(value: Any) -> Any:
+    """A JSON-able rendering of an event or any driver value (for humans, not for replay)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, (Decimal, uuid.UUID, dt.date, dt.time, dt.datetime)):
+        return str(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, Mapping) or hasattr(value, "items"):
+        return [[plain(k), plain(v)] for k, v in value.items()]
+    if isinstance(value, (list, tuple, set, frozenset)) or hasattr(value, "__iter__"):
+        return [plain(v) for v in value]
+    return str(value)
+
+
+class JsonlDeadLetters:
+    """Appends dead letters to a local JSON-lines file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def write(self, letters: Sequence[DeadLetter]) -> None:
+        if letters:
+            lines = "".join(json.dumps(letter.record(), sort_keys=True) + "\n" for letter in letters)
+            await asyncio.to_thread(self._append, lines)
+
+    def _append(self, lines: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
