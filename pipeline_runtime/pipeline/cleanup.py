@@ -1,37 +1,32 @@
-"""Which cdc_raw segments may be deleted, and deleting them.
+"""Deleting the cdc_raw segments every sink holds, by the checkpoint's rule.
 
-A segment and its idx go only when the idx says COMPLETED (Cassandra will
-write nothing more to it) and the position every sink has committed is at or
-past the segment's durable end. Anything else stays: a stalled sink makes the
-backlog grow, which the runtime reports, instead of losing data.
+The rule itself (COMPLETED and committed past its end by every sink) lives in
+``pipeline_runtime.checkpoint.cleanup``; this module applies it to the files.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
+from pipeline_runtime.checkpoint.cleanup import SegmentStatus, Verdict, decide
 from pipeline_runtime.events import Position
-from pipeline_runtime.pipeline.protocols import SegmentFile
+from pipeline_runtime.source.tailer import SegmentInfo
 
 log = logging.getLogger(__name__)
 
 
-def deletable(segments: list[SegmentFile], committed: Position | None) -> list[SegmentFile]:
-    """The segments fully delivered to every sink (``committed`` is their lowest position)."""
-    if committed is None:
-        return []
-    done = []
-    for segment in segments:
-        if not segment.completed:
-            continue
-        if segment.segment_id < committed.segment_id or (
-            segment.segment_id == committed.segment_id and committed.offset >= segment.durable_offset
-        ):
-            done.append(segment)
-    return done
+def consumed(segments: list[SegmentInfo], committed: Mapping[str, Position | None]) -> list[SegmentInfo]:
+    """The segments that ``decide`` allows to delete, given each sink's committed position."""
+    return [
+        s
+        for s in segments
+        if decide(SegmentStatus(s.segment_id, s.durable_offset, s.completed, s.size), committed).verdict
+        is Verdict.DELETE
+    ]
 
 
-def delete_segments(segments: list[SegmentFile]) -> int:
+def delete_segments(segments: list[SegmentInfo]) -> int:
     """Delete the log, then the idx, of each segment; returns how many were removed.
 
     The log goes first: a crash in between leaves an idx without a log, which

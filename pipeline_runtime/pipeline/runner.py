@@ -25,7 +25,7 @@ from opentelemetry import trace
 from pipeline_runtime.errors import HeadraceError, SchemaDriftError, SinkError
 from pipeline_runtime.events import ChangeEvent, Position
 from pipeline_runtime.observability.metrics import Metrics
-from pipeline_runtime.pipeline.cleanup import deletable, delete_segments
+from pipeline_runtime.pipeline.cleanup import consumed, delete_segments
 from pipeline_runtime.pipeline.lifecycle import Lifecycle, RuntimeState
 from pipeline_runtime.pipeline.protocols import ChangeSource, EventTransform
 from pipeline_runtime.sinks.base import Batch, Checkpoint, Sink
@@ -236,8 +236,7 @@ class Runner:
                 self._tables_ready.add(key)
 
     def _cleanup(self, committed: Position) -> None:
-        backlog = self.source.backlog()
-        removed = delete_segments(deletable(backlog.segments, committed))
+        removed = delete_segments(consumed(self.source.backlog(), {s.name: committed for s in self.sinks}))
         if removed:
             self.metrics.segments_deleted.labels(**self._labels).inc(removed)
 

@@ -18,11 +18,11 @@ from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.errors import SchemaDriftError, SinkUnavailableError
 from pipeline_runtime.events import Cell, ChangeEvent, Op, Position, SourcePosition
 from pipeline_runtime.observability.metrics import create_metrics
-from pipeline_runtime.pipeline.cleanup import deletable, delete_segments
+from pipeline_runtime.pipeline.cleanup import consumed, delete_segments
 from pipeline_runtime.pipeline.lifecycle import Lifecycle, RuntimeState
-from pipeline_runtime.pipeline.protocols import Backlog, SegmentFile, SourceChunk
 from pipeline_runtime.pipeline.runner import BatchPolicy, RetryPolicy, Runner
 from pipeline_runtime.sinks.base import Batch, SinkHealth, SinkState
+from pipeline_runtime.source.tailer import SegmentInfo, SourceBatch
 
 SCHEMA = TableSchema(
     "ks",
@@ -44,13 +44,13 @@ def event(i: int, segment: int = 1) -> ChangeEvent:
 
 
 class ListSource:
-    def __init__(self, chunks: list[SourceChunk], segments: list[SegmentFile] | None = None) -> None:
+    def __init__(self, chunks: list[SourceBatch], segments: list[SegmentInfo] | None = None) -> None:
         self.chunks = chunks
         self.started_from: list[Position | None] = []
         self.segments = segments or []
         self.drained = asyncio.Event()
 
-    async def read(self, start: Position | None) -> AsyncIterator[SourceChunk]:
+    async def read(self, start: Position | None) -> AsyncIterator[SourceBatch]:
         self.started_from.append(start)
         for chunk in self.chunks:
             if start is not None and chunk.position is not None and chunk.position <= start:
@@ -59,13 +59,13 @@ class ListSource:
         self.drained.set()
         while True:
             await asyncio.sleep(0.01)
-            yield SourceChunk([], None)
+            yield SourceBatch([], None)
 
     def schema(self, keyspace: str, table: str) -> TableSchema:
         return SCHEMA
 
-    def backlog(self) -> Backlog:
-        return Backlog([s for s in self.segments if s.log.exists()])
+    def backlog(self) -> list[SegmentInfo]:
+        return [s for s in self.segments if s.log.exists()]
 
 
 class Identity:
@@ -136,8 +136,8 @@ async def run_until_drained(r: Runner, source: ListSource, settle: float = 0.2) 
     await asyncio.wait_for(task, 5)
 
 
-def chunks(n: int) -> list[SourceChunk]:
-    return [SourceChunk([event(i)], Position(1, 100 + i)) for i in range(n)]
+def chunks(n: int) -> list[SourceBatch]:
+    return [SourceBatch([event(i)], Position(1, 100 + i)) for i in range(n)]
 
 
 async def test_every_event_reaches_every_sink_and_checkpoint_follows_data() -> None:
@@ -174,7 +174,7 @@ async def test_restart_begins_at_the_lowest_committed_position_over_sinks() -> N
 
 
 async def test_unselected_events_still_move_the_checkpoint() -> None:
-    source = ListSource([SourceChunk([event(-1)], Position(2, 50)), SourceChunk([event(-2)], Position(2, 90))])
+    source = ListSource([SourceBatch([event(-1)], Position(2, 50)), SourceBatch([event(-2)], Position(2, 90))])
     sink = MemorySink("s")
     r = runner(source, [sink])
     await run_until_drained(r, source)
@@ -195,19 +195,20 @@ async def test_schema_drift_is_fatal_and_reported() -> None:
     assert "type changed from text to int" in (r.progress.last_error or "")
 
 
-def segment(tmp: Path, seg_id: int, durable: int, completed: bool) -> SegmentFile:
+def segment(tmp: Path, seg_id: int, durable: int, completed: bool) -> SegmentInfo:
     log, idx = tmp / f"CommitLog-7-{seg_id}.log", tmp / f"CommitLog-7-{seg_id}_cdc.idx"
     log.write_bytes(b"x" * durable)
     idx.write_text(f"{durable}\nCOMPLETED" if completed else str(durable))
-    return SegmentFile(seg_id, log, idx, durable, completed, durable)
+    return SegmentInfo(seg_id, log, idx, durable, completed, durable)
 
 
 def test_cleanup_deletes_only_completed_segments_behind_every_sink(tmp_path: Path) -> None:
     s1, s2, s3 = segment(tmp_path, 1, 500, True), segment(tmp_path, 2, 800, True), segment(tmp_path, 3, 300, False)
-    assert deletable([s1, s2, s3], None) == []
-    assert deletable([s1, s2, s3], Position(2, 799)) == [s1]
-    assert deletable([s1, s2, s3], Position(2, 800)) == [s1, s2]
-    assert deletable([s1, s2, s3], Position(3, 300)) == [s1, s2]  # s3 not COMPLETED
+    assert consumed([s1, s2, s3], {"a": None}) == []
+    assert consumed([s1, s2, s3], {"a": Position(2, 799)}) == [s1]
+    assert consumed([s1, s2, s3], {"a": Position(2, 800)}) == [s1, s2]
+    assert consumed([s1, s2, s3], {"a": Position(2, 800), "b": Position(1, 10)}) == []  # b holds them
+    assert consumed([s1, s2, s3], {"a": Position(3, 300)}) == [s1, s2]  # s3 not COMPLETED
     assert delete_segments([s1, s2]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["CommitLog-7-3.log", "CommitLog-7-3_cdc.idx"]
 
