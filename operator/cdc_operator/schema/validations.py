@@ -4,6 +4,10 @@ Each entry mirrors a pydantic ``model_validator`` (so ``kubectl apply`` rejects
 what the runtime would reject, with the same advice), or states something only
 the operator needs (it must be able to find the Cassandra pods).
 
+Rules guard optional fields with ``has()`` even where the schema defaults them:
+the API server also checks each ``default`` against the rules, before nested
+defaults are filled in (``transforms: {}`` has no ``masking`` yet).
+
 The size bounds exist for CEL's cost budget: the API server refuses a rule whose
 worst case over an unbounded list or string is too expensive, so every list and
 string a rule walks gets a generous ``maxItems`` / ``maxLength``.
@@ -24,7 +28,8 @@ RULES: dict[str, list[dict[str, str]]] = {
             "fieldPath": ".sinks",
         },
         {
-            "rule": "self.transforms.masking.all(r, r.table.split('.')[0].matches('[*?]') || "
+            "rule": "!has(self.transforms) || !has(self.transforms.masking) || "
+            "self.transforms.masking.all(r, r.table.split('.')[0].matches('[*?]') || "
             "self.source.tables.exists(t, t.keyspace.matches('[*?]') || t.keyspace == r.table.split('.')[0]))",
             "message": "every transforms.masking[].table must name a keyspace selected by source.tables "
             "(a rule on an unselected table masks nothing)",
@@ -50,7 +55,7 @@ RULES: dict[str, list[dict[str, str]]] = {
     ],
     "TransformSpec": [
         {
-            "rule": "!self.masking.exists(r, r.strategy == 'hash') || has(self.hashKeySecret)",
+            "rule": "!has(self.masking) || !self.masking.exists(r, r.strategy == 'hash') || has(self.hashKeySecret)",
             "message": "masking strategy hash needs transforms.hashKeySecret, a Secret key holding the HMAC key",
         },
     ],
@@ -65,10 +70,11 @@ RULES: dict[str, list[dict[str, str]]] = {
 #: (``$defs`` name, property) -> bounds added for CEL's cost estimate.
 BOUNDS: dict[tuple[str, str], dict[str, int]] = {
     ("PipelineSpec", "sinks"): {"maxItems": 32},
-    ("SourceSpec", "tables"): {"maxItems": 128},
-    ("TransformSpec", "masking"): {"maxItems": 512},
-    ("TableSelector", "keyspace"): {"maxLength": 256},
-    ("MaskRule", "table"): {"maxLength": 512},
+    ("SourceSpec", "tables"): {"maxItems": 64},
+    ("TransformSpec", "masking"): {"maxItems": 256},
+    # Cassandra names have at most 48 characters; patterns a few more.
+    ("TableSelector", "keyspace"): {"maxLength": 64},
+    ("MaskRule", "table"): {"maxLength": 130},
 }
 
 #: (``$defs`` name, property) -> Kubernetes list semantics.
