@@ -66,8 +66,7 @@ WORKLOAD = [
     "UPDATE fx.ops USING TIMESTAMP 1000004 SET v = 'v2' WHERE pk1 = 1 AND pk2 = 'p' AND ck1 = 1 AND ck2 = 'a'",
     "UPDATE fx.ops USING TIMESTAMP 1000005 SET v = null WHERE pk1 = 1 AND pk2 = 'p' AND ck1 = 1 AND ck2 = 'a'",
     "INSERT INTO fx.ops (pk1, pk2, ck1, ck2, v) VALUES (1, 'p', 2, 'b', 'ttl') USING TIMESTAMP 1000006 AND TTL 3600",
-    "UPDATE fx.ops USING TIMESTAMP 1000007 AND TTL 60 SET n = 5 WHERE pk1 = 1 AND pk2 = 'p' AND ck1 = 2"
-    " AND ck2 = 'b'",
+    "UPDATE fx.ops USING TIMESTAMP 1000007 AND TTL 60 SET n = 5 WHERE pk1 = 1 AND pk2 = 'p' AND ck1 = 2 AND ck2 = 'b'",
     "DELETE FROM fx.ops USING TIMESTAMP 1000008 WHERE pk1 = 1 AND pk2 = 'p' AND ck1 = 2 AND ck2 = 'b'",
     "DELETE FROM fx.ops USING TIMESTAMP 1000009 WHERE pk1 = 1 AND pk2 = 'p' AND ck1 > 1 AND ck1 <= 5",
     "DELETE FROM fx.ops USING TIMESTAMP 1000010 WHERE pk1 = 1 AND pk2 = 'p' AND ck1 >= 7",

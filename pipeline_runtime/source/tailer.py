@@ -14,6 +14,7 @@ the entries after it (entries ending at or before it are skipped).
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -25,7 +26,7 @@ from pipeline_runtime.source.commitlog.descriptor import SEGMENT_NAME, SegmentNa
 from pipeline_runtime.source.commitlog.mutation import DecodeStats, MutationDecoder
 from pipeline_runtime.source.commitlog.segment import Entry, ReaderState, SegmentReader
 from pipeline_runtime.cql.schema import TableSchema
-from pipeline_runtime.source.errors import DecodeError, IndexFileError, MutationDecodeError, SchemaError
+from pipeline_runtime.source.errors import DecodeError, IndexFileError, MutationDecodeError, SchemaError, SegmentError
 from pipeline_runtime.source.schema.registry import SchemaRegistry
 
 
@@ -170,22 +171,40 @@ class CdcRawTailer:
         count = 0
         last_end = -1
         skip_until = self.start.offset if current.name.segment_id == self.start.segment_id else -1
-        for entry in entries:
-            last_end = entry.end
-            count += 1
-            if entry.end > skip_until:
-                source = SourcePosition(self.node, Position(entry.segment_id, entry.end))
-                try:
-                    events.extend(decoder.decode(entry.body, source))
-                except DecodeError as exc:
-                    raise MutationDecodeError(current.reader.name, entry.start, str(exc)) from exc
-            if count >= self.settings.max_entries:
-                break
-        else:
-            current.entries = None
+        try:
+            for entry in entries:
+                if entry.end > skip_until:
+                    source = SourcePosition(self.node, Position(entry.segment_id, entry.end))
+                    try:
+                        decoded = decoder.decode(entry.body, source)
+                    except SchemaError:
+                        # Retryable (the schema may catch up): this entry is read again next time.
+                        current.entries = itertools.chain((entry,), entries)
+                        if count == 0:
+                            raise
+                        return SourceBatch(events, Position(current.name.segment_id, last_end), count)
+                    except DecodeError as exc:
+                        raise MutationDecodeError(current.reader.name, entry.start, str(exc)) from exc
+                    events.extend(decoded)
+                last_end = entry.end
+                count += 1
+                if count >= self.settings.max_entries:
+                    break
+            else:
+                current.entries = None
+        except SegmentError as exc:
+            if count == 0:
+                raise
+            # Deliver what came before the damage first; the error comes on the next poll.
+            current.entries = _failing(exc)
         if count == 0:
             return None
         return SourceBatch(events, Position(current.name.segment_id, last_end), count)
+
+
+def _failing(error: SegmentError) -> Iterator[Entry]:
+    raise error
+    yield  # pragma: no cover - makes this a generator
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,83 @@
+"""Opening the cassandra-driver session the source reads ``system_schema`` with.
+
+Credentials and TLS material come from Secret references; their values stay
+in memory. A failure to connect becomes ``CassandraUnavailableError``
+(retryable) here: the driver's exceptions stop at this boundary.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from pipeline_runtime.config.model import CassandraSource, SecretRef, TLSSpec
+from pipeline_runtime.errors import ConfigError, SourceError
+
+
+class CassandraUnavailableError(SourceError):
+    """No Cassandra node answered CQL; retry later."""
+
+    retryable = True
+
+
+SecretReader = Callable[[SecretRef], str]
+
+
+def ssl_context(tls: TLSSpec, read: SecretReader) -> ssl.SSLContext | None:
+    """An SSL context for ``tls`` (None when TLS is off)."""
+    if not tls.enabled:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if tls.ca_secret is not None:
+        context.load_verify_locations(cadata=read(tls.ca_secret))
+    if tls.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if (tls.client_cert_secret is None) != (tls.client_key_secret is None):
+        raise ConfigError("tls: set both clientCertSecret and clientKeySecret for mutual TLS, or neither")
+    if tls.client_cert_secret is not None and tls.client_key_secret is not None:
+        import os  # noqa: PLC0415
+        import tempfile  # noqa: PLC0415
+
+        # ssl loads client certificates from files only: write them to a private temp dir and remove it.
+        with tempfile.TemporaryDirectory() as folder:
+            cert, key = os.path.join(folder, "tls.crt"), os.path.join(folder, "tls.key")
+            for path, ref in ((cert, tls.client_cert_secret), (key, tls.client_key_secret)):
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+                with os.fdopen(descriptor, "w") as handle:
+                    handle.write(read(ref))
+            context.load_cert_chain(cert, key)
+    return context
+
+
+def connect(source: CassandraSource, read: SecretReader) -> Any:
+    """A connected session on ``source.contact_point`` (the caller shuts its cluster down)."""
+    from cassandra.auth import PlainTextAuthProvider  # noqa: PLC0415
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile  # noqa: PLC0415
+    from cassandra.policies import DCAwareRoundRobinPolicy, RoundRobinPolicy  # noqa: PLC0415
+
+    auth = None
+    if source.credentials_secret is not None:
+        username = read(SecretRef(name=source.credentials_secret, key="username"))
+        password = read(SecretRef(name=source.credentials_secret, key="password"))
+        auth = PlainTextAuthProvider(username=username, password=password)
+    policy = (
+        DCAwareRoundRobinPolicy(local_dc=source.local_datacenter) if source.local_datacenter else RoundRobinPolicy()
+    )
+    cluster = Cluster(
+        [source.contact_point],
+        port=source.port,
+        auth_provider=auth,
+        ssl_context=ssl_context(source.tls, read),
+        execution_profiles={EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=policy, request_timeout=30)},
+        connect_timeout=10,
+        control_connection_timeout=10,
+    )
+    try:
+        return cluster.connect()
+    except Exception as exc:  # NoHostAvailable, auth failures, timeouts: the driver's tree stops here
+        cluster.shutdown()
+        raise CassandraUnavailableError(
+            f"cannot connect to Cassandra at {source.contact_point}:{source.port}: {exc}"
+        ) from exc
