@@ -122,20 +122,28 @@ class RowDelta:
     def version(self) -> int:
         """A number that grows with every join that changes the state.
 
-        It sums each field's rank (writetime, tombstone flag, expiry), and every
-        join raises one of those or adds a field. ClickHouse's replacing engine
-        keeps the row with the highest version, so the most-merged state wins.
+        Each join raises some fields' ranks (writetime, then tombstone flag and
+        expiry) or adds fields. The version orders states by the sum of
+        writetimes first and the sum of the tie-breaking parts second, so it
+        never goes down. ClickHouse's replacing engine keeps the row with the
+        highest version: the most-merged state wins.
         """
-        total = max(self.deleted_at, 0) + max(self.live_ts or 0, 0) + (self.live_exp or 0)
-        total += sum(_weight(c.ts, c.value is None, c.exp) for c in self.cells.values())
+        times = max(self.deleted_at, 0) + max(self.live_ts or 0, 0)
+        ties = _tie(False, self.live_exp) if self.live_ts is not None else 0
+        for cell in self.cells.values():
+            times += max(cell.ts, 0)
+            ties += _tie(cell.value is None, cell.exp)
         for elements in self.elements.values():
-            total += max(elements.deleted_at, 0)
-            total += sum(_weight(s[1], s[0] is None, s[2]) for s in elements.cells.values())
-        return total
+            times += max(elements.deleted_at, 0)
+            for value, ts, exp in elements.cells.values():
+                times += max(ts, 0)
+                ties += _tie(value is None, exp)
+        return (times << 80) + ties
 
 
-def _weight(ts: int, tombstone: bool, exp: int | None) -> int:
-    return max(ts, 0) + int(tombstone) + (exp or 0)
+def _tie(tombstone: bool, exp: int | None) -> int:
+    # Below one writetime step: (tombstone, has expiry, expiry) within 2^35 per field.
+    return (int(tombstone) << 34) + ((1 << 33) + min(exp, (1 << 33) - 1) if exp is not None else 0)
 
 
 def _live_rank(ts: int, exp: int | None) -> tuple[int, bool, int]:
@@ -280,7 +288,10 @@ class Shaper:
         elements = Elements(change.deletion.timestamp if change.deletion else LIVE_TIMESTAMP)
         for cell in change.elements:
             key = element_key(cell.path, column.type)
-            elements.cells[key] = [element_value(cell, column.type), cell.timestamp, cell.expires_at]
+            state = [element_value(cell, column.type), cell.timestamp, cell.expires_at]
+            known = elements.cells.get(key)
+            if known is None or element_beats(state, known):
+                elements.cells[key] = state
         delta.elements.setdefault(name, Elements()).merge(elements)
 
 

@@ -50,10 +50,10 @@ ROW_META = [
     ("_live_ts", "Nullable(Int64)"),
     ("_live_exp", "Nullable(Int64)"),
     ("_del_ts", "Int64"),
-    ("_version", "UInt128"),
+    ("_version", "UInt256"),
     ("is_deleted", "UInt8"),
 ]
-STATIC_META = [("_del_ts", "Int64"), ("_version", "UInt128"), ("is_deleted", "UInt8")]
+STATIC_META = [("_del_ts", "Int64"), ("_version", "UInt256"), ("is_deleted", "UInt8")]
 
 
 @dataclass(frozen=True)
