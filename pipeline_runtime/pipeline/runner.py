@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -22,17 +21,21 @@ from typing import Any, TypeVar
 
 from opentelemetry import trace
 
-from pipeline_runtime.errors import HeadraceError, SchemaDriftError, SinkError
+from pipeline_runtime.errors import HeadraceError, SinkError
 from pipeline_runtime.events import ChangeEvent, Position
 from pipeline_runtime.observability.metrics import Metrics
 from pipeline_runtime.pipeline.cleanup import consumed, delete_segments
 from pipeline_runtime.pipeline.lifecycle import Lifecycle, RuntimeState
 from pipeline_runtime.pipeline.protocols import ChangeSource, EventTransform
 from pipeline_runtime.sinks.base import Batch, Checkpoint, Sink
+from pipeline_runtime.sinks.deadletter import DeadLetterStore
+from pipeline_runtime.sinks.retry import Backoff, retrying
+from pipeline_runtime.sinks.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("headrace.pipeline")
 T = TypeVar("T")
+DEFAULT_BACKOFF = Backoff()
 
 
 @dataclass(frozen=True)
@@ -41,17 +44,6 @@ class BatchPolicy:
 
     max_events: int = 1000
     max_wait: float = 1.0
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Capped exponential backoff with full jitter, for sink outages (no limit on attempts)."""
-
-    initial: float = 0.2
-    cap: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.cap, self.initial * 2**attempt))
 
 
 @dataclass
@@ -93,8 +85,9 @@ class Runner:
         transform: EventTransform,
         sinks: Sequence[Sink],
         metrics: Metrics,
+        dead_letters: DeadLetterStore,
         batching: BatchPolicy = BatchPolicy(),
-        retry: RetryPolicy = RetryPolicy(),
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         self.pipeline = pipeline
         self.node = node
@@ -103,10 +96,12 @@ class Runner:
         self.sinks = list(sinks)
         self.metrics = metrics
         self.batching = batching
-        self.retry = retry
+        self.backoff = backoff
+        self.writers = {sink.name: BatchWriter(sink, dead_letters, backoff) for sink in self.sinks}
+        self._retries_seen: dict[str, int] = {}
         self.lifecycle = Lifecycle()
         self.progress = Progress()
-        self._tables_ready: set[tuple[str, str, str]] = set()
+        self._tables_ready: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
         self._labels = {"pipeline": pipeline, "node": node}
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -153,15 +148,14 @@ class Runner:
 
     async def _open_sinks(self) -> None:
         for sink in self.sinks:
-            await self._with_retry(sink, "open", sink.open)
+            await self._with_retry(sink, "open", functools.partial(self._retrying, sink, sink.open))
 
     async def _start_position(self) -> Position | None:
         """The lowest position committed for this node over all sinks (None: from the start)."""
         positions: list[Position | None] = []
         for sink in self.sinks:
-            committed = await self._with_retry(
-                sink, "read checkpoint", functools.partial(sink.committed_positions, self.pipeline)
-            )
+            read = functools.partial(sink.committed_positions, self.pipeline)
+            committed = await self._with_retry(sink, "read checkpoint", functools.partial(self._retrying, sink, read))
             positions.append(committed.get(self.node))
         if any(p is None for p in positions):
             return None
@@ -203,7 +197,11 @@ class Runner:
                 with tracer.start_as_current_span("headrace.write") as write_span:
                     write_span.set_attribute("headrace.sink", sink.name)
                     batch = Batch(events, checkpoint)
-                    await self._with_retry(sink, "write", functools.partial(sink.write, batch))
+                    dead = await self._with_retry(
+                        sink, "write", functools.partial(self.writers[sink.name].write, batch)
+                    )
+                if dead:
+                    self.metrics.events_dead_lettered.labels(**self._labels, table="*", sink=sink.name).inc(dead)
                 self.metrics.batch_seconds.labels(**self._labels, sink=sink.name).observe(time.monotonic() - started)
                 self.metrics.batches.labels(**self._labels, sink=sink.name).inc()
                 for event in events:
@@ -223,16 +221,18 @@ class Runner:
         self._cleanup(position)
 
     async def _ensure_tables(self, events: list[ChangeEvent]) -> None:
-        tables = {(e.keyspace, e.table) for e in events}
-        for sink in self.sinks:
-            for keyspace, table in sorted(tables):
-                key = (sink.name, keyspace, table)
+        """Create each batch table in each sink, again whenever its columns changed (ADD COLUMN)."""
+        for keyspace, table in sorted({(e.keyspace, e.table) for e in events}):
+            schema = self.transform.table(self.source.schema(keyspace, table))
+            if schema is None:
+                continue
+            shape = tuple((c.name, c.type.cql()) for c in schema.columns)
+            for sink in self.sinks:
+                key = (sink.name, schema.qualified_name, shape)
                 if key in self._tables_ready:
                     continue
-                schema = self.transform.table(self.source.schema(keyspace, table))
-                if schema is None:
-                    continue
-                await self._with_retry(sink, "create table", functools.partial(sink.ensure_table, schema))
+                create = functools.partial(sink.ensure_table, schema)
+                await self._with_retry(sink, "create table", functools.partial(self._retrying, sink, create))
                 self._tables_ready.add(key)
 
     def _cleanup(self, committed: Position) -> None:
@@ -242,29 +242,44 @@ class Runner:
 
     # -- failures --------------------------------------------------------------------------------
 
+    async def _retrying(self, sink: Sink, call: Callable[[], Awaitable[T]]) -> T:
+        """One round of the sink's own capped, jittered retries."""
+        return await retrying(call, self.backoff, on_retry=lambda error, delay: self._count_retry(sink))
+
+    def _count_retry(self, sink: Sink) -> None:
+        self.metrics.retries.labels(**self._labels, sink=sink.name).inc()
+
     async def _with_retry(self, sink: Sink, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Await ``call()`` until it succeeds; retry retryable sink errors forever, with backoff."""
-        attempt = 0
+        """Await ``call()`` (which retries a while by itself) until it succeeds: a sink outage stalls, never drops.
+
+        Each time a round of retries runs out, the runtime is STALLED, reports why, waits the
+        backoff's longest delay and starts another round. Fatal errors propagate.
+        """
         while True:
             try:
                 result = await call()
-            except SchemaDriftError:
-                raise
             except SinkError as exc:
                 if not exc.retryable:
                     raise
-                self.metrics.retries.labels(**self._labels, sink=sink.name).inc()
                 self.progress.last_error = f"sink {sink.name}: {what} failed: {exc}"
                 if self.lifecycle.state is RuntimeState.RUNNING:
                     self.lifecycle.move(RuntimeState.STALLED, self.progress.last_error)
-                delay = self.retry.delay(attempt)
                 log.warning(
-                    "sink unavailable, retrying",
-                    extra={"sink": sink.name, "operation": what, "error": str(exc), "retry_in": round(delay, 2)},
+                    "sink unavailable, stalled",
+                    extra={"sink": sink.name, "operation": what, "error": str(exc), "retry_in": self.backoff.maximum},
                 )
-                attempt += 1
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self.backoff.maximum)
                 continue
+            finally:
+                self._sync_write_retries(sink)
             if self.lifecycle.state is RuntimeState.STALLED:
                 self.lifecycle.move(RuntimeState.RUNNING)
             return result
+
+    def _sync_write_retries(self, sink: Sink) -> None:
+        """Writes retry inside ``BatchWriter``, which counts on the sink's health: mirror that in metrics."""
+        seen = self._retries_seen.get(sink.name, 0)
+        now = sink.health().retries
+        if now > seen:
+            self.metrics.retries.labels(**self._labels, sink=sink.name).inc(now - seen)
+            self._retries_seen[sink.name] = now

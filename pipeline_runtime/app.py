@@ -1,0 +1,235 @@
+"""One runtime process: build the parts from a pipeline config and run them until stopped.
+
+The same assembly serves Kubernetes (options from the operator's env and
+ConfigMap) and a standalone run (``headrace run --config pipeline.yaml``).
+Besides the runner it serves ``/healthz``, ``/readyz`` and ``/metrics``, and,
+on Kubernetes, reports this node's status onto the CDCPipeline resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import fnmatch
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline_runtime.config.loader import LoadedPipeline
+from pipeline_runtime.config.model import PipelineSpec, SinkSpec, SinkType, TableSelector
+from pipeline_runtime.config.status import NodeSinkStatus, NodeStatus
+from pipeline_runtime.config.status import Position as StatusPosition
+from pipeline_runtime.cql.schema import TableSchema
+from pipeline_runtime.errors import ConfigError, HeadraceError
+from pipeline_runtime.observability.http import HealthServer
+from pipeline_runtime.observability.metrics import Metrics, create_metrics
+from pipeline_runtime.pipeline.runner import BatchPolicy, Runner
+from pipeline_runtime.pipeline.transform import PlannedTransform
+from pipeline_runtime.report.kubernetes import KubernetesStatusReporter
+from pipeline_runtime.secrets import DEFAULT_SECRETS_DIR, SecretStore
+from pipeline_runtime.sinks.base import Sink, TableNaming
+from pipeline_runtime.sinks.clickhouse import ClickHouseSink
+from pipeline_runtime.sinks.deadletter import JsonlDeadLetters
+from pipeline_runtime.sinks.postgres import PostgresSink
+from pipeline_runtime.source.connect import connect
+from pipeline_runtime.source.schema.driver import DriverSchemaSource
+from pipeline_runtime.source.schema.registry import SchemaRegistry
+from pipeline_runtime.source.tailer import CdcRawSource
+from pipeline_runtime.transforms import Transformer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Where this runtime runs: which node's cdc_raw, where secrets are, what it serves."""
+
+    node: str
+    cdc_raw: Path
+    secrets_dir: Path = DEFAULT_SECRETS_DIR
+    http_host: str = "0.0.0.0"  # noqa: S104 - probes and Prometheus reach the pod's IP
+    http_port: int = 8080
+    report_status: bool = False
+    report_interval: float = 10.0
+    #: Where rows a sink rejects are kept (JSONL, one file per pipeline); default: beside cdc_raw,
+    #: on the same persistent volume.
+    dead_letter_dir: Path | None = None
+
+    def dead_letter_file(self, pipeline: str) -> Path:
+        folder = self.dead_letter_dir or self.cdc_raw.parent / "headrace-dead-letters"
+        return folder / f"{pipeline}.jsonl"
+
+
+def table_selected(selectors: list[TableSelector], schema: TableSchema) -> bool:
+    """Whether ``spec.source.tables`` selects the table (shell wildcards in both names)."""
+    return any(
+        fnmatch.fnmatchcase(schema.keyspace, s.keyspace) and fnmatch.fnmatchcase(schema.name, s.table)
+        for s in selectors
+    )
+
+
+def build_sink(spec: SinkSpec, secrets: SecretStore) -> Sink:
+    """The sink object for one ``spec.sinks[]`` entry (connection URL from its Secret)."""
+    dsn = secrets.read(spec.connection_secret)
+    naming = TableNaming(spec.target, dict(spec.table_mapping))
+    if spec.type is SinkType.CLICKHOUSE:
+        return ClickHouseSink(spec.name, dsn, naming)
+    if spec.type is SinkType.TIMESCALEDB:
+        from pipeline_runtime.sinks.timescale import TimescaleSink  # noqa: PLC0415
+
+        assert spec.timescale is not None  # the model guarantees it
+        return TimescaleSink(
+            spec.name, dsn, spec.timescale.time_column, naming, chunk_interval=spec.timescale.chunk_interval
+        )
+    return PostgresSink(spec.name, dsn, naming)
+
+
+def build_transformer(spec: PipelineSpec, secrets: SecretStore) -> Transformer:
+    hash_key = secrets.read_bytes(spec.transforms.hash_key_secret) if spec.transforms.hash_key_secret else None
+    return Transformer(spec.transforms, hash_key)
+
+
+@dataclass
+class Runtime:
+    """The parts of one running runtime, kept for health, metrics and status reports."""
+
+    pipeline: LoadedPipeline
+    options: RuntimeOptions
+    metrics: Metrics = field(default_factory=create_metrics)
+    runner: Runner | None = None
+    source: CdcRawSource | None = None
+    session: Any = None
+    started_at: float = field(default_factory=time.monotonic)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, replicate and serve until ``stop`` is set (or a fatal error)."""
+        spec = self.pipeline.spec
+        secrets = SecretStore(self.options.secrets_dir)
+        sinks = [build_sink(s, secrets) for s in spec.sinks]
+        transformer = build_transformer(spec, secrets)
+        http = HealthServer(self.metrics.registry, self.readiness, self.options.http_host, self.options.http_port)
+        await http.start()
+        reporter = asyncio.create_task(self._report_forever()) if self.options.report_status else None
+        try:
+            self.session = await self._connect(secrets, stop)
+            if self.session is None:
+                return
+            registry = await asyncio.to_thread(
+                SchemaRegistry,
+                DriverSchemaSource(self.session),
+                lambda schema: schema.cdc and table_selected(spec.source.tables, schema),
+            )
+            self.source = CdcRawSource(self.options.cdc_raw, self.options.node, registry)
+            batch_size = min(s.batch_size for s in spec.sinks)
+            flush = min(s.flush_interval_ms for s in spec.sinks) / 1000
+            self.runner = Runner(
+                pipeline=self.pipeline.name,
+                node=self.options.node,
+                source=self.source,
+                transform=PlannedTransform(transformer, self.source),
+                sinks=sinks,
+                metrics=self.metrics,
+                dead_letters=JsonlDeadLetters(self.options.dead_letter_file(self.pipeline.name)),
+                batching=BatchPolicy(max_events=batch_size, max_wait=flush),
+            )
+            await self.runner.run(stop)
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reporter
+                await self._report_once()
+            await http.stop()
+            if self.session is not None:
+                self.session.cluster.shutdown()
+
+    async def _connect(self, secrets: SecretStore, stop: asyncio.Event) -> Any:
+        """A Cassandra session, retried with backoff until it works or ``stop`` is set."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                return await asyncio.to_thread(connect, self.pipeline.spec.source.cassandra, secrets.read)
+            except HeadraceError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("Cassandra unavailable, retrying", extra={"error": str(exc), "retry_in": delay})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 30.0)
+        return None
+
+    # -- health and status ------------------------------------------------------------------------
+
+    def readiness(self) -> list[str]:
+        """Why the runtime is not ready (empty when it is): source readable and sinks reachable."""
+        reasons = []
+        if not os.access(self.options.cdc_raw, os.R_OK | os.X_OK):
+            reasons.append(f"cdc_raw {self.options.cdc_raw} is not readable")
+        if self.runner is None:
+            reasons.append("starting: connecting to Cassandra")
+            return reasons
+        for sink in self.runner.sinks:
+            health = sink.health()
+            if not health.healthy:
+                reasons.append(f"sink {sink.name} is {health.state}: {health.last_error or 'not open yet'}")
+        return reasons
+
+    def node_status(self) -> NodeStatus:
+        """This node's entry for ``status.nodes``."""
+        backlog = self.source.backlog() if self.source is not None else []
+        cdc_bytes = sum(s.size for s in backlog)
+        total = self.pipeline.spec.source.cassandra.cdc_total_space_mb * 1024 * 1024
+        share = cdc_bytes / total
+        labels = {"pipeline": self.pipeline.name, "node": self.options.node}
+        self.metrics.cdc_raw_bytes.labels(**labels).set(cdc_bytes)
+        self.metrics.cdc_raw_share.labels(**labels).set(share)
+        runner = self.runner
+        if runner is None:
+            return NodeStatus(cdc_raw_bytes=cdc_bytes, cdc_raw_share=share, last_report_time=dt.datetime.now(dt.UTC))
+        lag = runner.progress.lag_seconds()
+        self.metrics.lag_seconds.labels(**labels).set(lag)
+        committed = runner.progress.committed
+        sinks = {}
+        for sink in runner.sinks:
+            health = sink.health()
+            sinks[sink.name] = NodeSinkStatus(
+                healthy=health.healthy, last_commit_time=health.last_commit, rows_written=health.rows_written
+            )
+        return NodeStatus(
+            position=StatusPosition(segment_id=committed.segment_id, offset=committed.offset) if committed else None,
+            lag_seconds=lag,
+            events_per_second=runner.progress.events_per_second(time.monotonic()),
+            cdc_raw_bytes=cdc_bytes,
+            cdc_raw_share=share,
+            last_error=runner.progress.last_error,
+            last_report_time=dt.datetime.now(dt.UTC),
+            config_hash=os.environ.get("HEADRACE_CONFIG_HASH"),
+            sinks=sinks,
+        )
+
+    async def _report_once(self) -> None:
+        reporter = KubernetesStatusReporter(self.pipeline.namespace, self.pipeline.name, self.options.node)
+        await reporter.report(self.node_status())
+
+    async def _report_forever(self) -> None:
+        while True:
+            await self._report_once()
+            await asyncio.sleep(self.options.report_interval)
+
+
+def check_config(pipeline: LoadedPipeline, options: RuntimeOptions) -> list[str]:
+    """Problems a user can fix before starting: unreadable secrets, a missing cdc_raw."""
+    problems = []
+    secrets = SecretStore(options.secrets_dir)
+    for sink in pipeline.spec.sinks:
+        try:
+            secrets.read(sink.connection_secret)
+        except ConfigError as exc:
+            problems.append(f"sink {sink.name}: {exc}")
+    if not options.cdc_raw.is_dir():
+        problems.append(f"cdc_raw directory {options.cdc_raw} does not exist")
+    return problems

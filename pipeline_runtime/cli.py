@@ -1,0 +1,181 @@
+"""``headrace``: the runtime's command line.
+
+    headrace run --config pipeline.yaml --node NODE --cdc-raw DIR   replicate (foreground)
+    headrace validate --config pipeline.yaml                       check a config, print problems
+    headrace decode SEGMENT... --contact-point HOST                 print a segment's events as JSON lines
+
+Every option of ``run`` also reads an environment variable (``HEADRACE_NODE``,
+``HEADRACE_CDC_RAW_DIR`` ...), which is how the operator configures it.
+Exit codes: 0 done, 1 runtime failure, 2 invalid configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline_runtime.app import Runtime, RuntimeOptions, check_config
+from pipeline_runtime.config.loader import load_pipeline
+from pipeline_runtime.errors import ConfigError, HeadraceError
+from pipeline_runtime.observability.logging import configure_logging
+
+log = logging.getLogger("headrace")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="headrace", description="Cassandra CDC to PostgreSQL, TimescaleDB, ClickHouse")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    def config_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config",
+            type=Path,
+            default=_env("HEADRACE_CONFIG"),
+            required=_env("HEADRACE_CONFIG") is None,
+            help="pipeline YAML: a CDCPipeline manifest or its spec [HEADRACE_CONFIG]",
+        )
+
+    def runtime_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--node",
+            default=_env("HEADRACE_NODE", socket.gethostname()),
+            help="name of the Cassandra node (pod) whose cdc_raw this is [HEADRACE_NODE]",
+        )
+        p.add_argument(
+            "--cdc-raw",
+            type=Path,
+            default=_env("HEADRACE_CDC_RAW_DIR", "/var/lib/cassandra/cdc_raw"),
+            help="the node's cdc_raw directory [HEADRACE_CDC_RAW_DIR]",
+        )
+        p.add_argument(
+            "--secrets-dir",
+            type=Path,
+            default=_env("HEADRACE_SECRETS_DIR", "/etc/headrace/secrets"),
+            help="folder with <secret>/<key> files [HEADRACE_SECRETS_DIR]",
+        )
+
+    run = commands.add_parser("run", help="replicate until stopped (SIGTERM/SIGINT)")
+    config_option(run)
+    runtime_options(run)
+    run.add_argument("--http-host", default=_env("HEADRACE_HTTP_HOST", "0.0.0.0"))  # noqa: S104
+    run.add_argument(
+        "--http-port",
+        type=int,
+        default=int(_env("HEADRACE_HTTP_PORT", "8080") or 8080),
+        help="port of /healthz, /readyz, /metrics [HEADRACE_HTTP_PORT]",
+    )
+    run.add_argument("--log-level", default=_env("HEADRACE_LOG_LEVEL", "info"))
+    run.add_argument(
+        "--dead-letter-dir",
+        type=Path,
+        default=_env("HEADRACE_DEAD_LETTER_DIR"),
+        help="where rejected rows are kept (default: beside cdc_raw) [HEADRACE_DEAD_LETTER_DIR]",
+    )
+    run.add_argument(
+        "--report-status",
+        action=argparse.BooleanOptionalAction,
+        default=_env("KUBERNETES_SERVICE_HOST") is not None,
+        help="patch status.nodes on the CDCPipeline (default: on inside Kubernetes)",
+    )
+
+    validate = commands.add_parser("validate", help="check a pipeline config and its secrets")
+    config_option(validate)
+    runtime_options(validate)
+
+    decode = commands.add_parser("decode", help="print the change events of commitlog segments as JSON lines")
+    decode.add_argument("segments", nargs="+", type=Path)
+    decode.add_argument("--contact-point", default="127.0.0.1", help="a Cassandra node to read system_schema from")
+    decode.add_argument("--port", type=int, default=9042)
+    decode.add_argument("--node", default="local")
+    return top
+
+
+def command_run(args: argparse.Namespace) -> int:
+    pipeline = load_pipeline(args.config)
+    configure_logging(args.log_level, pipeline=pipeline.name, node=args.node)
+    options = RuntimeOptions(
+        node=args.node,
+        cdc_raw=args.cdc_raw,
+        secrets_dir=args.secrets_dir,
+        http_host=args.http_host,
+        http_port=args.http_port,
+        report_status=args.report_status,
+        dead_letter_dir=args.dead_letter_dir,
+    )
+    runtime = Runtime(pipeline, options)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await runtime.run(stop)
+
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        log.error("invalid configuration", extra={"error": str(exc)})
+        return 2
+    except HeadraceError as exc:
+        log.error("runtime stopped", extra={"error": str(exc)})
+        return 1
+    return 0
+
+
+def command_validate(args: argparse.Namespace) -> int:
+    pipeline = load_pipeline(args.config)
+    problems = check_config(
+        pipeline, RuntimeOptions(node=args.node, cdc_raw=args.cdc_raw, secrets_dir=args.secrets_dir)
+    )
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return 2
+    print(f"pipeline {pipeline.name}: {len(pipeline.spec.sinks)} sink(s), configuration is valid")
+    return 0
+
+
+def command_decode(args: argparse.Namespace) -> int:
+    from pipeline_runtime.config.model import CassandraSource  # noqa: PLC0415
+    from pipeline_runtime.source.connect import connect  # noqa: PLC0415
+    from pipeline_runtime.source.dump import dump_segments  # noqa: PLC0415
+
+    session = connect(CassandraSource(contact_point=args.contact_point, port=args.port), lambda ref: "")
+    try:
+        for record in dump_segments(args.segments, session, args.node):
+            print(json.dumps(record, default=str))
+    finally:
+        session.cluster.shutdown()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return command_run(args)
+        if args.command == "validate":
+            return command_validate(args)
+        return command_decode(args)
+    except ConfigError as exc:
+        print(f"headrace: {exc}", file=sys.stderr)
+        return 2
+    except HeadraceError as exc:
+        print(f"headrace: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
