@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from devservices.cassandra import COMPAT_MODES, CassandraNode, running_cassandra
+from devservices.clickhouse import chdb_dsn as engine_dsn
 from devservices.postgres import PostgresServer, running_postgres
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -101,3 +102,10 @@ def postgres_dsn(postgres: PostgresServer, request: pytest.FixtureRequest) -> st
     """DSN of a fresh, empty database for one test."""
     stem = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40]
     return postgres.create_database(f"t{next(_database_numbers)}_{stem}")
+
+
+@pytest.fixture(scope="session")
+def chdb_dsn() -> str:
+    """DSN of the in-process ClickHouse engine; chdb holds one data path per process, shared by all tests."""
+    pytest.importorskip("chdb", reason="chdb (the in-process ClickHouse engine) is not installed")
+    return engine_dsn()
