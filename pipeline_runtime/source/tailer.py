@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.events import ChangeEvent, Position, SourcePosition
 from pipeline_runtime.source.cdc_index import IndexState, read_index
 from pipeline_runtime.source.commitlog.descriptor import SEGMENT_NAME, SegmentName
 from pipeline_runtime.source.commitlog.mutation import DecodeStats, MutationDecoder
 from pipeline_runtime.source.commitlog.segment import Entry, ReaderState, SegmentReader
-from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.source.errors import DecodeError, IndexFileError, MutationDecodeError, SchemaError, SegmentError
 from pipeline_runtime.source.schema.registry import SchemaRegistry
 
@@ -196,15 +196,23 @@ class CdcRawTailer:
             if count == 0:
                 raise
             # Deliver what came before the damage first; the error comes on the next poll.
-            current.entries = _failing(exc)
+            current.entries = _Failing(exc)
         if count == 0:
             return None
         return SourceBatch(events, Position(current.name.segment_id, last_end), count)
 
 
-def _failing(error: SegmentError) -> Iterator[Entry]:
-    raise error
-    yield  # pragma: no cover - makes this a generator
+class _Failing:
+    """An entry iterator that raises ``error``: the damage found after a delivered batch."""
+
+    def __init__(self, error: SegmentError) -> None:
+        self.error = error
+
+    def __iter__(self) -> _Failing:
+        return self
+
+    def __next__(self) -> Entry:
+        raise self.error
 
 
 @dataclass(frozen=True, slots=True)

@@ -314,7 +314,7 @@ class MutationDecoder:
             ck = _clustering(r, clustering, emit)
             self._row_body(r, plan, regulars, row_flags, emit, pk, ck, False, source, events)
 
-    def _row_body(
+    def _row_body(  # noqa: PLR0917 - hot path: plain arguments, no context object per row
         self,
         r: _Reader,
         plan: TablePlan,
@@ -340,10 +340,7 @@ class MutationDecoder:
             else:
                 liveness = Liveness(row_ts)
         row_deletion = r.deletion() if flags & _HAS_DELETION else None
-        if flags & _HAS_ALL_COLUMNS:
-            columns = header
-        else:
-            columns = _subset(r, plan, header)
+        columns = header if flags & _HAS_ALL_COLUMNS else _subset(r, plan, header)
         has_complex_deletion = flags & _HAS_COMPLEX_DELETION
         cells: dict[str, ColumnChange] = {}
         buf = r.buf
@@ -356,10 +353,7 @@ class MutationDecoder:
             # Simple cell, inlined: it is the innermost loop of the decoder.
             cell_flags = buf[r.pos]
             r.pos += 1
-            if cell_flags & _CELL_ROW_TIMESTAMP:
-                ts = row_ts
-            else:
-                ts = r.timestamp()
+            ts = row_ts if cell_flags & _CELL_ROW_TIMESTAMP else r.timestamp()
             ttl = 0
             ldt = NO_DELETION_TIME
             if cell_flags & _CELL_ROW_TTL:
@@ -376,10 +370,7 @@ class MutationDecoder:
                 raw = b""
             else:
                 fixed = column.fixed
-                if fixed >= 0:
-                    raw = r.take(fixed)
-                else:
-                    raw = r.take(r.uvint())
+                raw = r.take(fixed) if fixed >= 0 else r.take(r.uvint())
             if not emit or column.dropped:
                 continue
             if cell_flags & _CELL_DELETED:
@@ -414,7 +405,7 @@ def _int32_wrap(value: int) -> int:
     return ((value + 2**31) % 2**32) - 2**31
 
 
-def _range(
+def _range(  # noqa: PLR0917
     plan: TablePlan,
     pk: dict[str, Any],
     source: SourcePosition,
@@ -495,7 +486,7 @@ def _index(value: int, count: int) -> int:
     return value
 
 
-def _complex(
+def _complex(  # noqa: PLR0917 - hot path
     r: _Reader,
     column: ColumnPlan,
     has_complex_deletion: int,

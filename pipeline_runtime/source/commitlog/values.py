@@ -127,7 +127,8 @@ def driver_type(cql_type: CqlType, keyspace: str) -> type[Any]:
         )
     if kind is Kind.VECTOR:
         return cqltypes.VectorType.apply_parameters([args[0], cql_type.dimension], None)  # type: ignore[no-any-return]
-    return cqltypes.BytesType  # custom types: the driver hands back raw bytes too
+    bytes_type: type[Any] = cqltypes.BytesType
+    return bytes_type  # custom types: the driver hands back raw bytes too
 
 
 def value_decoder(cql_type: CqlType, keyspace: str) -> ValueDecoder:

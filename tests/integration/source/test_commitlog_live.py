@@ -172,7 +172,8 @@ def test_operation_matrix(cassandra: CassandraNode, keyspace: str) -> None:
     session.execute("CREATE TABLE plain (k int PRIMARY KEY, v text)")
     key = "p1 = 1 AND p2 = 'x'"
     statements = [
-        "INSERT INTO ops (p1, p2, c1, c2, v, n, s, l, st, m) VALUES (1, 'x', 1, 'a', 'v', 1, 's', [1], {'a'}, {'a': 1})",
+        "INSERT INTO ops (p1, p2, c1, c2, v, n, s, l, st, m)"
+        " VALUES (1, 'x', 1, 'a', 'v', 1, 's', [1], {'a'}, {'a': 1})",
         f"UPDATE ops SET v = 'w' WHERE {key} AND c1 = 1 AND c2 = 'a'",
         f"UPDATE ops SET n = null WHERE {key} AND c1 = 1 AND c2 = 'a'",
         "INSERT INTO ops (p1, p2, c1, c2, v) VALUES (1, 'x', 2, 'b', 't') USING TTL 1000",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from pathlib import Path
 
 import pytest
 
+from pipeline_runtime.source.cdc_index import read_index
 from pipeline_runtime.source.commitlog.segment import SegmentReader
 from pipeline_runtime.source.errors import (
     IndexFileError,
@@ -16,7 +18,6 @@ from pipeline_runtime.source.errors import (
     SegmentHeaderError,
     UnsupportedSegmentError,
 )
-from pipeline_runtime.source.cdc_index import read_index
 from pipeline_runtime.source.tailer import CdcRawTailer
 from tests.unit.source.fixture_data import copy_recording, drain, registry, segment_path
 
@@ -34,12 +35,12 @@ def plain(tmp_path: Path) -> Path:
 
 def test_flipped_byte_in_an_entry_is_a_crc_mismatch_after_the_good_entries(plain: Path) -> None:
     good = entries(plain)
-    start, end = good[40]
+    start, _end = good[40]
     data = bytearray(plain.read_bytes())
     data[start + 20] ^= 0xFF
     plain.write_bytes(bytes(data))
     reader = SegmentReader(plain)
-    seen = []
+    seen: list[tuple[int, int]] = []
     with pytest.raises(SegmentCorruptError) as caught:
         seen.extend((e.start, e.end) for e in reader.read())
     assert seen == good[:40]
@@ -52,9 +53,9 @@ def test_flipped_byte_in_an_entry_is_a_crc_mismatch_after_the_good_entries(plain
 
 def test_truncated_file(plain: Path) -> None:
     good = entries(plain)
-    start, end = good[100]
+    start, _end = good[100]
     plain.write_bytes(plain.read_bytes()[: start + 30])
-    seen = []
+    seen: list[int] = []
     with pytest.raises(SegmentCorruptError) as caught:
         seen.extend(e.end for e in SegmentReader(plain).read())
     assert seen == [e for _, e in good[:100]]
@@ -103,14 +104,14 @@ def header_with(params: dict[str, object], version: int = 7, segment_id: int = 4
 def test_unsupported_segments_name_the_parameter(tmp_path: Path, params: dict[str, object], named: str) -> None:
     path = tmp_path / "CommitLog-7-42.log"
     path.write_bytes(header_with(params) + bytes(64))
-    with pytest.raises(UnsupportedSegmentError, match=named):
+    with pytest.raises(UnsupportedSegmentError, match=re.escape(named)):
         list(SegmentReader(path).read())
 
 
 def test_unknown_version(tmp_path: Path) -> None:
     path = tmp_path / "CommitLog-9-42.log"
     path.write_bytes(header_with({}, version=9) + bytes(64))
-    with pytest.raises(SegmentHeaderError, match="version 9"):
+    with pytest.raises(SegmentHeaderError, match=r"version 9"):
         list(SegmentReader(path).read())
 
 
@@ -127,7 +128,7 @@ def test_compressed_section_damage(tmp_path: Path) -> None:
 def test_empty_idx_is_retried_then_reported(tmp_path: Path) -> None:
     idx = tmp_path / "CommitLog-7-1_cdc.idx"
     idx.write_text("")
-    with pytest.raises(IndexFileError, match="CommitLog-7-1_cdc.idx"):
+    with pytest.raises(IndexFileError, match=re.escape("CommitLog-7-1_cdc.idx")):
         read_index(idx, attempts=3, delay=0.001)
 
 
