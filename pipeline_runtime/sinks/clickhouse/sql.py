@@ -98,9 +98,9 @@ class TableSql:
     @cached_property
     def tombstone_columns(self) -> list[tuple[str, str]]:
         keys = [(c.name, ch_type(c.type)) for c in self.layout.schema.partition_key]
-        bounds = [(prefix + c.name, nullable(c.type)) for prefix in ("s__", "e__") for c in self.layout.clustering]
-        meta = [("s_len", "Int16"), ("s_incl", "Bool"), ("e_len", "Int16"), ("e_incl", "Bool"), ("ts", "Int64")]
-        return [("id", "String"), *keys, *bounds, *meta]
+        bounds = [(prefix + c.name, nullable(c.type)) for prefix in ("_s__", "_e__") for c in self.layout.clustering]
+        meta = [("_s_len", "Int16"), ("_s_incl", "Bool"), ("_e_len", "Int16"), ("_e_incl", "Bool"), ("_ts", "Int64")]
+        return [("_id", "String"), *keys, *bounds, *meta]
 
     def create_tables(self) -> list[str]:
         settings = f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
@@ -111,7 +111,7 @@ class TableSql:
             f"CREATE TABLE IF NOT EXISTS {self.state} ({_body(self.state_columns)}) "
             f"ENGINE = ReplacingMergeTree(_version, is_deleted) ORDER BY ({keys}) {settings}",
             f"CREATE TABLE IF NOT EXISTS {self.tombstones} ({_body(self.tombstone_columns)}) "
-            f"ENGINE = ReplacingMergeTree(ts) ORDER BY ({part}, id) {settings}",
+            f"ENGINE = ReplacingMergeTree(_ts) ORDER BY ({part}, _id) {settings}",
         ]
         if self.has_statics:
             out.append(

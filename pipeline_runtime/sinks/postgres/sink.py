@@ -167,9 +167,24 @@ class PostgresSink:
         static = [r for r in rows if r.static]
         stages = []
         if regular:
-            stages.append(await self._merge(conn, sql.rows, sql.merge_rows, regular, self._row_record(sql)))
+            columns = [*sql.layout.key_names, *(n for n, _ in sql.row_columns)]
+            stages.append(
+                await self._merge(
+                    conn, sql.rows, sql.merge_rows, columns=columns, deltas=regular, to_record=self._row_record(sql)
+                )
+            )
         if static:
-            stages.append(await self._merge(conn, sql.statics, sql.merge_statics, static, self._static_record(sql)))
+            columns = [*sql.layout.partition_names, *(n for n, _ in sql.static_columns)]
+            stages.append(
+                await self._merge(
+                    conn,
+                    sql.statics,
+                    sql.merge_statics,
+                    columns=columns,
+                    deltas=static,
+                    to_record=self._static_record(sql),
+                )
+            )
         applied: dict[str, tuple[Any, ...]] = {}
         for tombstone in tombstones:
             record = tombstone_record(tombstone, len(sql.layout.clustering))
@@ -186,12 +201,13 @@ class PostgresSink:
         conn: asyncpg.Connection,
         target: str,
         merge: Callable[[str], str],
+        *,
+        columns: list[str],
         deltas: list[RowDelta],
         to_record: Callable[[RowDelta], tuple[Any, ...]],
     ) -> str:
         stage = f"headrace_stage_{next(self._stage_numbers)}"
         await conn.execute(f"CREATE TEMP TABLE {stage} (LIKE {target}) ON COMMIT DROP")
-        columns = [a["attname"] for a in await conn.fetch(_COLUMNS_SQL, f"pg_temp.{stage}")]
         await conn.copy_records_to_table(
             stage, records=[to_record(d) for d in deltas], columns=columns, schema_name="pg_temp"
         )
@@ -222,11 +238,6 @@ class PostgresSink:
                 'SELECT node, segment_id, "offset" FROM headrace.checkpoints WHERE pipeline = $1', pipeline
             )
         return {r["node"]: Position(r["segment_id"], r["offset"]) for r in rows}
-
-
-_COLUMNS_SQL = (
-    "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
-)
 
 
 def _cells(delta: RowDelta, columns: Sequence[Any]) -> list[Any]:

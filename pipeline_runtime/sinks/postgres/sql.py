@@ -125,17 +125,17 @@ class TableSql:
                 f"CREATE TABLE IF NOT EXISTS {self.statics} ({', '.join(static_body)}, PRIMARY KEY ({part}))"
             )
         bounds = [
-            f"{ident(prefix + c.name)} {pg_type(c.type)}" for prefix in ("s__", "e__") for c in self.layout.clustering
+            f"{ident(prefix + c.name)} {pg_type(c.type)}" for prefix in ("_s__", "_e__") for c in self.layout.clustering
         ]
         tomb_body = [
-            "id text PRIMARY KEY",
+            "_id text PRIMARY KEY",
             *self.key_columns(schema.partition_key),
             *bounds,
-            "s_len smallint NOT NULL",
-            "s_incl boolean NOT NULL",
-            "e_len smallint NOT NULL",
-            "e_incl boolean NOT NULL",
-            "ts bigint NOT NULL",
+            "_s_len smallint NOT NULL",
+            "_s_incl boolean NOT NULL",
+            "_e_len smallint NOT NULL",
+            "_e_incl boolean NOT NULL",
+            "_ts bigint NOT NULL",
         ]
         statements.append(f"CREATE TABLE IF NOT EXISTS {self.tombstones} ({', '.join(tomb_body)})")
         statements.append(
@@ -194,15 +194,15 @@ class TableSql:
 
     @cached_property
     def tombstone_columns(self) -> list[str]:
-        bounds = [prefix + c.name for prefix in ("s__", "e__") for c in self.layout.clustering]
-        return ["id", *self.layout.partition_names, *bounds, "s_len", "s_incl", "e_len", "e_incl", "ts"]
+        bounds = [prefix + c.name for prefix in ("_s__", "_e__") for c in self.layout.clustering]
+        return ["_id", *self.layout.partition_names, *bounds, "_s_len", "_s_incl", "_e_len", "_e_incl", "_ts"]
 
     def insert_tombstone(self) -> str:
         cols = self.tombstone_columns
         params = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
         return (
             f"INSERT INTO {self.tombstones} ({', '.join(ident(c) for c in cols)}) VALUES ({params}) "
-            f"ON CONFLICT (id) DO UPDATE SET ts = greatest({self.tombstones}.ts, EXCLUDED.ts)"
+            f"ON CONFLICT (_id) DO UPDATE SET _ts = greatest({self.tombstones}._ts, EXCLUDED._ts)"
         )
 
     def tombstones_for_stage(self, stage: str) -> str:

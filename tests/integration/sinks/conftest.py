@@ -13,10 +13,10 @@ import itertools
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
+import clickhouse_connect
 import pytest
 
 from pipeline_runtime.cql.schema import TableSchema
@@ -95,8 +95,6 @@ _clients: dict[str, Any] = {}
 
 
 def _ch_client(dsn: str) -> Any:
-    import clickhouse_connect
-
     if dsn not in _clients:
         _clients[dsn] = clickhouse_connect.get_client(dsn=dsn)
     return _clients[dsn]
@@ -124,7 +122,3 @@ async def opened(harness: Harness) -> AsyncIterator[Sink]:
         yield sink
     finally:
         await sink.close()
-
-
-def tmp_jsonl(tmp_path: Path) -> Path:
-    return tmp_path / "dead-letters.jsonl"

@@ -102,8 +102,8 @@ class Oracle:
         """Rows keyed by primary key (clustering None for static-only rows), values as the driver gives them."""
         out: dict[tuple[Any, ...], dict[str, Any]] = {}
         schema = self.schema
-        statics = [c for c in schema.statics]
-        regulars = [c for c in schema.regulars]
+        statics = list(schema.statics)
+        regulars = list(schema.regulars)
         for pk, part in self.partitions.items():
             static_values = {c.name: self._value(part.static, c.name, c.type, part.deleted, now) for c in statics}
             emitted = False
