@@ -86,7 +86,7 @@ class Harness:
         ).result_rows
         parts = []
         for (name,) in names:
-            result = client.query(f"SELECT * FROM `{self.namespace}`.`{name}` FORMAT TSV")
+            result = client.query(f"SELECT * FROM `{self.namespace}`.`{name}`")
             parts.extend(repr(row) for row in result.result_rows)
         return "\n".join(parts)
 

@@ -123,10 +123,7 @@ async def test_new_column_is_added_and_filled(harness: Harness, opened: Sink) ->
 async def test_drop_or_type_change_is_refused(opened: Sink, change: str) -> None:
     base = types_schema("drift", extra=(column("victim", "int"),))
     await opened.ensure_table(base)
-    if change == "dropped":
-        changed = types_schema("drift")
-    else:
-        changed = types_schema("drift", extra=(column("victim", "text"),))
+    changed = types_schema("drift") if change == "dropped" else types_schema("drift", extra=(column("victim", "text"),))
     with pytest.raises(SchemaDriftError) as caught:
         await opened.ensure_table(changed)
     assert caught.value.column == "victim"
@@ -141,4 +138,3 @@ async def test_timescaledb_missing_extension_names_database(postgres_dsn: str) -
     assert caught.value.database == database
     assert database in str(caught.value)
     assert "timescaledb" in str(caught.value)
-
