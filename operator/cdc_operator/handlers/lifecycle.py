@@ -29,12 +29,27 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Log
     # Reconnect watches regularly so a silently dropped connection costs minutes, not hours.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
-    if info is None:
-        raise kopf.PermanentError("no in-cluster service account and no kubeconfig: cannot reach the API server")
-    memo.kube = Kube.connect(info)
+    memo.kube = Kube.connect(lambda: credentials(settings))
     memo.config = OperatorConfig.from_env()
     logger.info("headrace operator configured: %s", memo.config)
+
+
+def credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
+    """In-cluster service account first, else the kubeconfig (``$KUBECONFIG`` read at call time)."""
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.LoginError("no in-cluster service account and no kubeconfig: cannot reach the API server")
+    return info
+
+
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """Kopf and the operator's own client log in the same way, without the official client library.
+
+    Kopf calls this again when the API server answers 401 (a rotated
+    service-account token); the operator's client re-reads it on 401 too.
+    """
+    return credentials(settings)
 
 
 @kopf.on.cleanup()

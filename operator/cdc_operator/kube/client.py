@@ -10,7 +10,7 @@ operator restart safe: there is no "create if missing" branch to race.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -23,21 +23,27 @@ from cdc_operator.kube.resources import KINDS
 _TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
+#: Produces fresh credentials; called again when the API server answers 401.
+Login = Callable[[], kopf.ConnectionInfo]
+
+
 class Kube:
     """One aiohttp session to the API server, authenticated like kopf itself."""
 
-    def __init__(self, session: aiohttp.ClientSession, server: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, server: str, login: Login) -> None:
         self._session = session
         self._server = server.rstrip("/")
+        self._login = login
 
     @classmethod
-    def connect(cls, info: kopf.ConnectionInfo) -> Kube:
+    def connect(cls, login: Login) -> Kube:
+        info = login()
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=20),
-            headers={**info.as_http_headers(), "User-Agent": f"{naming.FIELD_MANAGER}"},
+            headers={**info.as_http_headers(), "User-Agent": naming.FIELD_MANAGER},
             timeout=_TIMEOUT,
         )
-        return cls(session, info.server)
+        return cls(session, info.server, login)
 
     async def close(self) -> None:
         await self._session.close()
@@ -85,16 +91,23 @@ class Kube:
     ) -> dict[str, Any]:
         data = json.dumps(body) if body is not None else None
         headers = {"Content-Type": content_type} if data is not None else {}
-        try:
-            async with self._session.request(
-                method, self._server + path, params=params, data=data, headers=headers
-            ) as response:
-                text = await response.text()
-                if response.status >= 400:
-                    raise _translate(method, path, response.status, text)
-                return dict(json.loads(text)) if text else {}
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise Unavailable(f"{method} {path}: {exc!r}") from exc
+        for attempt in (1, 2):
+            try:
+                async with self._session.request(
+                    method, self._server + path, params=params, data=data, headers=headers
+                ) as response:
+                    text = await response.text()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise Unavailable(f"{method} {path}: {exc!r}") from exc
+            if status == 401 and attempt == 1:
+                # Service-account tokens rotate: log in again and retry once.
+                self._session.headers.update(self._login().as_http_headers())
+                continue
+            if status >= 400:
+                raise _translate(method, path, status, text)
+            return dict(json.loads(text)) if text else {}
+        raise AssertionError("unreachable")
 
 
 def _translate(method: str, path: str, status: int, text: str) -> KubeError:

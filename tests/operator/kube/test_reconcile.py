@@ -1,0 +1,90 @@
+"""Reconcile against the real API server: golden objects, spec changes, pause, restart, deletion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cdc_operator import naming
+from kopf.testing import KopfRunner
+
+from tests.operator.golden import assert_golden
+from tests.operator.kube.cluster import Cluster, condition, pipeline, wait_for
+from tests.operator.kube.expected import assert_live_matches, normalized_yaml, owned_objects
+
+pytestmark = pytest.mark.kube
+
+
+def deployments(cluster: Cluster) -> list[dict[str, Any]]:
+    return cluster.list("deployment", naming.pipeline_selector("shop"))
+
+
+def template_annotation(cluster: Cluster, key: str) -> set[str | None]:
+    return {d["spec"]["template"]["metadata"].get("annotations", {}).get(key) for d in deployments(cluster)}
+
+
+def test_reconcile_writes_exactly_the_golden_objects(cassandra: Cluster, operator: KopfRunner) -> None:
+    cassandra.apply(pipeline())
+    wait_for(lambda: len(deployments(cassandra)) == 2, "two runtime Deployments")
+    expected = assert_live_matches(cassandra, "shop")
+    body = cassandra.get("cdcp", "shop")
+    assert body is not None
+    assert_golden("kube-shop.yaml", normalized_yaml(expected, cassandra, body["metadata"]["uid"]))
+    # Kopf's bookkeeping is in annotations and its finalizer is ours; status holds only the model's fields.
+    assert naming.FINALIZER in body["metadata"]["finalizers"]
+    assert "kopf" not in body.get("status", {})
+    pending = wait_for(lambda: condition(cassandra.get("cdcp", "shop"), "Progressing"), "a Progressing condition")
+    assert pending["status"] == "True" and pending["reason"] == "Reconciling"
+
+
+def test_spec_change_rolls_runtimes_through_the_config_hash(cassandra: Cluster, operator: KopfRunner) -> None:
+    cassandra.apply(pipeline())
+    wait_for(lambda: len(deployments(cassandra)) == 2, "two runtime Deployments")
+    (before,) = template_annotation(cassandra, naming.ANNOTATION_CONFIG_HASH)
+    changed = pipeline()
+    changed["spec"]["sinks"][0]["batchSize"] = 5000
+    cassandra.apply(changed)
+    after = wait_for(
+        lambda: (h := template_annotation(cassandra, naming.ANNOTATION_CONFIG_HASH)) != {before} and len(h) == 1 and h,
+        "a new config hash on both Deployments",
+    )
+    config_map = cassandra.get("configmap", naming.config_map("shop"))
+    assert config_map is not None and "batchSize: 5000" in config_map["data"]["pipeline.yaml"]
+    assert config_map["metadata"]["annotations"][naming.ANNOTATION_CONFIG_HASH] in after
+    assert_live_matches(cassandra, "shop")
+
+
+def test_pause_scales_to_zero_and_resume_restores(cassandra: Cluster, operator: KopfRunner) -> None:
+    cassandra.apply(pipeline())
+    wait_for(lambda: len(deployments(cassandra)) == 2, "two runtime Deployments")
+    cassandra.merge_patch("cdcp", "shop", {"spec": {"paused": True}})
+    wait_for(lambda: {d["spec"]["replicas"] for d in deployments(cassandra)} == {0}, "replicas 0")
+    paused = wait_for(
+        lambda: (b := cassandra.get("cdcp", "shop")) and b.get("status", {}).get("phase") == "Paused" and b,
+        "phase Paused",
+    )
+    assert condition(paused, "Ready") == {**condition(paused, "Ready"), "status": "False", "reason": "Paused"}
+    cassandra.merge_patch("cdcp", "shop", {"spec": {"paused": False}})
+    wait_for(lambda: {d["spec"]["replicas"] for d in deployments(cassandra)} == {1}, "replicas 1")
+
+
+def test_restart_annotation_restamps_pod_templates(cassandra: Cluster, operator: KopfRunner) -> None:
+    cassandra.apply(pipeline())
+    wait_for(lambda: len(deployments(cassandra)) == 2, "two runtime Deployments")
+    assert template_annotation(cassandra, naming.ANNOTATION_RESTART) == {None}
+    cassandra.kubectl("annotate", "cdcp", "shop", f"{naming.ANNOTATION_RESTART}=2026-01-01T00:00:00Z")
+    wait_for(
+        lambda: template_annotation(cassandra, naming.ANNOTATION_RESTART) == {"2026-01-01T00:00:00Z"},
+        "the restart stamp on both pod templates",
+    )
+
+
+def test_delete_runs_the_finalizer_and_removes_owned_objects(cassandra: Cluster, operator: KopfRunner) -> None:
+    cassandra.apply(pipeline())
+    wait_for(lambda: len(owned_objects(cassandra, "shop")) == 6, "six owned objects")
+    cassandra.kubectl("delete", "cdcp", "shop", "--wait=false")
+    wait_for(lambda: cassandra.get("cdcp", "shop") is None, "the pipeline to be gone (finalizer released)")
+    assert owned_objects(cassandra, "shop") == []
+    # Nothing else in the namespace was touched: the Cassandra pods and the sink Secret stay.
+    assert cassandra.get("pod", "cassandra-0") is not None
+    assert cassandra.get("secret", "shop-sinks") is not None
