@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import functools
 import http.client
 import json
@@ -34,7 +35,7 @@ import shutil
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,12 @@ DEFAULT_K8S_VERSION = os.environ.get("ENVTEST_K8S_VERSION", "1.34.4").removepref
 
 #: The binaries a control plane needs; helm and the extras are optional.
 REQUIRED_BINARIES = ("etcd", "kube-apiserver", "kubectl")
+
+#: The optional binaries that make workloads run: Pods scheduled, and Running on a kwok fake node.
+WORKLOAD_BINARIES = ("kube-controller-manager", "kube-scheduler", "kwok")
+#: The fake node kwok manages (selected by its annotation, so kwok never touches other nodes).
+FAKE_NODE = "kwok-node-0"
+_KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 
 #: envtest's per-binary overrides.
 _ASSET_ENV = {"etcd": "TEST_ASSET_ETCD", "kube-apiserver": "TEST_ASSET_KUBE_APISERVER", "kubectl": "TEST_ASSET_KUBECTL"}
@@ -108,6 +115,8 @@ class ControlPlane:
     assets_dir: Path
     workdir: Path
     etcd_url: str
+    #: Fake nodes where scheduled Pods turn Running; empty without ``workloads=True``.
+    nodes: tuple[str, ...] = ()
 
     def kubectl(
         self,
@@ -291,7 +300,7 @@ def _etcd_flags(binary: Path) -> tuple[str, ...]:
     A test cluster's data dies with the test, so fsync buys nothing but latency.
     """
     try:
-        usage = subprocess.run([str(binary), "--help"], capture_output=True, text=True, timeout=30, check=False)
+        usage = subprocess.run([str(binary), "--help"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return ()
     return ("--unsafe-no-fsync",) if "--unsafe-no-fsync" in usage.stdout + usage.stderr else ()
@@ -328,21 +337,23 @@ def _start_etcd(workdir: Path, assets: Path) -> tuple[ManagedProcess, str]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _apiserver_ready(server_port: int, pki: _Pki) -> bool:
-    """/readyz answers ok and the ``default`` namespace exists (created just after the hooks finish)."""
+def _api_status(server_port: int, pki: _Pki, path: str) -> int:
+    """HTTP status of a GET on the apiserver as cluster-admin."""
     context = ssl.create_default_context(cafile=str(pki.ca_cert))
     context.load_cert_chain(str(pki.client_cert), str(pki.client_key))
-    for path in ("/readyz", "/api/v1/namespaces/default"):
-        connection = http.client.HTTPSConnection(HOST, server_port, context=context, timeout=5)
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200:
-                return False
-        finally:
-            connection.close()
-    return True
+    connection = http.client.HTTPSConnection(HOST, server_port, context=context, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def _apiserver_ready(server_port: int, pki: _Pki) -> bool:
+    """/readyz answers ok and the ``default`` namespace exists (created just after the hooks finish)."""
+    return all(_api_status(server_port, pki, path) == 200 for path in ("/readyz", "/api/v1/namespaces/default"))
 
 
 def _apiserver_command(binary: Path, port: int, etcd_url: str, pki: _Pki, workdir: Path) -> list[str]:
@@ -389,14 +400,158 @@ def _start_apiserver(workdir: Path, assets: Path, etcd_url: str, pki: _Pki) -> t
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def start_control_plane(workdir: Path, assets: Path | None = None) -> tuple[ControlPlane, list[ManagedProcess]]:
-    """Start etcd then kube-apiserver; return the plane and its processes in start order.
+# --- workloads: controller-manager, scheduler, kwok (optional) ------------------------------
+
+
+def _component_healthy(port: int) -> bool:
+    """/healthz of kube-controller-manager or kube-scheduler on their own secure port.
+
+    They serve it with a self-signed certificate generated at start, and
+    /healthz is on their always-allowed paths, so no client identity is needed.
+    """
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = http.client.HTTPSConnection(HOST, port, context=context, timeout=5)
+    try:
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()
+        return response.status == 200 and response.read() == b"ok"
+    finally:
+        connection.close()
+
+
+def _controller_manager_ready(port: int, server_port: int, pki: _Pki) -> bool:
+    """Healthy, and its controllers work: the ServiceAccount controller has made ``default/default``."""
+    default_sa = "/api/v1/namespaces/default/serviceaccounts/default"
+    return _component_healthy(port) and _api_status(server_port, pki, default_sa) == 200
+
+
+def _start_component(
+    name: str, command: list[str], workdir: Path, ready: Callable[[], bool], timeout: float
+) -> ManagedProcess:
+    process = ManagedProcess(name=name, command=command, log_file=workdir / "logs" / f"{name}.log")
+    process.start()
+    process.wait_until(ready, timeout=timeout, interval=0.25)
+    return process
+
+
+def _fake_node_manifest(name: str) -> str:
+    """A Node that only kwok manages; kwok fills its status (Ready, allocatable, addresses, lease)."""
+    key, value = _KWOK_ANNOTATION
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {key: value, "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "type": "kwok"},
+        },
+    }
+    return json.dumps(node)
+
+
+def _node_ready(plane: ControlPlane, name: str) -> bool:
+    result = plane.kubectl(
+        "get", "node", name, "-o", 'jsonpath={.status.conditions[?(@.type=="Ready")].status}', check=False
+    )
+    return result.stdout.strip() == "True"
+
+
+def _start_workloads(plane: ControlPlane, pki: _Pki, server_port: int) -> list[ManagedProcess]:
+    """kube-controller-manager, kube-scheduler and kwok with one fake node; in start order.
+
+    The controller-manager brings ReplicaSets, Pods, garbage collection,
+    namespace deletion and the ``default`` ServiceAccounts; the scheduler binds
+    Pods; kwok plays the kubelet of the fake node, so bound Pods turn Running.
+    """
+    workdir, folder = plane.workdir, plane.assets_dir
+    kubeconfig = f"--kubeconfig={plane.kubeconfig}"
+    started: list[ManagedProcess] = []
+    try:
+        port = free_port()
+        started.append(
+            _start_component(
+                "kube-controller-manager",
+                [
+                    str(binary_path("kube-controller-manager", folder)),
+                    kubeconfig,
+                    f"--authentication-kubeconfig={plane.kubeconfig}",
+                    f"--authorization-kubeconfig={plane.kubeconfig}",
+                    f"--bind-address={HOST}",
+                    f"--secure-port={port}",
+                    f"--cert-dir={workdir / 'kcm-certs'}",
+                    "--leader-elect=false",
+                    "--controllers=*",
+                    f"--root-ca-file={pki.ca_cert}",
+                    f"--service-account-private-key-file={pki.sa_key}",
+                    "--use-service-account-credentials=false",
+                ],
+                workdir,
+                functools.partial(_controller_manager_ready, port, server_port, pki),
+                START_TIMEOUT_S,
+            )
+        )
+        port = free_port()
+        started.append(
+            _start_component(
+                "kube-scheduler",
+                [
+                    str(binary_path("kube-scheduler", folder)),
+                    kubeconfig,
+                    f"--authentication-kubeconfig={plane.kubeconfig}",
+                    f"--authorization-kubeconfig={plane.kubeconfig}",
+                    f"--bind-address={HOST}",
+                    f"--secure-port={port}",
+                    f"--cert-dir={workdir / 'scheduler-certs'}",
+                    "--leader-elect=false",
+                ],
+                workdir,
+                functools.partial(_component_healthy, port),
+                START_TIMEOUT_S,
+            )
+        )
+        key, value = _KWOK_ANNOTATION
+        plane.apply(_fake_node_manifest(FAKE_NODE))
+        # An explicit, empty configuration: kwok's default ~/.kwok/kwok.yaml would depend on the
+        # user's home; without Stage objects kwok uses its built-in node and pod lifecycles.
+        (workdir / "kwok.yaml").write_text(
+            "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n"
+        )
+        started.append(
+            _start_component(
+                "kwok",
+                [
+                    str(binary_path("kwok", folder)),
+                    kubeconfig,
+                    f"--config={workdir / 'kwok.yaml'}",
+                    "--manage-all-nodes=false",
+                    f"--manage-nodes-with-annotation-selector={key}={value}",
+                    "--cidr=10.244.0.1/24",
+                    "--node-ip=10.244.0.1",
+                    "--node-lease-duration-seconds=40",
+                ],
+                workdir,
+                functools.partial(_node_ready, plane, FAKE_NODE),
+                START_TIMEOUT_S,
+            )
+        )
+    except BaseException:
+        _stop_all(started)
+        raise
+    return started
+
+
+def start_control_plane(
+    workdir: Path, assets: Path | None = None, *, workloads: bool = False
+) -> tuple[ControlPlane, list[ManagedProcess]]:
+    """Start etcd then kube-apiserver (then the workload components); return them in start order.
 
     The caller owns the processes (stop them in reverse order). On failure,
     whatever started is stopped before the error propagates.
     """
     folder = assets or assets_dir()
-    for name in REQUIRED_BINARIES:
+    for name in (*REQUIRED_BINARIES, *(WORKLOAD_BINARIES if workloads else ())):
         if not os.access(binary_path(name, folder), os.X_OK):
             raise MissingBinaryError(name, folder)
     workdir = workdir.resolve()
@@ -417,6 +572,13 @@ def start_control_plane(workdir: Path, assets: Path | None = None) -> tuple[Cont
     kubeconfig = workdir / "kubeconfig"
     _write_kubeconfig(kubeconfig, server, pki)
     plane = ControlPlane(server=server, kubeconfig=kubeconfig, assets_dir=folder, workdir=workdir, etcd_url=etcd_url)
+    if workloads:
+        try:
+            started.extend(_start_workloads(plane, pki, port))
+        except BaseException:
+            _stop_all(started)
+            raise
+        plane = dataclasses.replace(plane, nodes=(FAKE_NODE,))
     return plane, started
 
 
@@ -427,12 +589,17 @@ def _stop_all(processes: Sequence[ManagedProcess]) -> None:
 
 
 @contextlib.contextmanager
-def running_control_plane(workdir: Path, assets: Path | None = None) -> Iterator[ControlPlane]:
+def running_control_plane(
+    workdir: Path, assets: Path | None = None, *, workloads: bool = False
+) -> Iterator[ControlPlane]:
     """A control plane for the duration of the ``with`` block; stopped on exit, also on failure.
+
+    ``workloads=True`` adds kube-controller-manager, kube-scheduler and kwok with
+    one fake node (``ControlPlane.nodes``), so Deployments get Running Pods.
 
     Logs stay in ``workdir/logs`` after exit, for post-mortems of failed tests.
     """
-    plane, processes = start_control_plane(workdir, assets)
+    plane, processes = start_control_plane(workdir, assets, workloads=workloads)
     try:
         yield plane
     finally:
@@ -453,8 +620,14 @@ def _pid_runs(pid: int, binary: str) -> bool:
     return Path(cmdline).name == binary
 
 
-def cli_up(state_dir: Path) -> None:
-    """Start a detached control plane under ``state_dir``; record pids; print the kubeconfig path."""
+def cli_up(state_dir: Path, workloads: bool | None = None) -> None:
+    """Start a detached control plane under ``state_dir``; record pids; print the kubeconfig path.
+
+    ``workloads`` (default: env ``ENVTEST_WORKLOADS=1``) also starts the
+    controller-manager, scheduler and kwok.
+    """
+    if workloads is None:
+        workloads = os.environ.get("ENVTEST_WORKLOADS", "") in ("1", "true", "yes")
     state_file = state_dir / _STATE_FILE
     if state_file.exists():
         state = json.loads(state_file.read_text())
@@ -464,7 +637,7 @@ def cli_up(state_dir: Path) -> None:
         cli_down(state_dir)
     started = time.monotonic()
     try:
-        plane, processes = start_control_plane(state_dir)
+        plane, processes = start_control_plane(state_dir, workloads=workloads)
     except ServiceError as exc:
         raise SystemExit(str(exc)) from exc
     state = {

@@ -4,6 +4,7 @@ Register it from the root ``tests/conftest.py`` with
 ``pytest_plugins = ["devservices.pytest_envtest"]``. Tests that need the
 cluster take the ``control_plane`` fixture (one per session: the apiserver
 takes seconds to start, and tests isolate themselves with ``kube_namespace``).
+Tests that need Pods to exist and run take ``workload_control_plane``.
 
 When the binaries are not built the fixture skips, naming the missing binary
 and how to build it, so a developer without Go still runs the rest of the
@@ -20,7 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from devservices.envtest import ControlPlane, assets_dir, missing_binaries, running_control_plane
+from devservices.envtest import (
+    WORKLOAD_BINARIES,
+    ControlPlane,
+    assets_dir,
+    binary_path,
+    missing_binaries,
+    running_control_plane,
+)
 
 
 def _unavailable(reason: str) -> None:
@@ -29,14 +37,16 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def require_envtest_binaries() -> Path:
+def require_envtest_binaries(*, workloads: bool = False) -> Path:
     """The assets folder, after skipping (failing under CI) when a required binary is missing."""
     folder = assets_dir()
     missing = missing_binaries(folder)
+    if workloads:
+        missing += [name for name in WORKLOAD_BINARIES if not os.access(binary_path(name, folder), os.X_OK)]
     if missing:
         _unavailable(
             f"envtest binary {missing[0]} not found in {folder} (missing: {', '.join(missing)}); "
-            "build it with scripts/build-envtest.sh or set KUBEBUILDER_ASSETS"
+            f"build it with scripts/build-envtest.sh{' all' if workloads else ''} or set KUBEBUILDER_ASSETS"
         )
     return folder
 
@@ -46,6 +56,19 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     """A running kube-apiserver + etcd for the whole session, with a cluster-admin kubeconfig."""
     folder = require_envtest_binaries()
     with running_control_plane(tmp_path_factory.mktemp("envtest"), folder) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def workload_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane where workloads run: controller-manager, scheduler and a kwok fake node.
+
+    A separate apiserver from ``control_plane``: the controllers delete,
+    garbage-collect and create objects, which tests of what the operator alone
+    writes must not see. Only tests that need Pods should pay for it.
+    """
+    folder = require_envtest_binaries(workloads=True)
+    with running_control_plane(tmp_path_factory.mktemp("envtest-workloads"), folder, workloads=True) as plane:
         yield plane
 
 

@@ -5,4 +5,4 @@ Imported here until the root ``tests/conftest.py`` registers
 session would start a second control plane for this folder.
 """
 
-from devservices.pytest_envtest import control_plane, kube_namespace  # noqa: F401
+from devservices.pytest_envtest import control_plane, kube_namespace, workload_control_plane  # noqa: F401

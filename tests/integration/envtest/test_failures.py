@@ -70,7 +70,7 @@ def test_etcd_that_exits_reports_command_and_log(tmp_path: Path) -> None:
 
 def test_etcd_that_hangs_times_out_and_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(envtest, "START_TIMEOUT_S", 2.0)
-    assets = fake_assets(tmp_path / "assets", etcd="exec sleep 300", apiserver="exit 0")
+    assets = fake_assets(tmp_path / "assets", etcd='[ "$1" = --help ] && exit 0; exec sleep 300', apiserver="exit 0")
     started = time.monotonic()
     with pytest.raises(ServiceError) as info:
         start_control_plane(tmp_path / "work", assets)
