@@ -1,0 +1,116 @@
+"""Runtime reports on status.nodes turn into phase, conditions and printer columns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kopf.testing import KopfRunner
+
+from tests.operator.kube.cluster import Cluster, cassandra_pod, condition, pipeline, secret, statefulset, wait_for
+from tests.operator.kube.runtime import report
+
+pytestmark = pytest.mark.kube
+
+
+def phase_is(cluster: Cluster, phase: str) -> dict[str, Any] | None:
+    body = cluster.get("cdcp", "shop")
+    return body if body and body.get("status", {}).get("phase") == phase else None
+
+
+def wait_phase(cluster: Cluster, phase: str) -> dict[str, Any]:
+    return wait_for(lambda: phase_is(cluster, phase), f"phase {phase}", timeout=30)
+
+
+def start_reporting(cluster: Cluster) -> None:
+    wait_for(lambda: cluster.get("role", "shop-runtime"), "the runtime Role")
+    wait_for(lambda: cluster.get("configmap", "shop-config"), "the runtime ConfigMap")
+    for node in ("cassandra-0", "cassandra-1"):
+        report(cluster, node)
+
+
+def test_reports_turn_the_pipeline_ready(cassandra: Cluster, operator: KopfRunner) -> None:
+    cassandra.apply(pipeline())
+    wait_phase(cassandra, "Pending")
+    start_reporting(cassandra)
+    body = wait_phase(cassandra, "Running")
+    ready = condition(body, "Ready")
+    assert ready is not None and ready["status"] == "True" and ready["reason"] == "AllRuntimesReady"
+    status = body["status"]
+    assert status["readyNodes"] == "2/2"
+    assert status["eventsPerSecond"] == 500.0
+    assert status["sinks"]["pg"]["rowsWritten"] == 1000
+    assert status["observedGeneration"] == body["metadata"]["generation"]
+    # kubectl wait works on the condition, as the e2e test and users rely on.
+    cassandra.kubectl("wait", "--for=condition=Ready", "cdcp/shop", "--timeout=10s")
+
+
+def test_printer_columns_show_status(cassandra: Cluster, operator: KopfRunner) -> None:
+    cassandra.apply(pipeline())
+    start_reporting(cassandra)
+    wait_phase(cassandra, "Running")
+    table = cassandra.kubectl("get", "cdcpipelines").stdout.splitlines()
+    assert table[0].split() == ["NAME", "PHASE", "READY", "MAX-LAG", "EVENTS/S", "AGE"]
+    assert table[1].split()[:5] == ["shop", "Running", "2/2", "0.8", "500"]
+    wide = cassandra.kubectl("get", "cdcp", "-o", "wide").stdout.splitlines()
+    assert "PAUSED" in wide[0].split() and "false" in wide[1].split()
+
+
+def test_lagging_report_turns_it_degraded(cassandra: Cluster, operator: KopfRunner) -> None:
+    cassandra.apply(pipeline(runtime={"maxLagSeconds": 30}))
+    start_reporting(cassandra)
+    wait_phase(cassandra, "Running")
+    report(cassandra, "cassandra-1", lag_seconds=95.0)
+    body = wait_phase(cassandra, "Degraded")
+    degraded = condition(body, "Degraded")
+    assert degraded is not None and degraded["status"] == "True" and degraded["reason"] == "LagOverThreshold"
+    assert "cassandra-1 lags 95s" in degraded["message"] and "maxLagSeconds is 30" in degraded["message"]
+    assert body["status"]["maxLagSeconds"] == 95.0
+    report(cassandra, "cassandra-1", lag_seconds=1.0)
+    wait_phase(cassandra, "Running")
+
+
+def test_unreachable_sink_and_full_cdc_raw_are_reported(cassandra: Cluster, operator: KopfRunner) -> None:
+    cassandra.apply(pipeline())
+    start_reporting(cassandra)
+    wait_phase(cassandra, "Running")
+    report(
+        cassandra,
+        "cassandra-0",
+        last_error="sink pg: connection refused (postgres:5432)",
+        cdc_raw_share=0.9,
+        cdc_raw_bytes=3_700_000_000,
+        sinks={"pg": {"healthy": False, "rowsWritten": 10}},
+    )
+    body = wait_phase(cassandra, "Degraded")
+    degraded = condition(body, "Degraded")
+    assert degraded is not None and degraded["reason"] == "SinkUnreachable"
+    assert "sink pg fails on cassandra-0: sink pg: connection refused" in degraded["message"]
+    assert "90% of cdc_total_space" in degraded["message"]
+    assert body["status"]["sinks"]["pg"]["healthy"] is False
+
+
+def test_missing_secret_fails_until_created(cluster: Cluster, operator: KopfRunner) -> None:
+    cluster.apply(statefulset(), cassandra_pod("cassandra-0"))
+    cluster.apply(pipeline())
+    body = wait_phase(cluster, "Failed")
+    degraded = condition(body, "Degraded")
+    assert degraded is not None and degraded["reason"] == "SecretMissing"
+    assert "shop-sinks" in degraded["message"] and "kubectl create secret" in degraded["message"]
+    assert cluster.list("deployment", "headrace.io/pipeline=shop") == []
+    cluster.apply(secret("shop-sinks", "postgres-dsn"))
+    wait_phase(cluster, "Pending")
+    wait_for(lambda: cluster.list("deployment", "headrace.io/pipeline=shop"), "the runtime after the Secret appeared")
+
+
+def test_no_matching_pods_and_missing_workload(cluster: Cluster, operator: KopfRunner) -> None:
+    cluster.apply(secret("shop-sinks", "postgres-dsn"))
+    cluster.apply(pipeline())
+    body = wait_phase(cluster, "Failed")
+    degraded = condition(body, "Degraded")
+    assert degraded is not None and degraded["reason"] == "CassandraWorkloadNotFound"
+    assert "StatefulSet cassandra does not exist" in degraded["message"]
+    cluster.apply(statefulset())
+    body = wait_phase(cluster, "Pending")
+    ready = condition(body, "Ready")
+    assert ready is not None and ready["reason"] == "NoCassandraPods" and "app=cassandra" in ready["message"]
