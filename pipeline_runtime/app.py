@@ -103,6 +103,7 @@ class Runtime:
     runner: Runner | None = None
     source: CdcRawSource | None = None
     session: Any = None
+    http: HealthServer | None = None
     started_at: float = field(default_factory=time.monotonic)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -111,7 +112,9 @@ class Runtime:
         secrets = SecretStore(self.options.secrets_dir)
         sinks = [build_sink(s, secrets) for s in spec.sinks]
         transformer = build_transformer(spec, secrets)
-        http = HealthServer(self.metrics.registry, self.readiness, self.options.http_host, self.options.http_port)
+        self.http = http = HealthServer(
+            self.metrics.registry, self.readiness, self.options.http_host, self.options.http_port
+        )
         await http.start()
         reporter = asyncio.create_task(self._report_forever()) if self.options.report_status else None
         try:

@@ -1,0 +1,309 @@
+"""The whole runtime against real servers: Cassandra 5.0 -> runtime (from YAML) -> PostgreSQL + ClickHouse.
+
+The oracle is ARCHITECTURE.md §4: after a workload and a quiet period, each
+sink table, read as its users read it (the view), equals ``SELECT *`` from
+Cassandra after the pipeline's transforms (here: the email column hashed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import clickhouse_connect
+import pytest
+import yaml
+
+from devservices.cassandra import CassandraNode
+from pipeline_runtime.app import Runtime, RuntimeOptions
+from pipeline_runtime.config.loader import load_pipeline
+
+pytestmark = [pytest.mark.cassandra, pytest.mark.postgres, pytest.mark.clickhouse]
+
+HASH_KEY = b"e2e-secret-key"
+REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+
+
+def masked(email: str) -> str:
+    return hmac.new(HASH_KEY, email.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass
+class Running:
+    runtime: Runtime
+    keyspace: str
+    secrets: Path
+    dead_letters: Path
+
+
+async def wait_until(check: Callable[[], Any], deadline_s: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + deadline_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last is True:
+            return
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"{what} not met within {deadline_s}s; last: {last}")
+
+
+def write_config(tmp: Path, keyspace: str, node: CassandraNode, postgres_dsn: str, chdb_dsn: str) -> Path:
+    secrets = tmp / "secrets"
+    for name, key, value in (
+        ("pg", "dsn", postgres_dsn),
+        ("ch", "dsn", chdb_dsn),
+        ("masking", "hmac", HASH_KEY.decode()),
+    ):
+        (secrets / name).mkdir(parents=True, exist_ok=True)
+        (secrets / name / key).write_text(value)
+    config = {
+        "apiVersion": "headrace.io/v1alpha1",
+        "kind": "CDCPipeline",
+        "metadata": {"name": "e2e", "namespace": "test"},
+        "spec": {
+            "source": {
+                "cassandra": {"contactPoint": node.host, "port": node.port},
+                "tables": [{"keyspace": keyspace, "table": "*"}],
+            },
+            "sinks": [
+                {
+                    "name": "pg",
+                    "type": "postgres",
+                    "connectionSecret": {"name": "pg", "key": "dsn"},
+                    "batchSize": 50,
+                    "flushIntervalMs": 100,
+                },
+                {
+                    "name": "ch",
+                    "type": "clickhouse",
+                    "connectionSecret": {"name": "ch", "key": "dsn"},
+                    "target": f"{keyspace}_ch",
+                    "batchSize": 50,
+                    "flushIntervalMs": 100,
+                },
+            ],
+            "transforms": {
+                "masking": [{"table": f"{keyspace}.customers", "column": "email", "strategy": "hash"}],
+                "hashKeySecret": {"name": "masking", "key": "hmac"},
+                "validation": "block",
+            },
+        },
+    }
+    path = tmp / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+async def running(cassandra: CassandraNode, postgres_dsn: str, chdb_dsn: str, tmp_path: Path) -> AsyncIterator[Running]:
+    keyspace = f"e2e_{uuid.uuid4().hex[:8]}"
+    session = cassandra.session()
+    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {REPLICATION}")
+    session.execute(
+        f"CREATE TABLE {keyspace}.orders (customer text, order_id int, item text, qty int, tags set<text>, "
+        "note text, customer_name text static, PRIMARY KEY (customer, order_id)) WITH cdc = true"
+    )
+    session.execute(f"CREATE TABLE {keyspace}.customers (id int PRIMARY KEY, email text, score bigint) WITH cdc = true")
+    session.execute(f"CREATE TABLE {keyspace}.ignored (id int PRIMARY KEY, v text)")  # no CDC: never replicated
+    pipeline = load_pipeline(write_config(tmp_path, keyspace, cassandra, postgres_dsn, chdb_dsn))
+    options = RuntimeOptions(
+        node="node-0",
+        cdc_raw=cassandra.cdc_raw_dir,
+        secrets_dir=tmp_path / "secrets",
+        http_host="127.0.0.1",
+        http_port=0,
+        dead_letter_dir=tmp_path / "dead",
+    )
+    runtime = Runtime(pipeline, options)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    try:
+        yield Running(runtime, keyspace, tmp_path / "secrets", tmp_path / "dead")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def cassandra_rows(node: CassandraNode, query: str) -> list[dict[str, Any]]:
+    return [dict(r._asdict()) for r in node.session().execute(query)]
+
+
+async def pg_rows(dsn: str, query: str) -> list[dict[str, Any]]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return [dict(r) for r in await connection.fetch(query)]
+    except asyncpg.UndefinedTableError:
+        return []
+    finally:
+        await connection.close()
+
+
+def ch_rows(dsn: str, query: str) -> list[dict[str, Any]]:
+    client = clickhouse_connect.get_client(dsn=dsn)
+    try:
+        result = client.query(query)
+    except Exception as exc:
+        if "UNKNOWN_TABLE" in str(exc) or "UNKNOWN_DATABASE" in str(exc):
+            return []
+        raise
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+
+def difference(got: list[tuple[Any, ...]], expected: list[tuple[Any, ...]]) -> str:
+    extra, missing = sorted(set(got) - set(expected)), sorted(set(expected) - set(got))
+    return f"{len(got)} rows; unexpected {extra[:5]}; missing {missing[:5]}"
+
+
+def as_set(value: Any) -> tuple[str, ...]:
+    """A set column as sorted elements: PostgreSQL maps sets to jsonb arrays (docs/sinks.md)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return tuple(sorted(value or ()))
+
+
+def normalise_orders(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return sorted(
+        (
+            r["customer"],
+            r["order_id"],
+            r["item"],
+            r["qty"],
+            as_set(r["tags"]),
+            r["note"] or None,
+            r["customer_name"] or None,
+        )
+        for r in rows
+    )
+
+
+async def test_workload_converges_in_both_sinks_with_masking(
+    running: Running, cassandra: CassandraNode, postgres_dsn: str, chdb_dsn: str
+) -> None:
+    ks = running.keyspace
+    s = cassandra.session(ks)
+    insert = s.prepare("INSERT INTO orders (customer, order_id, item, qty, tags, note) VALUES (?, ?, ?, ?, ?, ?)")
+    for c in range(5):
+        s.execute(f"INSERT INTO orders (customer, customer_name) VALUES ('c{c}', 'Customer {c}')")
+        for o in range(20):
+            s.execute(insert, (f"c{c}", o, f"item-{o}", o, {"new", f"t{o % 3}"}, "first"))
+    s.execute("UPDATE orders SET qty = 99, note = null WHERE customer = 'c0' AND order_id = 1")  # partial update
+    s.execute("UPDATE orders SET tags = tags + {'rush'} WHERE customer = 'c0' AND order_id = 2")  # collection add
+    s.execute("UPDATE orders SET tags = tags - {'new'} WHERE customer = 'c0' AND order_id = 3")  # collection remove
+    s.execute("DELETE FROM orders WHERE customer = 'c1' AND order_id = 5")  # row delete
+    s.execute("DELETE FROM orders WHERE customer = 'c2' AND order_id >= 10 AND order_id < 15")  # range delete
+    s.execute("DELETE FROM orders WHERE customer = 'c3'")  # partition delete
+    s.execute("DELETE item FROM orders WHERE customer = 'c4' AND order_id = 0")  # cell delete
+    s.execute("UPDATE orders SET customer_name = 'Renamed' WHERE customer = 'c4'")  # static update
+    s.execute("INSERT INTO orders (customer, order_id, item, qty) VALUES ('c3', 100, 'after', 1)")  # after the delete
+    emails = {i: f"person{i}@example.com" for i in range(10)}
+    for i, email in emails.items():
+        s.execute("INSERT INTO customers (id, email, score) VALUES (%s, %s, %s)", (i, email, i * 10))
+    s.execute("INSERT INTO ignored (id, v) VALUES (1, 'never')")
+
+    expected_orders = normalise_orders(cassandra_rows(cassandra, f"SELECT * FROM {ks}.orders"))
+    expected_customers = sorted(
+        (r["id"], masked(r["email"]), r["score"]) for r in cassandra_rows(cassandra, f"SELECT * FROM {ks}.customers")
+    )
+    assert len(expected_orders) == 5 * 20 - 1 - 5 - 20 + 1  # the workload did what it says
+
+    async def pg_converged() -> Any:
+        got = normalise_orders(await pg_rows(postgres_dsn, f"SELECT * FROM {ks}.orders"))
+        return True if got == expected_orders else difference(got, expected_orders)
+
+    async def ch_converged() -> Any:
+        got = normalise_orders(ch_rows(chdb_dsn, f"SELECT * FROM {ks}_ch.orders"))
+        return True if got == expected_orders else difference(got, expected_orders)
+
+    await wait_until(pg_converged, what="PostgreSQL orders equal Cassandra")
+    await wait_until(ch_converged, what="ClickHouse orders equal Cassandra")
+
+    pg_customers = sorted(
+        (r["id"], r["email"], r["score"]) for r in await pg_rows(postgres_dsn, f"SELECT * FROM {ks}.customers")
+    )
+    ch_customers = sorted(
+        (r["id"], r["email"], r["score"]) for r in ch_rows(chdb_dsn, f"SELECT * FROM {ks}_ch.customers")
+    )
+    assert pg_customers == expected_customers
+    assert ch_customers == expected_customers
+
+    # No raw email anywhere in either sink, whatever the table.
+    dump = str(await pg_rows(postgres_dsn, f"SELECT * FROM {ks}.customers__rows"))
+    dump += str(ch_rows(chdb_dsn, f"SELECT * FROM {ks}_ch.customers__state"))
+    assert not [e for e in emails.values() if e in dump]
+    # The non-CDC table was never replicated.
+    assert await pg_rows(postgres_dsn, f"SELECT * FROM {ks}.ignored") == []
+
+    # Health, readiness and metrics answer on the runtime's own endpoint.
+    runtime = running.runtime
+    assert runtime.http is not None
+    base = f"http://127.0.0.1:{runtime.http.port}"
+    ready = await asyncio.to_thread(lambda: urllib.request.urlopen(f"{base}/readyz", timeout=5).read())
+    assert ready == b"ready\n"
+    metrics = (await asyncio.to_thread(lambda: urllib.request.urlopen(f"{base}/metrics", timeout=5).read())).decode()
+    assert (
+        f'headrace_events_written_total{{node="node-0",op="upsert",pipeline="e2e",sink="pg",table="{ks}.orders"}}'
+        in metrics
+    )
+    status = runtime.node_status()
+    assert status.position is not None
+    assert status.sinks["pg"].healthy and status.sinks["ch"].healthy
+    assert status.sinks["pg"].rows_written >= len(expected_orders)
+    assert status.lag_seconds == 0
+
+
+async def test_restart_resumes_from_the_committed_position_without_loss(
+    cassandra: CassandraNode, postgres_dsn: str, chdb_dsn: str, tmp_path: Path
+) -> None:
+    keyspace = f"e2e_{uuid.uuid4().hex[:8]}"
+    session = cassandra.session()
+    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {REPLICATION}")
+    session.execute(f"CREATE TABLE {keyspace}.events (id int PRIMARY KEY, body text) WITH cdc = true")
+    pipeline = load_pipeline(write_config(tmp_path, keyspace, cassandra, postgres_dsn, chdb_dsn))
+    options = RuntimeOptions(
+        node="node-0",
+        cdc_raw=cassandra.cdc_raw_dir,
+        secrets_dir=tmp_path / "secrets",
+        http_host="127.0.0.1",
+        http_port=0,
+        dead_letter_dir=tmp_path / "dead",
+    )
+    insert = session.prepare(f"INSERT INTO {keyspace}.events (id, body) VALUES (?, ?)")
+
+    async def count() -> int:
+        rows = await pg_rows(postgres_dsn, f"SELECT count(*) AS n FROM {keyspace}.events")
+        return int(rows[0]["n"]) if rows else 0
+
+    for generation in range(2):
+        runtime = Runtime(pipeline, options)
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.run(stop))
+        for i in range(generation * 100, generation * 100 + 100):
+            session.execute(insert, (i, f"body {i}"))
+        target = (generation + 1) * 100
+
+        async def done(target: int = target) -> Any:
+            n = await count()
+            return True if n == target else n
+
+        await wait_until(done, what=f"{target} rows in PostgreSQL")
+        committed = runtime.runner.progress.committed if runtime.runner else None
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        assert committed is not None
+        if generation == 1:
+            # The second runtime started where the first one's checkpoint was, not at the beginning.
+            assert runtime.runner is not None
+            assert runtime.runner.progress.events_committed <= 100 + 50
+
+    rows = await pg_rows(postgres_dsn, f"SELECT id, body FROM {keyspace}.events ORDER BY id")
+    assert [(r["id"], r["body"]) for r in rows] == [(i, f"body {i}") for i in range(200)]
