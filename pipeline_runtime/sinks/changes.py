@@ -37,8 +37,10 @@ from pipeline_runtime.events import (
 )
 from pipeline_runtime.sinks.values import dumps, to_json
 
-Encoder = Callable[[Any, CqlType], Any]
-"""Turns a driver value of a CQL type into the sink's native value."""
+Encoder = Callable[[CqlType], Callable[[Any], Any]]
+"""Gives, for a CQL type, the function that turns a driver value into the sink's native value.
+
+Resolved once per column, not per value: shaping is the runtime's hottest loop."""
 
 ElementState = list[Any]
 """``[value (canonical JSON text, None = tombstone), writetime µs, expiry s or None]``."""
@@ -234,57 +236,69 @@ def element_value(cell: ElementCell, column_type: CqlType) -> str | None:
 class Shaper:
     """Turns one table's change events into row deltas and tombstones."""
 
-    def __init__(self, schema: TableSchema, encode: Encoder) -> None:
+    def __init__(self, schema: TableSchema, encoder: Encoder) -> None:
         self.layout = Layout(schema)
-        self.encode = encode
-        self._columns: Mapping[str, Column] = schema.by_name
+        stored = {c.name for c in (*self.layout.regulars, *self.layout.statics)}
+        #: name -> (column, value encoder); columns the sink does not store are absent.
+        self._columns: dict[str, tuple[Column, Callable[[Any], Any]]] = {
+            c.name: (c, encoder(c.type)) for c in schema.columns if c.name in stored
+        }
+        self._partition = [(c.name, encoder(c.type)) for c in schema.partition_key]
+        self._clustering = [(c.name, encoder(c.type)) for c in schema.clustering]
 
-    def key(self, values: Mapping[str, Any], columns: Iterable[Column], event: ChangeEvent) -> tuple[Any, ...]:
+    def key(
+        self, values: Mapping[str, Any], columns: list[tuple[str, Callable[[Any], Any]]], event: ChangeEvent
+    ) -> tuple[Any, ...]:
         try:
-            return tuple(self.encode(values[c.name], c.type) for c in columns)
+            return tuple([encode(values[name]) for name, encode in columns])
         except KeyError as missing:
             raise RowRejectedError(f"{event.qualified_table}: key column {missing} missing from the event") from None
 
     def shape(self, event: ChangeEvent) -> RowDelta | Tombstone:
-        schema = self.layout.schema
-        partition = self.key(event.partition_key, schema.partition_key, event)
-        if event.op is Op.DELETE_PARTITION or event.op is Op.DELETE_RANGE:
+        op = event.op
+        partition = self.key(event.partition_key, self._partition, event)
+        if op is Op.DELETE_PARTITION or op is Op.DELETE_RANGE:
             if event.deletion is None:
-                raise RowRejectedError(f"{event.qualified_table}: {event.op} without a deletion time")
-            start = self._bound(event.range_start) if event.op is Op.DELETE_RANGE else None
-            end = self._bound(event.range_end) if event.op is Op.DELETE_RANGE else None
+                raise RowRejectedError(f"{event.qualified_table}: {op} without a deletion time")
+            start = self._bound(event.range_start) if op is Op.DELETE_RANGE else None
+            end = self._bound(event.range_end) if op is Op.DELETE_RANGE else None
             return Tombstone(partition, start, end, event.deletion.timestamp, event.source)
         if event.static:
             delta = RowDelta(partition, static=True, source=event.source)
         else:
-            delta = RowDelta(partition + self.key(event.clustering_key, schema.clustering, event), source=event.source)
-        if event.op is Op.DELETE_ROW:
+            delta = RowDelta(partition + self.key(event.clustering_key, self._clustering, event), source=event.source)
+        if op is Op.DELETE_ROW:
             if event.deletion is None:
                 raise RowRejectedError(f"{event.qualified_table}: delete_row without a deletion time")
             delta.deleted_at = event.deletion.timestamp
             return delta
-        if event.liveness is not None:
-            delta.live_ts = event.liveness.timestamp
-            delta.live_exp = event.liveness.expires_at
+        liveness = event.liveness
+        if liveness is not None:
+            delta.live_ts = liveness.timestamp
+            delta.live_exp = liveness.expires_at
+        columns = self._columns
+        cells = delta.cells
         for name, change in event.cells.items():
-            self._add_change(delta, name, change, event)
+            found = columns.get(name)
+            if found is None:
+                continue  # dropped since, or a column the sink does not store
+            if type(change) is Cell:
+                value = change.value
+                dead = change.deleted or value is None
+                expiry = change.local_deletion_time if change.ttl is not None and not dead else None
+                cells[name] = SimpleCell(None if dead else found[1](value), change.timestamp, expiry)
+            else:
+                self._add_collection(delta, found[0], change)
         return delta
 
     def _bound(self, bound: Bound | None) -> Bound | None:
         if bound is None or not bound.values:
             return None
-        columns = self.layout.clustering
-        values = tuple(self.encode(v, c.type) for v, c in zip(bound.values, columns, strict=False))
+        values = tuple(encode(v) for v, (_, encode) in zip(bound.values, self._clustering, strict=False))
         return Bound(values, bound.inclusive)
 
-    def _add_change(self, delta: RowDelta, name: str, change: Cell | CollectionChange, event: ChangeEvent) -> None:
-        column = self._columns.get(name)
-        if column is None or column.type.kind in (Kind.EMPTY, Kind.COUNTER):
-            return  # dropped since, or a column the sink does not store
-        if isinstance(change, Cell):
-            value = None if change.deleted or change.value is None else self.encode(change.value, column.type)
-            delta.cells[name] = SimpleCell(value, change.timestamp, change.expires_at)
-            return
+    def _add_collection(self, delta: RowDelta, column: Column, change: Cell | CollectionChange) -> None:
+        assert isinstance(change, CollectionChange)
         elements = Elements(change.deletion.timestamp if change.deletion else LIVE_TIMESTAMP)
         for cell in change.elements:
             key = element_key(cell.path, column.type)
@@ -292,7 +306,7 @@ class Shaper:
             known = elements.cells.get(key)
             if known is None or element_beats(state, known):
                 elements.cells[key] = state
-        delta.elements.setdefault(name, Elements()).merge(elements)
+        delta.elements.setdefault(column.name, Elements()).merge(elements)
 
 
 def coalesce(items: Iterable[RowDelta | Tombstone]) -> tuple[list[RowDelta], list[Tombstone]]:

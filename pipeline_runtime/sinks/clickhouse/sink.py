@@ -50,7 +50,7 @@ from pipeline_runtime.sinks.changes import (
 from pipeline_runtime.sinks.clickhouse.ddl import ensure_tables
 from pipeline_runtime.sinks.clickhouse.errors import boundary
 from pipeline_runtime.sinks.clickhouse.sql import TableSql
-from pipeline_runtime.sinks.clickhouse.typemap import ch_value, from_ch, is_array, normalise
+from pipeline_runtime.sinks.clickhouse.typemap import ch_encoder, from_ch, is_array, normalise
 from pipeline_runtime.sinks.values import dumps
 
 CHECKPOINTS = "headrace.checkpoints"
@@ -119,7 +119,7 @@ class ClickHouseSink:
         sql = TableSql(Layout(schema), naming.namespace(schema.keyspace), naming.table(schema.keyspace, schema.name))
         async with self._lock, boundary(self.name):
             await asyncio.to_thread(ensure_tables, self.client, sql)
-        self._tables[schema.qualified_name] = _Table(sql, Shaper(schema, ch_value))
+        self._tables[schema.qualified_name] = _Table(sql, Shaper(schema, ch_encoder))
 
     # -- writing ---------------------------------------------------------
 

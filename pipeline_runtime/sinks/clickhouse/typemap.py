@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from pipeline_runtime.cql.types import CqlType, Kind
@@ -90,7 +91,7 @@ _ENCODERS: Mapping[Kind, Callable[[Any], Any]] = {
     Kind.SMALLINT: int,
     Kind.TINYINT: int,
     Kind.VARINT: lambda v: str(int(v)),
-    Kind.DECIMAL: lambda v: dumps(to_json(v, CqlType(Kind.DECIMAL))).strip('"'),
+    Kind.DECIMAL: lambda v: str(v if isinstance(v, Decimal) else Decimal(str(v))),
     Kind.FLOAT: float,
     Kind.DOUBLE: float,
     Kind.BOOLEAN: bool,
@@ -104,17 +105,32 @@ _ENCODERS: Mapping[Kind, Callable[[Any], Any]] = {
 }
 
 
-def ch_value(value: Any, cql_type: CqlType) -> Any:
-    """The value clickhouse-connect inserts into ``ch_type(cql_type)``."""
-    if value is None:
-        return None
+def ch_encoder(cql_type: CqlType) -> Callable[[Any], Any]:
+    """The function from a driver value of ``cql_type`` to its sink value (None stays None)."""
     encoder = _ENCODERS.get(cql_type.kind)
-    if encoder is not None:
-        return encoder(value)
-    if is_array(cql_type):
-        element = _ENCODERS[cql_type.args[0].kind]
-        return [element(v) for v in value]
-    return dumps(to_json(value, cql_type))
+    if encoder is None:
+        if is_array(cql_type):
+            element = _ENCODERS[cql_type.args[0].kind]
+
+            def encoder(value: Any) -> Any:
+                return [element(v) for v in value]
+
+        else:
+
+            def encoder(value: Any) -> Any:
+                return dumps(to_json(value, cql_type))
+
+    plain = encoder
+
+    def encode(value: Any) -> Any:
+        return None if value is None else plain(value)
+
+    return encode
+
+
+def ch_value(value: Any, cql_type: CqlType) -> Any:
+    """One value for ``cql_type`` (tests and one-off callers; hot paths use ``ch_encoder``)."""
+    return ch_encoder(cql_type)(value)
 
 
 def from_ch(value: Any, cql_type: CqlType) -> Any:

@@ -26,11 +26,10 @@ import asyncpg
 
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.errors import SinkError
-from pipeline_runtime.events import LIVE_TIMESTAMP, ChangeEvent, Position
+from pipeline_runtime.events import ChangeEvent, Position
 from pipeline_runtime.sinks.base import Batch, Checkpoint, SinkHealth, SinkState, TableNaming
 from pipeline_runtime.sinks.changes import (
     Layout,
-    RowDelta,
     Shaper,
     Tombstone,
     coalesce,
@@ -39,9 +38,9 @@ from pipeline_runtime.sinks.changes import (
 )
 from pipeline_runtime.sinks.postgres.ddl import ensure_tables
 from pipeline_runtime.sinks.postgres.errors import boundary
+from pipeline_runtime.sinks.postgres.records import Record, RecordBuilder
 from pipeline_runtime.sinks.postgres.sql import TableSql, ident
-from pipeline_runtime.sinks.postgres.typemap import pg_value
-from pipeline_runtime.sinks.values import dumps
+from pipeline_runtime.sinks.postgres.typemap import pg_encoder
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +54,17 @@ Hook = Callable[[asyncpg.Connection], Awaitable[None]]
 class _Table:
     sql: TableSql
     shaper: Shaper
+    records: RecordBuilder
+
+
+@dataclass
+class _Work:
+    """One table's share of a batch, ready for COPY."""
+
+    table: _Table
+    rows: list[Record]
+    statics: list[Record]
+    tombstones: list[Tombstone]
 
 
 class PostgresSink:
@@ -118,7 +128,9 @@ class PostgresSink:
         async with boundary(self.name), self.pool.acquire() as conn, conn.transaction():
             await ensure_tables(conn, sql)
             await self._after_create(conn, sql)
-        self._tables[schema.qualified_name] = _Table(sql, Shaper(schema, pg_value))
+        self._tables[schema.qualified_name] = _Table(
+            sql, Shaper(schema, pg_encoder), RecordBuilder(sql.layout, pg_encoder)
+        )
 
     async def _after_create(self, conn: asyncpg.Connection, sql: TableSql) -> None:
         """Hook for TimescaleDB: turn the fresh table into a hypertable."""
@@ -127,66 +139,57 @@ class PostgresSink:
 
     async def write(self, batch: Batch) -> None:
         async with boundary(self.name):
-            shaped = self._shape(batch.events)  # encoding errors become RowRejectedError here
+            work = self._prepare(batch.events)  # encoding errors become RowRejectedError here
         async with boundary(self.name), self.pool.acquire() as conn, conn.transaction():
-            await self._lock(conn, shaped)
-            for table, (rows, tombstones) in shaped:
-                await self._write_table(conn, table, rows, tombstones)
+            await self._lock(conn, work)
+            for item in work:
+                await self._write_table(conn, item)
             if self.before_checkpoint is not None:
                 await self.before_checkpoint(conn)
             if batch.checkpoint is not None:
                 await _store_checkpoint(conn, batch.checkpoint)
         self._health.committed(len(batch.events))
 
-    def _shape(self, events: Sequence[ChangeEvent]) -> list[tuple[_Table, tuple[list[RowDelta], list[Tombstone]]]]:
+    def _prepare(self, events: Sequence[ChangeEvent]) -> list[_Work]:
         by_table: dict[str, list[ChangeEvent]] = {}
         for event in events:
             by_table.setdefault(event.qualified_table, []).append(event)
-        shaped = []
+        work = []
         for qualified, table_events in sorted(by_table.items()):
             table = self._tables.get(qualified)
             if table is None:
                 raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")
-            shaped.append((table, coalesce(table.shaper.shape(e) for e in table_events)))
-        return shaped
+            fast = table.records.fast(table_events)
+            if fast is not None:
+                work.append(_Work(table, fast, [], []))
+                continue
+            rows, tombstones = coalesce(table.shaper.shape(e) for e in table_events)
+            regular = [table.records.row(r) for r in rows if not r.static]
+            statics = [table.records.static(r) for r in rows if r.static]
+            work.append(_Work(table, regular, statics, tombstones))
+        return work
 
-    async def _lock(self, conn: asyncpg.Connection, shaped: list[tuple[_Table, Any]]) -> None:
+    async def _lock(self, conn: asyncpg.Connection, work: list[_Work]) -> None:
         locks: list[tuple[str, str]] = []
-        for table, (_, tombstones) in shaped:
-            mode = "SHARE ROW EXCLUSIVE" if tombstones else "ROW EXCLUSIVE"
-            names = [table.sql.rows] + ([table.sql.statics] if table.sql.has_statics else [])
+        for item in work:
+            sql = item.table.sql
+            mode = "SHARE ROW EXCLUSIVE" if item.tombstones else "ROW EXCLUSIVE"
+            names = [sql.rows] + ([sql.statics] if sql.has_statics else [])
             locks.extend((n, mode) for n in names)
         for name, mode in sorted(locks):
             await conn.execute(f"LOCK TABLE {name} IN {mode} MODE")
 
-    async def _write_table(
-        self, conn: asyncpg.Connection, table: _Table, rows: list[RowDelta], tombstones: list[Tombstone]
-    ) -> None:
-        sql = table.sql
-        regular = [r for r in rows if not r.static]
-        static = [r for r in rows if r.static]
+    async def _write_table(self, conn: asyncpg.Connection, item: _Work) -> None:
+        sql = item.table.sql
         stages = []
-        if regular:
+        if item.rows:
             columns = [*sql.layout.key_names, *(n for n, _ in sql.row_columns)]
-            stages.append(
-                await self._merge(
-                    conn, sql.rows, sql.merge_rows, columns=columns, deltas=regular, to_record=self._row_record(sql)
-                )
-            )
-        if static:
+            stages.append(await self._merge(conn, sql.rows, sql.merge_rows, columns, item.rows))
+        if item.statics:
             columns = [*sql.layout.partition_names, *(n for n, _ in sql.static_columns)]
-            stages.append(
-                await self._merge(
-                    conn,
-                    sql.statics,
-                    sql.merge_statics,
-                    columns=columns,
-                    deltas=static,
-                    to_record=self._static_record(sql),
-                )
-            )
+            stages.append(await self._merge(conn, sql.statics, sql.merge_statics, columns, item.statics))
         applied: dict[str, tuple[Any, ...]] = {}
-        for tombstone in tombstones:
+        for tombstone in item.tombstones:
             record = tombstone_record(tombstone, len(sql.layout.clustering))
             await conn.execute(sql.insert_tombstone(), *record)
             applied[record[0]] = record
@@ -201,34 +204,14 @@ class PostgresSink:
         conn: asyncpg.Connection,
         target: str,
         merge: Callable[[str], str],
-        *,
         columns: list[str],
-        deltas: list[RowDelta],
-        to_record: Callable[[RowDelta], tuple[Any, ...]],
+        records: list[Record],
     ) -> str:
         stage = f"headrace_stage_{next(self._stage_numbers)}"
         await conn.execute(f"CREATE TEMP TABLE {stage} (LIKE {target}) ON COMMIT DROP")
-        await conn.copy_records_to_table(
-            stage, records=[to_record(d) for d in deltas], columns=columns, schema_name="pg_temp"
-        )
+        await conn.copy_records_to_table(stage, records=records, columns=columns, schema_name="pg_temp")
         await conn.execute(merge(f"pg_temp.{stage}"))
         return f"pg_temp.{stage}"
-
-    def _row_record(self, sql: TableSql) -> Callable[[RowDelta], tuple[Any, ...]]:
-        regulars = sql.layout.regulars
-
-        def record(delta: RowDelta) -> tuple[Any, ...]:
-            return (*delta.key, *_cells(delta, regulars), delta.live_ts, delta.live_exp, delta.deleted_at)
-
-        return record
-
-    def _static_record(self, sql: TableSql) -> Callable[[RowDelta], tuple[Any, ...]]:
-        statics = sql.layout.statics
-
-        def record(delta: RowDelta) -> tuple[Any, ...]:
-            return (*delta.key, *_cells(delta, statics), delta.deleted_at)
-
-        return record
 
     # -- checkpoints -----------------------------------------------------
 
@@ -238,22 +221,6 @@ class PostgresSink:
                 'SELECT node, segment_id, "offset" FROM headrace.checkpoints WHERE pipeline = $1', pipeline
             )
         return {r["node"]: Position(r["segment_id"], r["offset"]) for r in rows}
-
-
-def _cells(delta: RowDelta, columns: Sequence[Any]) -> list[Any]:
-    out: list[Any] = []
-    for column in columns:
-        if column.type.multi_cell:
-            elements = delta.elements.get(column.name)
-            if elements is None:
-                out += [None, None]
-            else:
-                deleted = None if elements.deleted_at == LIVE_TIMESTAMP else elements.deleted_at
-                out += [dumps(elements.cells) if elements.cells else None, deleted]
-            continue
-        cell = delta.cells.get(column.name)
-        out += [None, None, None] if cell is None else [cell.value, cell.ts, cell.exp]
-    return out
 
 
 async def _apply_tombstone(conn: asyncpg.Connection, sql: TableSql, record: Sequence[Any]) -> None:

@@ -108,14 +108,29 @@ _ENCODERS: Mapping[Kind, Callable[[Any], Any]] = {
 }
 
 
-def pg_value(value: Any, cql_type: CqlType) -> Any:
-    """The value asyncpg's binary COPY expects for ``pg_type(cql_type)``."""
-    if value is None:
-        return None
+def pg_encoder(cql_type: CqlType) -> Callable[[Any], Any]:
+    """The function from a driver value of ``cql_type`` to its sink value (None stays None)."""
     encoder = _ENCODERS.get(cql_type.kind)
-    if encoder is not None:
-        return encoder(value)
-    if cql_type.kind is Kind.VECTOR and cql_type.args[0].kind in _VECTOR_ELEMENTS:
-        element = _ENCODERS[cql_type.args[0].kind]
-        return [element(v) for v in value]
-    return dumps(to_json(value, cql_type))
+    if encoder is None:
+        if cql_type.kind is Kind.VECTOR and cql_type.args[0].kind in _VECTOR_ELEMENTS:
+            element = _ENCODERS[cql_type.args[0].kind]
+
+            def encoder(value: Any) -> Any:
+                return [element(v) for v in value]
+
+        else:
+
+            def encoder(value: Any) -> Any:
+                return dumps(to_json(value, cql_type))
+
+    plain = encoder
+
+    def encode(value: Any) -> Any:
+        return None if value is None else plain(value)
+
+    return encode
+
+
+def pg_value(value: Any, cql_type: CqlType) -> Any:
+    """One value for ``cql_type`` (tests and one-off callers; hot paths use ``pg_encoder``)."""
+    return pg_encoder(cql_type)(value)

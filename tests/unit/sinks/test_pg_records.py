@@ -1,0 +1,48 @@
+"""The fast COPY-record path gives exactly the records of the general path."""
+
+from __future__ import annotations
+
+import uuid
+
+from pipeline_runtime.cql.schema import Column, ColumnKind, TableSchema
+from pipeline_runtime.cql.types import parse_type
+from pipeline_runtime.events import Cell, ChangeEvent, CollectionChange, Liveness, Op, Position, SourcePosition
+from pipeline_runtime.sinks.changes import Layout, Shaper, coalesce
+from pipeline_runtime.sinks.postgres.records import RecordBuilder
+from pipeline_runtime.sinks.postgres.typemap import pg_encoder
+
+SCHEMA = TableSchema(
+    "ks",
+    "t",
+    uuid.uuid4(),
+    (
+        Column("id", parse_type("int"), ColumnKind.PARTITION_KEY, 0),
+        Column("a", parse_type("text"), ColumnKind.REGULAR),
+        Column("b", parse_type("decimal"), ColumnKind.REGULAR),
+        Column("m", parse_type("map<text, int>"), ColumnKind.REGULAR),
+    ),
+)
+SRC = SourcePosition("n", Position(1, 1))
+
+
+def upsert(i: int, **cells: Cell | CollectionChange) -> ChangeEvent:
+    return ChangeEvent(Op.UPSERT, "ks", "t", {"id": i}, SRC, {}, dict(cells), Liveness(5, 10, 99))
+
+
+def test_fast_path_equals_general_path() -> None:
+    events = [
+        upsert(1, a=Cell("x", 3), b=Cell(None, 4, deleted=True)),
+        upsert(2, a=Cell("y", 3, ttl=60, local_deletion_time=1234)),
+        upsert(3),
+    ]
+    builder = RecordBuilder(Layout(SCHEMA), pg_encoder)
+    fast = builder.fast(events)
+    rows, _ = coalesce(Shaper(SCHEMA, pg_encoder).shape(e) for e in events)
+    assert fast == [builder.row(r) for r in rows]
+    assert fast is not None and fast[1][2:5] == ("y", 3, 1234)
+
+
+def test_fast_path_declines_repeats_and_collections() -> None:
+    builder = RecordBuilder(Layout(SCHEMA), pg_encoder)
+    assert builder.fast([upsert(1, a=Cell("x", 1)), upsert(1, a=Cell("y", 2))]) is None
+    assert builder.fast([upsert(1, m=CollectionChange(None, ()))]) is None
