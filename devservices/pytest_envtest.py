@@ -46,7 +46,7 @@ def require_envtest_binaries(*, workloads: bool = False) -> Path:
     if missing:
         _unavailable(
             f"envtest binary {missing[0]} not found in {folder} (missing: {', '.join(missing)}); "
-            f"build it with scripts/build-envtest.sh{' all' if workloads else ''} or set KUBEBUILDER_ASSETS"
+            "build it with scripts/build-envtest.sh or set KUBEBUILDER_ASSETS"
         )
     return folder
 

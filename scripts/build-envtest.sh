@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Build the envtest control plane (kube-apiserver, etcd, kubectl, helm) from public Go modules.
 #
-# Usage: scripts/build-envtest.sh [COMPONENT...]
-#   COMPONENT: kube-apiserver kubectl etcd helm (the default set) and, as extras,
-#              kube-controller-manager kube-scheduler kwok; "all" = every one.
+# Usage: scripts/build-envtest.sh [core | all | COMPONENT...]
+#   core: kube-apiserver kubectl etcd helm (what the control_plane fixture needs);
+#   all (the default): core + kube-controller-manager kube-scheduler kwok (Pods that run, on a fake node).
 # Result:  $HEADRACE_CACHE/envtest/<k8s version>/<binary>   (HEADRACE_CACHE defaults to ~/.cache/headrace)
 #          -- point KUBEBUILDER_ASSETS at that folder.
 # Settings (environment):
@@ -46,13 +46,19 @@ export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 
 default_components=(kube-apiserver kubectl etcd helm)
 extra_components=(kube-controller-manager kube-scheduler kwok)
-if [ "$#" -eq 0 ]; then
-  components=("${default_components[@]}")
-elif [ "$1" = all ]; then
+if [ "$#" -eq 0 ] || [ "$1" = all ]; then
   components=("${default_components[@]}" "${extra_components[@]}")
+elif [ "$1" = core ]; then
+  components=("${default_components[@]}")
 else
   components=("$@")
 fi
+for component in "${components[@]}"; do
+  case " ${default_components[*]} ${extra_components[*]} " in
+    *" $component "*) ;;
+    *) echo "build-envtest: unknown component '$component' (known: core all ${default_components[*]} ${extra_components[*]})" >&2; exit 2 ;;
+  esac
+done
 
 log() { echo "build-envtest: $*"; }
 die() { echo "build-envtest: $*" >&2; exit 1; }
