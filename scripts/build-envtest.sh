@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the envtest control plane (kube-apiserver, etcd, kubectl, helm) from public Go modules.
+# Build the envtest control plane (kube-apiserver, etcd, kubectl, helm; + controller-manager, scheduler, kwok)
+# from public Go modules.
 #
 # Usage: scripts/build-envtest.sh [core | all | COMPONENT...]
 #   core: kube-apiserver kubectl etcd helm (what the control_plane fixture needs);
@@ -200,6 +201,8 @@ build_one() {
 }
 
 mkdir -p "$out"
+# devservices/envtest.py makes the control plane's certificates with the openssl CLI.
+apt_install openssl openssl
 total_start=$(date +%s)
 built=0
 for component in "${components[@]}"; do
