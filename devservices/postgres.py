@@ -72,6 +72,12 @@ class PostgresServer:
                 raise ServiceError(
                     f"postgres: running as root needs the '{run_as}' user (apt-get install postgresql)"
                 ) from exc
+            blocked = [p for p in self.workdir.parents if not os.stat(p).st_mode & 0o001]
+            if blocked:
+                raise ServiceError(
+                    f"postgres: the '{run_as}' user cannot reach {self.workdir}: {blocked[0]} is not traversable "
+                    "by others (chmod o+x it, or use a folder under /tmp made with mode 0711)"
+                )
             os.chown(self.workdir, account.pw_uid, account.pw_gid)
         initdb = [
             str(bindir / "initdb"),

@@ -1,0 +1,231 @@
+"""``make demo``: Headrace end to end on one machine, no Kubernetes.
+
+Starts a real single-node Cassandra 5.0 with CDC on, a real PostgreSQL and the
+ClickHouse engine (chdb); creates a ``shop`` keyspace; starts the runtime from
+a YAML pipeline file (the same model as the CDCPipeline CRD, see
+``examples/pipeline.yaml``); runs a workload of inserts, updates and deletes;
+and shows rows arriving in both sinks with lag and throughput, then checks
+that each sink equals Cassandra.
+
+    python -m examples.demo [--seconds 20] [--rate 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import yaml
+
+from devservices.cassandra import running_cassandra
+from devservices.clickhouse import chdb_client, chdb_dsn
+from devservices.postgres import running_postgres
+from pipeline_runtime.app import Runtime, RuntimeOptions
+from pipeline_runtime.config.loader import load_pipeline
+
+HERE = Path(__file__).resolve().parent
+REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+SCHEMA = [
+    f"CREATE KEYSPACE shop WITH replication = {REPLICATION}",
+    "CREATE TABLE shop.orders (customer text, order_id int, item text, quantity int, price decimal, "
+    "tags set<text>, placed_at timestamp, PRIMARY KEY (customer, order_id)) WITH cdc = true",
+    "CREATE TABLE shop.customers (id int PRIMARY KEY, name text, email text, phone text) WITH cdc = true",
+]
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+class Workload(threading.Thread):
+    """Writes orders and customers at a steady rate, with some updates and deletes."""
+
+    def __init__(self, session: Any, seconds: float, rate: int) -> None:
+        super().__init__(daemon=True)
+        self.session = session
+        self.seconds = seconds
+        self.rate = rate
+        self.writes = 0
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # shown by the main thread
+            self.error = exc
+
+    def _run(self) -> None:
+        s = self.session
+        order = s.prepare(
+            "INSERT INTO shop.orders (customer, order_id, item, quantity, price, tags, placed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, toTimestamp(now()))"
+        )
+        customer = s.prepare("INSERT INTO shop.customers (id, name, email, phone) VALUES (?, ?, ?, ?)")
+        update = s.prepare("UPDATE shop.orders SET quantity = ? WHERE customer = ? AND order_id = ?")
+        delete = s.prepare("DELETE FROM shop.orders WHERE customer = ? AND order_id = ?")
+        rng = random.Random(7)
+        started = time.monotonic()
+        n = 0
+        while time.monotonic() - started < self.seconds:
+            c = n % 50
+            if n % 10 == 0:
+                s.execute(customer, (c, f"Customer {c}", f"customer{c}@example.com", f"+44 7700 9{c:05d}"))
+            elif n % 7 == 0 and n > 20:
+                s.execute(update, (rng.randint(1, 9), f"c{c}", rng.randint(0, n // 50)))
+            elif n % 13 == 0 and n > 20:
+                s.execute(delete, (f"c{c}", rng.randint(0, n // 50)))
+            else:
+                price = rng.randint(100, 99999) / 100
+                s.execute(order, (f"c{c}", n // 50, f"item-{n % 97}", rng.randint(1, 5), price, {f"t{n % 4}"}))
+            n += 1
+            self.writes = n
+            ahead = n / self.rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+async def count_pg(dsn: str, table: str) -> int:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return int(await connection.fetchval(f"SELECT count(*) FROM {table}"))
+    except asyncpg.UndefinedTableError:
+        return 0
+    finally:
+        await connection.close()
+
+
+def count_ch(client: Any, table: str) -> int:
+    try:
+        return int(client.query(f"SELECT count() FROM {table}").result_rows[0][0])
+    except Exception:  # table not created yet
+        return 0
+
+
+def write_pipeline(workdir: Path, cassandra_port: int, pg_dsn: str, ch_dsn: str) -> Path:
+    """The example pipeline with this run's addresses, plus its secrets folder."""
+    config = yaml.safe_load((HERE / "pipeline.yaml").read_text())
+    config["spec"]["source"]["cassandra"]["port"] = cassandra_port
+    secrets = workdir / "secrets"
+    for name, key, value in (
+        ("shop-postgres", "dsn", pg_dsn),
+        ("shop-clickhouse", "dsn", ch_dsn),
+        ("shop-masking", "hmac-key", "demo-key-change-me"),
+    ):
+        (secrets / name).mkdir(parents=True, exist_ok=True)
+        (secrets / name / key).write_text(value)
+    path = workdir / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+async def demo(seconds: float, rate: int) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="headrace-demo-"))
+    workdir.chmod(0o711)  # PostgreSQL runs as its own user when we are root: it must reach its folder
+    say(f"Headrace demo — working folder {workdir}")
+    try:
+        return await _demo(workdir, seconds, rate)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _demo(workdir: Path, seconds: float, rate: int) -> int:
+    started = time.monotonic()
+    say("starting PostgreSQL ...")
+    with running_postgres(workdir / "postgres") as pg:
+        say(f"  PostgreSQL {pg.dsn()} (up in {pg.startup_seconds:.1f}s)")
+        pg_dsn = pg.create_database("shop")
+        ch_dsn = chdb_dsn(workdir / "chdb")
+        say("starting Cassandra 5.0 with CDC on ...")
+        with running_cassandra(workdir / "cassandra") as node:
+            say(f"  Cassandra {node.host}:{node.port}, cdc_raw {node.cdc_raw_dir} (up in {node.startup_seconds:.1f}s)")
+            session = node.session()
+            for statement in SCHEMA:
+                session.execute(statement)
+            config = write_pipeline(workdir, node.port, pg_dsn, ch_dsn)
+            say(f"pipeline config: {config} (from examples/pipeline.yaml)")
+            pipeline = load_pipeline(config)
+            options = RuntimeOptions(
+                node="demo-node-0",
+                cdc_raw=node.cdc_raw_dir,
+                secrets_dir=workdir / "secrets",
+                http_host="127.0.0.1",
+                http_port=0,
+                dead_letter_dir=workdir / "dead-letters",
+            )
+            runtime = Runtime(pipeline, options)
+            stop = asyncio.Event()
+            runner = asyncio.create_task(runtime.run(stop))
+            ch = chdb_client(workdir / "chdb")
+            workload = Workload(session, seconds, rate)
+            workload.start()
+            say(f"\nworkload: {rate} writes/s for {seconds:.0f}s  (metrics: http://127.0.0.1:<port>/metrics)\n")
+            say(
+                f"{'t':>4}  {'cassandra writes':>16}  {'pg orders':>9}  {'ch orders':>9}  {'lag s':>6}  {'events/s':>9}"
+            )
+            tick = time.monotonic()
+            while workload.is_alive() or time.monotonic() - tick < 3:
+                await asyncio.sleep(1)
+                status = runtime.node_status()
+                say(
+                    f"{time.monotonic() - started:4.0f}  {workload.writes:16d}  "
+                    f"{await count_pg(pg_dsn, 'shop.orders'):9d}  {count_ch(ch, 'shop.orders'):9d}  "
+                    f"{status.lag_seconds or 0:6.2f}  {status.events_per_second:9.0f}"
+                )
+                if workload.is_alive():
+                    tick = time.monotonic()
+                if runner.done():
+                    break
+            if workload.error is not None:
+                raise workload.error
+            result = await _check(runtime, session, pg_dsn, ch)
+            stop.set()
+            await runner
+            return result
+
+
+async def _check(runtime: Runtime, session: Any, pg_dsn: str, ch: Any) -> int:
+    expected = session.execute("SELECT count(*) FROM shop.orders").one()[0]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pg_n = await count_pg(pg_dsn, "shop.orders")
+        ch_n = count_ch(ch, "shop.orders")
+        if pg_n == ch_n == expected:
+            break
+        await asyncio.sleep(0.5)
+    say(f"\nCassandra holds {expected} orders; PostgreSQL {pg_n}; ClickHouse {ch_n}")
+    sample = ch.query("SELECT id, name, email, phone FROM shop.customers ORDER BY id LIMIT 3").result_rows
+    say("customers as ClickHouse holds them (email hashed with HMAC-SHA256, phone partially masked):")
+    for row in sample:
+        say(f"  {row}")
+    progress = runtime.runner.progress if runtime.runner else None
+    if progress is not None:
+        say(f"committed position {progress.committed}; {progress.events_committed} events committed")
+    if not pg_n == ch_n == expected:
+        say("MISMATCH: the sinks did not converge to Cassandra's state")
+        return 1
+    say("both sinks equal Cassandra ✔")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--rate", type=int, default=400, help="Cassandra writes per second")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("cassandra").setLevel(logging.ERROR)
+    return asyncio.run(demo(args.seconds, args.rate))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
