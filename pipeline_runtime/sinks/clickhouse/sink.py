@@ -49,7 +49,7 @@ from pipeline_runtime.sinks.changes import (
 )
 from pipeline_runtime.sinks.clickhouse.ddl import ensure_tables
 from pipeline_runtime.sinks.clickhouse.errors import boundary
-from pipeline_runtime.sinks.clickhouse.sql import TableSql
+from pipeline_runtime.sinks.clickhouse.sql import TableSql, key_parameters
 from pipeline_runtime.sinks.clickhouse.typemap import ch_encoder, from_ch, is_array, normalise
 from pipeline_runtime.sinks.values import dumps
 
@@ -170,25 +170,28 @@ class ClickHouseSink:
     async def _merge(
         self, sql: TableSql, deltas: list[RowDelta], tombstones: dict[tuple[Any, ...], list[Tombstone]], *, static: bool
     ) -> list[list[Any]]:
-        query = sql.latest(sql.statics if static else sql.state, _key_names(sql, static))
+        key_columns = sql.layout.schema.partition_key if static else sql.layout.schema.primary_key
+        query = sql.latest(sql.statics if static else sql.state, key_columns)
         current = {s.key: s for s in await self._read(sql, query, [d.key for d in deltas], static=static)}
         layout = sql.layout
-        columns = layout.statics if static else layout.regulars
+        columns = _plan(layout.statics if static else layout.regulars)
+        width = len(layout.partition_names)
         out = []
         for delta in deltas:
             state = current.get(delta.key)
-            before = state.version if state is not None else None
             if state is None:
-                state = RowDelta(delta.key, static=static)
-            state.merge(delta)
-            partition = delta.key[: len(layout.partition_names)]
-            for tombstone in tombstones.get(partition, ()):
+                state, before = delta, None  # a new key: the delta is the whole state
+            else:
+                before = state.version
+                state.merge(delta)
+            for tombstone in tombstones.get(delta.key[:width], ()):
                 if tombstone.whole_partition or (
-                    not static and covers(tombstone, delta.key[len(partition) :], layout.clustering)
+                    not static and covers(tombstone, delta.key[width:], layout.clustering)
                 ):
                     state.deleted_at = max(state.deleted_at, tombstone.ts)
-            if state.version != before:
-                out.append(_row(state, columns, static))
+            version = state.version
+            if version != before:
+                out.append(_row(state, columns, static, version))
         return out
 
     async def _read(
@@ -200,7 +203,8 @@ class ClickHouseSink:
         columns = layout.statics if static else layout.regulars
         key_columns = layout.schema.partition_key if static else layout.schema.primary_key
         formats = {c.name: "bytes" for c in (*key_columns, *columns) if c.type.kind is Kind.BLOB}
-        result = await self._call(self.client.query, query, parameters={"keys": list(keys)}, column_formats=formats)
+        parameters = key_parameters(list(keys), len(key_columns))
+        result = await self._call(self.client.query, query, parameters=parameters, column_formats=formats)
         names = result.column_names
         return [_state(dict(zip(names, row, strict=True)), key_columns, columns, static) for row in result.result_rows]
 
@@ -208,7 +212,11 @@ class ClickHouseSink:
         keys = list(partitions)
         if not keys:
             return []
-        result = await self._call(self.client.query, sql.tombstones_of(), parameters={"keys": keys})
+        # Most tables never see a range or partition delete: one cheap count avoids the keyed read.
+        if not (await self._call(self.client.query, sql.has_tombstones())).result_rows[0][0]:
+            return []
+        parameters = key_parameters(keys, len(sql.layout.partition_names))
+        result = await self._call(self.client.query, sql.tombstones_of(), parameters=parameters)
         layout = sql.layout
         return [
             tombstone_from_record([normalise(v) for v in row], len(layout.partition_names), len(layout.clustering))
@@ -248,10 +256,6 @@ class ClickHouseSink:
         return {node: Position(segment, offset) for node, segment, offset in result.result_rows}
 
 
-def _key_names(sql: TableSql, static: bool) -> tuple[str, ...]:
-    return sql.layout.partition_names if static else sql.layout.key_names
-
-
 def _by_partition(tombstones: Iterable[Tombstone]) -> dict[tuple[Any, ...], list[Tombstone]]:
     out: dict[tuple[Any, ...], list[Tombstone]] = {}
     for tombstone in tombstones:
@@ -271,28 +275,34 @@ def _token(sink: str, table: str, events: Sequence[ChangeEvent]) -> str:
 def _state(row: dict[str, Any], keys: Sequence[Column], columns: Sequence[Column], static: bool) -> RowDelta:
     state = RowDelta(tuple(from_ch(row[c.name], c.type) for c in keys), static=static)
     for column in columns:
-        ts = row[f"{column.name}__ts"]
-        if column.type.multi_cell:
-            text = row[f"{column.name}__state"]
+        name = column.name
+        ts = row[name + "__ts"]
+        if ts is None and name in row:
+            continue  # never written
+        if name not in row:  # multi-cell: stored as element state
+            text = row[name + "__state"]
             if text or ts is not None:
                 cells = json.loads(text) if text else {}
-                state.elements[column.name] = Elements(LIVE_TIMESTAMP if ts is None else ts, cells)
-        elif ts is not None:
-            state.cells[column.name] = SimpleCell(
-                from_ch(row[column.name], column.type), ts, row[f"{column.name}__exp"]
-            )
+                state.elements[name] = Elements(LIVE_TIMESTAMP if ts is None else ts, cells)
+        else:
+            state.cells[name] = SimpleCell(from_ch(row[name], column.type), ts, row[name + "__exp"])
     if not static:
         state.live_ts, state.live_exp = row["_live_ts"], row["_live_exp"]
     state.deleted_at = row["_del_ts"]
     return state
 
 
-def _row(state: RowDelta, columns: Sequence[Column], static: bool) -> list[Any]:
+def _plan(columns: Sequence[Column]) -> list[tuple[str, bool, bool]]:
+    """(name, multi-cell, array) per column: looked up once per batch, not per row."""
+    return [(c.name, c.type.multi_cell, is_array(c.type)) for c in columns]
+
+
+def _row(state: RowDelta, columns: list[tuple[str, bool, bool]], static: bool, version: int) -> list[Any]:
     out: list[Any] = list(state.key)
     alive = state.live_ts is not None and state.live_ts > state.deleted_at and not static
-    for column in columns:
-        if column.type.multi_cell:
-            elements = state.elements.get(column.name)
+    for name, multi, array in columns:
+        if multi:
+            elements = state.elements.get(name)
             if elements is None:
                 out += ["", None]
                 continue
@@ -300,14 +310,14 @@ def _row(state: RowDelta, columns: Sequence[Column], static: bool) -> list[Any]:
             floor = max(elements.deleted_at, state.deleted_at)
             alive = alive or any(s[0] is not None and s[1] > floor for s in elements.cells.values())
             continue
-        cell = state.cells.get(column.name)
+        cell = state.cells.get(name)
         if cell is None:
-            out += [[] if is_array(column.type) else None, None, None]
+            out += [[] if array else None, None, None]
             continue
-        value = [] if cell.value is None and is_array(column.type) else cell.value
+        value = [] if cell.value is None and array else cell.value
         out += [value, cell.ts, cell.exp]
         alive = alive or (cell.value is not None and cell.ts > state.deleted_at)
     if not static:
         out += [state.live_ts, state.live_exp]
-    out += [state.deleted_at, state.version, 0 if alive else 1]
+    out += [state.deleted_at, version, 0 if alive else 1]
     return out

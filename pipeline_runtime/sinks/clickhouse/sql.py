@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from pipeline_runtime.cql.schema import Column
 from pipeline_runtime.cql.types import Kind
@@ -120,19 +121,21 @@ class TableSql:
             )
         return out
 
-    def latest(self, target: str, key_names: tuple[str, ...]) -> str:
+    def latest(self, target: str, key_columns: tuple[Column, ...]) -> str:
         """The newest state per key, deleted ones included (a tombstone must stay known)."""
-        keys = ", ".join(ident(n) for n in key_names)
-        return f"SELECT * FROM {target} WHERE ({keys}) IN %(keys)s ORDER BY _version DESC LIMIT 1 BY {keys}"
+        keys = ", ".join(ident(c.name) for c in key_columns)
+        return f"SELECT * FROM {target} WHERE {key_filter(key_columns)} ORDER BY _version DESC LIMIT 1 BY {keys}"
 
     def partition_rows(self) -> str:
         keys = ", ".join(ident(n) for n in self.layout.key_names)
-        part = ", ".join(ident(n) for n in self.layout.partition_names)
-        return f"SELECT * FROM {self.state} WHERE ({part}) IN %(keys)s ORDER BY _version DESC LIMIT 1 BY {keys}"
+        where = key_filter(self.layout.schema.partition_key)
+        return f"SELECT * FROM {self.state} WHERE {where} ORDER BY _version DESC LIMIT 1 BY {keys}"
 
     def tombstones_of(self) -> str:
-        part = ", ".join(ident(n) for n in self.layout.partition_names)
-        return f"SELECT * FROM {self.tombstones} FINAL WHERE ({part}) IN %(keys)s"
+        return f"SELECT * FROM {self.tombstones} FINAL WHERE {key_filter(self.layout.schema.partition_key)}"
+
+    def has_tombstones(self) -> str:
+        return f"SELECT count() > 0 FROM {self.tombstones}"
 
     # -- view ------------------------------------------------------------
 
@@ -222,3 +225,23 @@ def _render(state: str, deleted: str, column: Column) -> str:
 
 def _quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def key_filter(columns: tuple[Column, ...]) -> str:
+    """``keys IN`` the bound arrays ``k0..kn`` (one per key column, zipped into tuples).
+
+    Server-side array parameters are several times faster to bind than a
+    client-formatted list of tuples.
+    """
+    arrays = [f"{{k{i}:Array({ch_type(c.type)})}}" for i, c in enumerate(columns)]
+    if len(columns) == 1:
+        return f"{ident(columns[0].name)} IN {arrays[0]}"
+    names = ", ".join(ident(c.name) for c in columns)
+    picks = ", ".join(f"x.{i + 1}" for i in range(len(columns)))
+    return f"({names}) IN (SELECT {picks} FROM (SELECT arrayJoin(arrayZip({', '.join(arrays)})) AS x))"
+
+
+def key_parameters(keys: list[tuple[Any, ...]], width: int) -> dict[str, list[Any]]:
+    """The ``k0..kn`` arrays for ``key_filter`` from key tuples."""
+    columns = list(zip(*keys, strict=True)) if keys else [() for _ in range(width)]
+    return {f"k{i}": list(values) for i, values in enumerate(columns)}
