@@ -22,6 +22,9 @@ from devservices.cassandra import COMPAT_MODES, CassandraNode, running_cassandra
 from devservices.clickhouse import chdb_dsn as engine_dsn
 from devservices.postgres import PostgresServer, running_postgres
 
+#: The envtest control plane (kube-apiserver + etcd) fixtures: control_plane, kube_namespace ...
+pytest_plugins = ["devservices.pytest_envtest"]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
