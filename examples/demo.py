@@ -128,17 +128,7 @@ def write_pipeline(workdir: Path, cassandra_port: int, pg_dsn: str, ch_dsn: str)
     return path
 
 
-async def demo(seconds: float, rate: int) -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="headrace-demo-"))
-    workdir.chmod(0o711)  # PostgreSQL runs as its own user when we are root: it must reach its folder
-    say(f"Headrace demo — working folder {workdir}")
-    try:
-        return await _demo(workdir, seconds, rate)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-async def _demo(workdir: Path, seconds: float, rate: int) -> int:
+async def demo(workdir: Path, seconds: float, rate: int) -> int:
     started = time.monotonic()
     say("starting PostgreSQL ...")
     with running_postgres(workdir / "postgres") as pg:
@@ -224,7 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("cassandra").setLevel(logging.ERROR)
-    return asyncio.run(demo(args.seconds, args.rate))
+    workdir = Path(tempfile.mkdtemp(prefix="headrace-demo-"))
+    workdir.chmod(0o711)  # PostgreSQL runs as its own user when we are root: it must reach its folder
+    say(f"Headrace demo — working folder {workdir}")
+    try:
+        return asyncio.run(demo(workdir, args.seconds, args.rate))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
