@@ -56,13 +56,18 @@ class PostgresDeadLetters:
 def _row(letter: DeadLetter) -> tuple[object, ...]:
     record = letter.record()
     return (
-        record["sink"],
-        record["node"],
+        _text(record["sink"]),
+        _text(record["node"]),
         record["segment_id"],
         record["offset"],
-        record["keyspace"],
-        record["table"],
+        _text(record["keyspace"]),
+        _text(record["table"]),
         record["op"],
-        record["reason"],
-        json.dumps(record["event"]),
+        _text(record["reason"]),
+        # The rejected value may be exactly what PostgreSQL cannot store (a NUL character): escape it visibly.
+        json.dumps(record["event"]).replace("\\u0000", "\\\\u0000"),
     )
+
+
+def _text(value: str) -> str:
+    return value.replace("\x00", "\\0")
