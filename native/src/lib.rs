@@ -1,0 +1,23 @@
+//! Headrace's compiled commitlog mutation decoder.
+//!
+//! `MutationDecoder.decode(body, source)` returns exactly the `ChangeEvent`s of the pure-Python
+//! reference (`pipeline_runtime/source/commitlog/mutation.py`) and raises the same exception types.
+//! The walk over the bytes is Rust; the schema (which plan a table id has, which columns a header
+//! names) and the values of uncommon types stay with the Python plans, which the decoder calls.
+//! `pipeline_runtime/source/commitlog/fast.py` chooses between this and the reference.
+
+mod cursor;
+mod decoder;
+mod events;
+mod failure;
+mod objects;
+mod plan;
+mod values;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+mod headrace_native {
+    #[pymodule_export]
+    use super::decoder::{MutationDecoder, Runtime};
+}
