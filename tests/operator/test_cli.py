@@ -29,3 +29,13 @@ def test_config_from_env() -> None:
     assert config.drain_timeout_s == 3600.0
     with pytest.raises(ValueError, match="HEADRACE_DRAIN_TIMEOUT_SECONDS must be a positive"):
         OperatorConfig.from_env({"HEADRACE_DRAIN_TIMEOUT_SECONDS": "0"})
+
+
+def test_docs_reference_is_current() -> None:
+    from pathlib import Path
+
+    from cdc_operator import reference
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "operator.md"
+    assert reference.main(["--check", str(doc)]) == 0, "run python -m cdc_operator.reference --write docs/operator.md"
+    assert "`spec.sinks[].batchSize` | integer | `1000`" in doc.read_text()
