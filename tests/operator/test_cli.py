@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from cdc_operator import reference
 from cdc_operator.__main__ import parse
 from cdc_operator.config import OperatorConfig
 
@@ -32,10 +35,6 @@ def test_config_from_env() -> None:
 
 
 def test_docs_reference_is_current() -> None:
-    from pathlib import Path
-
-    from cdc_operator import reference
-
     doc = Path(__file__).resolve().parents[2] / "docs" / "operator.md"
     assert reference.main(["--check", str(doc)]) == 0, "run python -m cdc_operator.reference --write docs/operator.md"
     assert "`spec.sinks[].batchSize` | integer | `1000`" in doc.read_text()
