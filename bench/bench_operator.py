@@ -26,8 +26,8 @@ from typing import Any
 
 import kopf
 import yaml
-
 from cdc_operator.kube.client import Kube
+
 from devservices.envtest import ControlPlane, running_control_plane
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,10 +110,16 @@ def _wait(plane: ControlPlane, done: Any, what: str) -> float:
     raise RuntimeError(f"timed out after {TIMEOUT_S}s waiting for {what}")
 
 
+def _login() -> kopf.ConnectionInfo:
+    info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+    assert info is not None, "KUBECONFIG is not set"
+    return info
+
+
 async def _report_all(plane: ControlPlane) -> None:
     """One runtime report per (pipeline, node), as the runtimes would send them."""
     os.environ["KUBECONFIG"] = str(plane.kubeconfig)
-    kube = Kube.connect(lambda: kopf.login_with_kubeconfig(settings=kopf.OperatorSettings()))  # type: ignore[arg-type,return-value]
+    kube = Kube.connect(_login)
     try:
         for item in _states(plane):
             name = item["metadata"]["name"]
