@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_runtime.events import ChangeEvent, Position, SourcePosition
-from pipeline_runtime.source.commitlog.mutation import MutationDecoder
+from pipeline_runtime.source.commitlog.fast import mutation_decoder
 from pipeline_runtime.source.commitlog.segment import SegmentReader
 from pipeline_runtime.source.schema.driver import DriverSchemaSource
 from pipeline_runtime.source.schema.registry import SchemaRegistry
@@ -31,7 +31,7 @@ def dump_segments(paths: list[Path], session: Any, node: str) -> Iterator[dict[s
     for path in paths:
         reader = SegmentReader(path)
         header = reader.read_header()
-        decoder = MutationDecoder(registry.plan, header.messaging_version)
+        decoder = mutation_decoder(registry.plan, header.messaging_version)
         for entry in reader.read():
             source = SourcePosition(node, Position(entry.segment_id, entry.end))
             for event in decoder.decode(entry.body, source):

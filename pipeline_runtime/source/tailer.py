@@ -24,7 +24,8 @@ from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.events import ChangeEvent, Position, SourcePosition
 from pipeline_runtime.source.cdc_index import IndexState, read_index
 from pipeline_runtime.source.commitlog.descriptor import SEGMENT_NAME, SegmentName
-from pipeline_runtime.source.commitlog.mutation import DecodeStats, MutationDecoder
+from pipeline_runtime.source.commitlog.fast import Decoder, mutation_decoder
+from pipeline_runtime.source.commitlog.mutation import DecodeStats
 from pipeline_runtime.source.commitlog.segment import Entry, ReaderState, SegmentReader
 from pipeline_runtime.source.errors import DecodeError, IndexFileError, MutationDecodeError, SchemaError, SegmentError
 from pipeline_runtime.source.schema.registry import SchemaRegistry
@@ -57,7 +58,7 @@ class SourceBatch:
 class _Current:
     name: SegmentName
     reader: SegmentReader
-    decoder: MutationDecoder | None = None
+    decoder: Decoder | None = None
     entries: Iterator[Entry] | None = None
     limit: int = 0
     phase: SegmentPhase = SegmentPhase.FOLLOWING
@@ -151,7 +152,7 @@ class CdcRawTailer:
                 return None
             reader = SegmentReader(self.cdc_raw / segment.log_name)
             header = reader.read_header()
-            decoder = MutationDecoder(self.registry.plan, header.messaging_version, self.stats)
+            decoder = mutation_decoder(self.registry.plan, header.messaging_version, self.stats)
             self._current = _Current(segment, reader, decoder)
             return self._current
         return None
