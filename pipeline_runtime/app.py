@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline_runtime.checkpoint.cleanup import backlog_degraded, backlog_share
 from pipeline_runtime.config.loader import LoadedPipeline
 from pipeline_runtime.config.model import PipelineSpec, SinkSpec, SinkType, TableSelector
 from pipeline_runtime.config.status import NodeSinkStatus, NodeStatus
@@ -105,6 +106,7 @@ class Runtime:
     session: Any = None
     http: HealthServer | None = None
     started_at: float = field(default_factory=time.monotonic)
+    _skipped_seen: dict[str, int] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, replicate and serve until ``stop`` is set (or a fatal error)."""
@@ -116,7 +118,7 @@ class Runtime:
             self.metrics.registry, self.readiness, self.options.http_host, self.options.http_port
         )
         await http.start()
-        reporter = asyncio.create_task(self._report_forever()) if self.options.report_status else None
+        reporter = asyncio.create_task(self._observe_forever())
         try:
             self.session = await self._connect(secrets, stop)
             if self.session is None:
@@ -141,10 +143,10 @@ class Runtime:
             )
             await self.runner.run(stop)
         finally:
-            if reporter is not None:
-                reporter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reporter
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+            if self.options.report_status:
                 await self._report_once()
             await http.stop()
             if self.session is not None:
@@ -185,8 +187,7 @@ class Runtime:
         """This node's entry for ``status.nodes``."""
         backlog = self.source.backlog() if self.source is not None else []
         cdc_bytes = sum(s.size for s in backlog)
-        total = self.pipeline.spec.source.cassandra.cdc_total_space_mb * 1024 * 1024
-        share = cdc_bytes / total
+        share = backlog_share(cdc_bytes, self._cdc_total_space())
         labels = {"pipeline": self.pipeline.name, "node": self.options.node}
         self.metrics.cdc_raw_bytes.labels(**labels).set(cdc_bytes)
         self.metrics.cdc_raw_share.labels(**labels).set(share)
@@ -218,10 +219,34 @@ class Runtime:
         reporter = KubernetesStatusReporter(self.pipeline.namespace, self.pipeline.name, self.options.node)
         await reporter.report(self.node_status())
 
-    async def _report_forever(self) -> None:
+    async def _observe_forever(self) -> None:
+        """Refresh gauges, warn about the backlog, and report status (on Kubernetes), every interval."""
         while True:
-            await self._report_once()
+            status = self.node_status()
+            self._export_skipped()
+            if backlog_degraded(status.cdc_raw_bytes, self._cdc_total_space()):
+                log.warning(
+                    "cdc_raw backlog is high: Cassandra rejects CDC writes when it is full",
+                    extra={"cdc_raw_bytes": status.cdc_raw_bytes, "share": round(status.cdc_raw_share, 3)},
+                )
+            if self.options.report_status:
+                await self._report_once()
             await asyncio.sleep(self.options.report_interval)
+
+    def _cdc_total_space(self) -> int:
+        return self.pipeline.spec.source.cassandra.cdc_total_space_mb * 1024 * 1024
+
+    def _export_skipped(self) -> None:
+        """Updates of counter tables and views are skipped by the decoder: count them as metrics."""
+        tailer = self.source.tailer if self.source is not None else None
+        if tailer is None:
+            return
+        labels = {"pipeline": self.pipeline.name, "node": self.options.node, "table": "*"}
+        for reason, count in tailer.stats.skipped.items():
+            seen = self._skipped_seen.get(reason, 0)
+            if count > seen:
+                self.metrics.events_skipped.labels(**labels, reason=reason).inc(count - seen)
+                self._skipped_seen[reason] = count
 
 
 def check_config(pipeline: LoadedPipeline, options: RuntimeOptions) -> list[str]:
