@@ -11,11 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pipeline_runtime.cql.types import Kind
 from pipeline_runtime.events import LIVE_TIMESTAMP, Cell, ChangeEvent, Op
 from pipeline_runtime.sinks.changes import Layout, RowDelta
 from pipeline_runtime.sinks.values import dumps
 
 Record = tuple[Any, ...]
+
+#: Kinds whose driver values asyncpg's binary COPY takes unchanged (it still type-checks them,
+#: so a wrong type becomes a row-level rejection, not corrupt data).
+_AS_IS = frozenset({Kind.TEXT, Kind.ASCII, Kind.INT, Kind.BIGINT, Kind.SMALLINT, Kind.DOUBLE, Kind.BOOLEAN})
 
 
 class RecordBuilder:
@@ -26,12 +31,13 @@ class RecordBuilder:
         self._regulars = [(c.name, c.type.multi_cell) for c in layout.regulars]
         self._statics = [(c.name, c.type.multi_cell) for c in layout.statics]
         keys = len(layout.key_names)
-        #: name -> (record index of the value, encoder) for single-cell regular columns.
-        self._slots: dict[str, tuple[int, Callable[[Any], Any]]] = {}
+        #: name -> (record index of the value, encoder or None when the driver's value is already right).
+        self._slots: dict[str, tuple[int, Callable[[Any], Any] | None]] = {}
         index = keys
         for column in layout.regulars:
             if not column.type.multi_cell:
-                self._slots[column.name] = (index, encoder(column.type))
+                plain = None if column.type.kind in _AS_IS else encoder(column.type)
+                self._slots[column.name] = (index, plain)
             index += 2 if column.type.multi_cell else 3
         self._width = index + 3
         self._partition = [(c.name, encoder(c.type)) for c in layout.schema.partition_key]
@@ -69,7 +75,7 @@ class RecordBuilder:
                 index, encode = slot
                 value = change.value
                 dead = change.deleted or value is None
-                row[index] = None if dead else encode(value)
+                row[index] = None if dead else (value if encode is None else encode(value))
                 row[index + 1] = change.timestamp
                 row[index + 2] = change.local_deletion_time if change.ttl is not None and not dead else None
             liveness = event.liveness
