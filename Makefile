@@ -69,7 +69,7 @@ envtest-down: dev ## Stop the envtest control plane
 
 .PHONY: demo
 demo: dev ## Run a pipeline locally: Cassandra -> PostgreSQL + ClickHouse (chdb), with a workload
-	$(PY) -m examples.demo
+	$(PY) -m examples.demo $(DEMO_ARGS)
 
 .PHONY: bench
 bench: dev ## Run the benchmarks, print a table, write JSON to bench/results/
