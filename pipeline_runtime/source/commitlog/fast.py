@@ -66,6 +66,31 @@ _DIRECT_DECODERS: dict[str, values.ValueDecoder] = {
 }
 
 
+def event_classes() -> dict[str, object]:
+    """What the native core builds events from (it checks each class can be built without ``__init__``)."""
+    return {
+        "change_event": ChangeEvent,
+        "cell": Cell,
+        "element_cell": ElementCell,
+        "collection_change": CollectionChange,
+        "deletion": Deletion,
+        "liveness": Liveness,
+        "bound": Bound,
+        "uuid": uuid.UUID,
+        "safe_uuid_unknown": uuid.SafeUUID.unknown,
+        "ops": (Op.UPSERT, Op.DELETE_ROW, Op.DELETE_PARTITION, Op.DELETE_RANGE),
+    }
+
+
+def error_classes() -> dict[str, object]:
+    """The reference's exception classes, and the Python errors of malformed bytes it turns into DecodeError."""
+    return {
+        "decode_error": DecodeError,
+        "schema_error": SchemaError,
+        "translated": (IndexError, ValueError, struct.error, OverflowError, UnicodeDecodeError),
+    }
+
+
 @functools.cache
 def native_runtime() -> Any | None:
     """The native module's shared state, or None (logged once) when it cannot be used."""
@@ -84,23 +109,8 @@ def native_runtime() -> Any | None:
         return None
     try:
         return module.Runtime(
-            {
-                "change_event": ChangeEvent,
-                "cell": Cell,
-                "element_cell": ElementCell,
-                "collection_change": CollectionChange,
-                "deletion": Deletion,
-                "liveness": Liveness,
-                "bound": Bound,
-                "uuid": uuid.UUID,
-                "safe_uuid_unknown": uuid.SafeUUID.unknown,
-                "ops": (Op.UPSERT, Op.DELETE_ROW, Op.DELETE_PARTITION, Op.DELETE_RANGE),
-            },
-            {
-                "decode_error": DecodeError,
-                "schema_error": SchemaError,
-                "translated": (IndexError, ValueError, struct.error, OverflowError, UnicodeDecodeError),
-            },
+            event_classes(),
+            error_classes(),
             {function: kind for kind, function in _DIRECT_DECODERS.items()},
         )
     except (TypeError, KeyError, AttributeError) as exc:
