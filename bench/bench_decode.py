@@ -5,14 +5,19 @@ The corpus is built from a real mutation recorded by Cassandra 5.0
 partition key, two clustering columns, text/int/static columns, a list, a
 set, a map and a non-frozen UDT: 11 columns), repeated into 32 MiB segments
 with valid sync markers and CRCs, as Cassandra lays them out. Reported:
-mutations/s and MB/s for the reader alone and for reader + decoder, and the
-process's peak RSS.
+mutations/s and MB/s for the reader alone and for reader + decoder, for the
+pure-Python reference and the compiled core (``headrace_native``, when built)
+side by side, each decoding in a child process so its peak RSS is its own.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import resource
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 import zlib
@@ -21,11 +26,15 @@ from typing import Any
 
 from pipeline_runtime.events import Position, SourcePosition
 from pipeline_runtime.source.commitlog.descriptor import crc_of_ints
+from pipeline_runtime.source.commitlog.fast import Decoder, mutation_decoder, native_available
 from pipeline_runtime.source.commitlog.mutation import MutationDecoder
 from pipeline_runtime.source.commitlog.segment import SegmentReader
 from tests.unit.source.fixture_data import registry, segment_path
 
-MUTATIONS = 200_000
+#: Corpus size; ``HEADRACE_BENCH_MUTATIONS=5600000`` makes a ~1 GiB backlog (native decoder only).
+MUTATIONS = int(os.environ.get("HEADRACE_BENCH_MUTATIONS", "200000"))
+PURE_PYTHON_LIMIT = 1_000_000
+ROOT = Path(__file__).resolve().parents[1]
 SEGMENT_SIZE = 32 * 1024 * 1024
 SECTION_SIZE = 64 * 1024
 RECORDING = "v8"
@@ -71,6 +80,34 @@ def write_segments(folder: Path, body: bytes, count: int) -> list[Path]:
     return paths
 
 
+def decode_corpus(folder: Path, decoder_name: str) -> dict[str, Any]:
+    """Read and decode every segment in ``folder`` with one decoder; runs in its own process (clean peak RSS)."""
+    if decoder_name == "python":
+        decoder: Decoder = MutationDecoder(registry(RECORDING).plan, 13)
+    else:
+        decoder = mutation_decoder(registry(RECORDING).plan, 13)
+        if isinstance(decoder, MutationDecoder):
+            raise RuntimeError("headrace_native is not built")
+    paths = sorted(folder.glob("CommitLog-*.log"))
+    entries = events = 0
+    started = time.process_time()
+    for path in paths:
+        for entry in SegmentReader(path).read():
+            events += len(decoder.decode(entry.body, SourcePosition("n", Position(entry.segment_id, entry.end))))
+            entries += 1
+    seconds = time.process_time() - started
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"mutations": entries, "events": events, "seconds": seconds, "peak_rss_mib": rss}
+
+
+def in_child(folder: Path, decoder_name: str) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "bench.bench_decode", decoder_name, str(folder)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env, cwd=ROOT)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def run() -> list[dict[str, Any]]:
     body = sample_body()
     results: list[dict[str, Any]] = []
@@ -81,33 +118,31 @@ def run() -> list[dict[str, Any]]:
         started = time.process_time()
         entries = sum(1 for p in paths for _ in SegmentReader(p).read())
         read_seconds = time.process_time() - started
-
-        plans = registry(RECORDING)
-        decoder = MutationDecoder(plans.plan, 13)
-        events = 0
-        started = time.process_time()
-        for path in paths:
-            for entry in SegmentReader(path).read():
-                events += len(decoder.decode(entry.body, SourcePosition("n", Position(entry.segment_id, entry.end))))
-        decode_seconds = time.process_time() - started
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    common = {"mutations": entries, "events": events, "body_bytes": len(body), "corpus_bytes": total_bytes}
-    results.append(
-        {"benchmark": "decode.read_only", "metric": "mutations/s", "value": entries / read_seconds, "unit": "1/s"}
-        | common
-    )
-    results.append(
-        {"benchmark": "decode.python", "metric": "mutations/s", "value": entries / decode_seconds, "unit": "1/s"}
-        | common
-    )
-    results.append(
-        {"benchmark": "decode.python", "metric": "MB/s", "value": total_bytes / decode_seconds / 1e6, "unit": "MB/s"}
-        | common
-    )
-    results.append({"benchmark": "decode.python", "metric": "peak RSS", "value": peak_rss_mb, "unit": "MiB"})
+        common = {"mutations": entries, "body_bytes": len(body), "corpus_bytes": total_bytes}
+        results.append(
+            {"benchmark": "decode.read_only", "metric": "mutations/s", "value": entries / read_seconds, "unit": "1/s"}
+            | common
+        )
+        decoders = ["python", "native"] if native_available() else ["python"]
+        for name in decoders:
+            if name == "python" and MUTATIONS > PURE_PYTHON_LIMIT:
+                continue  # a backlog run: the reference would take minutes and adds nothing
+            measured = in_child(Path(tmp), name)
+            rate = measured["mutations"] / measured["seconds"]
+            row = common | {"events": measured["events"]}
+            results.append({"benchmark": f"decode.{name}", "metric": "mutations/s", "value": rate, "unit": "1/s"} | row)
+            mb_per_s = total_bytes / measured["seconds"] / 1e6
+            results.append({"benchmark": f"decode.{name}", "metric": "MB/s", "value": mb_per_s, "unit": "MB/s"} | row)
+            rss = measured["peak_rss_mib"]
+            results.append({"benchmark": f"decode.{name}", "metric": "peak RSS", "value": rss, "unit": "MiB"} | row)
+        if not native_available():
+            print("# headrace_native is not built: only the pure-Python decoder was measured", flush=True)
     return results
 
 
 if __name__ == "__main__":
-    for row in run():
-        print(row)
+    if len(sys.argv) == 3:
+        print(json.dumps(decode_corpus(Path(sys.argv[2]), sys.argv[1])))
+    else:
+        for row in run():
+            print(row)
