@@ -72,7 +72,7 @@ def render_deployment(
                     "labels": {**naming.pipeline_labels(pipeline.name), **selector},
                     "annotations": template_annotations,
                 },
-                "spec": _pod_spec(pipeline, spec, pod, secrets),
+                "spec": _pod_spec(pipeline, spec, pod, config_hash, secrets),
             },
         },
     }
@@ -82,6 +82,7 @@ def _pod_spec(
     pipeline: PipelineRef,
     spec: PipelineSpec,
     pod: CassandraPod,
+    config_hash: str,
     secrets: Mapping[str, tuple[str, ...]],
 ) -> dict[str, Any]:
     pod_spec: dict[str, Any] = {
@@ -106,7 +107,7 @@ def _pod_spec(
                 ]
             }
         },
-        "containers": [_container(pipeline, spec, pod, secrets)],
+        "containers": [_container(pipeline, spec, pod, config_hash, secrets)],
         "volumes": [
             {"name": "config", "configMap": {"name": naming.config_map(pipeline.name)}},
             {"name": "cassandra-data", "persistentVolumeClaim": {"claimName": pod.data_claim}},
@@ -124,6 +125,7 @@ def _container(
     pipeline: PipelineRef,
     spec: PipelineSpec,
     pod: CassandraPod,
+    config_hash: str,
     secrets: Mapping[str, tuple[str, ...]],
 ) -> dict[str, Any]:
     cdc_raw = f"{DATA_DIR}/{spec.source.cassandra.cdc_raw_path.strip('/')}"
@@ -132,6 +134,8 @@ def _container(
         {"name": "HEADRACE_NAMESPACE", "value": pipeline.namespace},
         {"name": "HEADRACE_NODE", "value": pod.name},
         {"name": "HEADRACE_CONFIG", "value": CONFIG_PATH},
+        # Reported back in status.nodes.<pod>.configHash: tells the operator the rollout reached this node.
+        {"name": "HEADRACE_CONFIG_HASH", "value": config_hash},
         {"name": "HEADRACE_CDC_RAW_DIR", "value": cdc_raw},
         {"name": "HEADRACE_SECRETS_DIR", "value": SECRETS_DIR},
         {"name": "HEADRACE_HTTP_PORT", "value": str(HTTP_PORT)},

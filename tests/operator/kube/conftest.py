@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,11 @@ from tests.operator.kube.cluster import Cluster, cassandra_pod, secret, stateful
 # Read when cdc_operator.handlers is imported (kopf fixes a timer's interval at registration):
 # a one-second timer makes scale and status changes visible within the tests' waits.
 os.environ.setdefault("HEADRACE_RECONCILE_INTERVAL_SECONDS", "1")
+
+# Import (and compile) the handlers here, in the main thread: CPython 3.11 can fail with
+# "AST constructor recursion depth mismatch" when kopf's thread compiles modules while pytest
+# rewrites test modules in the main thread.
+importlib.import_module("cdc_operator.handlers")
 
 REPO = Path(__file__).resolve().parents[3]
 CRD = REPO / "crds" / "headrace.io_cdcpipelines.yaml"
