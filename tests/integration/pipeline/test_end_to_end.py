@@ -291,11 +291,13 @@ async def test_restart_resumes_from_the_committed_position_without_loss(
             session.execute(insert, (i, f"body {i}"))
         target = (generation + 1) * 100
 
-        async def done(target: int = target) -> Any:
+        async def done(target: int = target, runtime: Runtime = runtime) -> Any:
+            # PostgreSQL commits before ClickHouse: wait for the runner to have committed to both.
             n = await count()
-            return True if n == target else n
+            written = runtime.runner.progress.events_committed if runtime.runner else 0
+            return True if n == target and written >= 100 else (n, written)
 
-        await wait_until(done, what=f"{target} rows in PostgreSQL")
+        await wait_until(done, what=f"{target} rows in PostgreSQL and the batch committed to every sink")
         committed = runtime.runner.progress.committed if runtime.runner else None
         stop.set()
         await asyncio.wait_for(task, 30)
