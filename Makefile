@@ -26,8 +26,8 @@ lint: dev ## ruff, mypy (strict), import-linter contracts, CRD drift check
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	$(PY) -m pipeline_runtime.config.reference --check docs/configuration.md
-	@if [ -f operator/cdc_operator/crd.py ]; then $(PY) -m cdc_operator.crd --check crds/; fi
+	$(PY) -m cdc_operator.crd --check crds/ charts/headrace/crds/
+	$(PY) -m cdc_operator.reference --check docs/operator.md
 
 .PHONY: fmt
 fmt: dev ## Format and autofix
@@ -76,12 +76,12 @@ bench: dev ## Run the benchmarks, print a table, write JSON to bench/results/
 	$(PY) -m bench $(BENCH)
 
 .PHONY: crds
-crds: dev ## Regenerate crds/ from the typed model
-	$(PY) -m cdc_operator.crd --write crds/
+crds: dev ## Regenerate crds/ (and the chart's copy) from the typed model
+	$(PY) -m cdc_operator.crd --write crds/ charts/headrace/crds/
 
 .PHONY: docs
-docs: dev ## Regenerate docs/configuration.md from the typed model
-	$(PY) -m pipeline_runtime.config.reference --write docs/configuration.md
+docs: dev ## Regenerate the configuration reference in docs/operator.md from the typed model
+	$(PY) -m cdc_operator.reference --write docs/operator.md
 
 .PHONY: clean
 clean: ## Remove build artefacts, caches and local service state (keeps $(HEADRACE_CACHE))
