@@ -339,9 +339,8 @@ impl<'a, 'py> Walk<'a, 'py> {
             values.set_item(part.name.bind(py), self.key_value(part, key)?)?;
             return Ok(values);
         }
-        let truncated = || {
-            Failure::Invalid(format!("composite partition key of {}.{} is truncated", spec.keyspace, spec.table))
-        };
+        let truncated =
+            || Failure::Invalid(format!("composite partition key of {}.{} is truncated", spec.keyspace, spec.table));
         let mut pos = 0usize;
         for part in &spec.partition_key {
             if pos + 2 > key.len() {
@@ -463,8 +462,7 @@ impl<'a, 'py> Walk<'a, 'py> {
         deletion: Option<DeletionTime>,
     ) -> Result<(), Failure> {
         let py = self.py;
-        let deletion =
-            deletion.ok_or_else(|| Failure::Invalid("range tombstone with a live deletion time".into()))?;
+        let deletion = deletion.ok_or_else(|| Failure::Invalid("range tombstone with a live deletion time".into()))?;
         let none = || py.None().into_bound(py);
         let mut body = EventBody::new(Op::DeleteRange);
         body.deletion = Some(self.runtime.events.deletion(py, deletion)?);
@@ -692,9 +690,9 @@ impl<'a, 'py> Walk<'a, 'py> {
             let none = py.None().into_bound(py);
             let (path, value) = match codec {
                 ComplexSpec::Fields(fields) => {
-                    let field = udt_field_index(path_raw)
-                        .and_then(|i| fields.get(i))
-                        .ok_or_else(|| Failure::Invalid(format!("UDT field index {} out of range", field_index_text(path_raw))))?;
+                    let field = udt_field_index(path_raw).and_then(|i| fields.get(i)).ok_or_else(|| {
+                        Failure::Invalid(format!("UDT field index {} out of range", field_index_text(path_raw)))
+                    })?;
                     let value = if deleted { none } else { decode(&field.codec)? };
                     (field.name.bind(py).clone(), value)
                 }

@@ -104,7 +104,12 @@ impl Events {
                 class: SlotClass::new(&uuid_class, &["int", "is_safe"])?,
                 unknown: classes.get_item("safe_uuid_unknown")?.ok_or_else(|| missing("safe_uuid_unknown"))?.unbind(),
             },
-            ops: [ops.get_item(0)?.unbind(), ops.get_item(1)?.unbind(), ops.get_item(2)?.unbind(), ops.get_item(3)?.unbind()],
+            ops: [
+                ops.get_item(0)?.unbind(),
+                ops.get_item(1)?.unbind(),
+                ops.get_item(2)?.unbind(),
+                ops.get_item(3)?.unbind(),
+            ],
         })
     }
 
@@ -140,7 +145,13 @@ impl Events {
     }
 
     /// `Cell(value, timestamp, ...)` for a simple column.
-    pub fn cell<'py>(&self, py: Python<'py>, value: &Bound<'py, PyAny>, timestamp: i64, state: CellState) -> PyResult<Bound<'py, PyAny>> {
+    pub fn cell<'py>(
+        &self,
+        py: Python<'py>,
+        value: &Bound<'py, PyAny>,
+        timestamp: i64,
+        state: CellState,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let [ttl, ldt, deleted] = cell_tail(py, state)?;
         self.cell.build(py, [value, &int(py, timestamp)?, &ttl, &ldt, &deleted])
     }
@@ -172,7 +183,11 @@ impl Events {
         self.deletion.build(py, [&int(py, deletion.timestamp)?, &int(py, deletion.local_deletion_time)?])
     }
 
-    pub fn optional_deletion<'py>(&self, py: Python<'py>, deletion: Option<DeletionTime>) -> PyResult<Bound<'py, PyAny>> {
+    pub fn optional_deletion<'py>(
+        &self,
+        py: Python<'py>,
+        deletion: Option<DeletionTime>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         match deletion {
             Some(deletion) => self.deletion(py, deletion),
             None => Ok(py.None().into_bound(py)),
@@ -180,7 +195,12 @@ impl Events {
     }
 
     /// `Liveness(timestamp)` or, for a row with a TTL, `Liveness(timestamp, ttl, expires_at)`.
-    pub fn liveness<'py>(&self, py: Python<'py>, timestamp: i64, expiring: Option<(i64, i64)>) -> PyResult<Bound<'py, PyAny>> {
+    pub fn liveness<'py>(
+        &self,
+        py: Python<'py>,
+        timestamp: i64,
+        expiring: Option<(i64, i64)>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (ttl, expires_at) = match expiring {
             Some((ttl, expires_at)) => (int(py, ttl)?, int(py, expires_at)?),
             None => (py.None().into_bound(py), py.None().into_bound(py)),
@@ -189,7 +209,12 @@ impl Events {
     }
 
     /// `Bound(values, inclusive)`.
-    pub fn bound<'py>(&self, py: Python<'py>, values: &Bound<'py, PyAny>, inclusive: bool) -> PyResult<Bound<'py, PyAny>> {
+    pub fn bound<'py>(
+        &self,
+        py: Python<'py>,
+        values: &Bound<'py, PyAny>,
+        inclusive: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.bound.build(py, [values, &flag(py, inclusive)])
     }
 }

@@ -44,13 +44,17 @@ impl Failure {
             ),
             Self::Invalid(message) => PyErr::from_type(decode_error.clone(), message),
             Self::Python(error) => {
-                let passes = error.is_instance(py, decode_error) || error.is_instance(py, classes.schema_error.bind(py));
+                let passes =
+                    error.is_instance(py, decode_error) || error.is_instance(py, classes.schema_error.bind(py));
                 if passes || !error.is_instance(py, classes.translated.bind(py)) {
                     return error;
                 }
                 let wrapped = PyErr::from_type(
                     decode_error.clone(),
-                    format!("malformed mutation at byte {pos}: {}", error.value(py).repr().map_or_else(|_| "?".into(), |r| r.to_string())),
+                    format!(
+                        "malformed mutation at byte {pos}: {}",
+                        error.value(py).repr().map_or_else(|_| "?".into(), |r| r.to_string())
+                    ),
                 );
                 wrapped.set_cause(py, Some(error));
                 wrapped

@@ -65,7 +65,11 @@ impl SlotClass {
     }
 
     /// A new instance with `values` stored in the field order given to [`SlotClass::new`].
-    pub fn build<'py, const N: usize>(&self, py: Python<'py>, values: [&Bound<'py, PyAny>; N]) -> PyResult<Bound<'py, PyAny>> {
+    pub fn build<'py, const N: usize>(
+        &self,
+        py: Python<'py>,
+        values: [&Bound<'py, PyAny>; N],
+    ) -> PyResult<Bound<'py, PyAny>> {
         assert_eq!(N, self.fields.len(), "field count of a native event class");
         // SAFETY: `tp_alloc(cls, 0)` is how `object.__new__` allocates: it returns a new reference to a
         // zeroed instance (tracked by the GC when the class is) or NULL with an exception set, which

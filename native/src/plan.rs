@@ -180,7 +180,10 @@ fn complex_spec(codec: &Bound<'_, PyAny>, kinds: &DecoderKinds) -> PyResult<Comp
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                Ok(FieldSpec { name: name.unbind(), codec: kinds.codec(py, &decoders.get_item(i)?, &empties.get_item(i)?)? })
+                Ok(FieldSpec {
+                    name: name.unbind(),
+                    codec: kinds.codec(py, &decoders.get_item(i)?, &empties.get_item(i)?)?,
+                })
             })
             .collect::<PyResult<Vec<_>>>()?;
         return Ok(ComplexSpec::Fields(fields));
