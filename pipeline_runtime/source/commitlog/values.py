@@ -148,7 +148,8 @@ def empty_value(cql_type: CqlType, keyspace: str) -> Any:
 def _through_driver(deserialize: Callable[[bytes, int], Any], cql_type: CqlType, data: bytes) -> Any:
     try:
         return deserialize(data, PROTOCOL_VERSION)
-    except (ValueError, TypeError, struct.error, IndexError, UnicodeDecodeError, OverflowError) as exc:
+    # OSError: the driver's inet decoder raises it ("packed IP wrong length") for a damaged value.
+    except (ValueError, TypeError, struct.error, IndexError, UnicodeDecodeError, OverflowError, OSError) as exc:
         raise DecodeError(f"cannot decode a {cql_type.cql()} value of {len(data)} bytes: {exc}") from exc
 
 
