@@ -28,9 +28,12 @@ def ssl_context(tls: TLSSpec, read: SecretReader) -> ssl.SSLContext | None:
     """An SSL context for ``tls`` (None when TLS is off)."""
     if not tls.enabled:
         return None
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    # With a CA bundle, trust only it; without one, the system's roots.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if tls.ca_secret is not None:
         context.load_verify_locations(cadata=read(tls.ca_secret))
+    else:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if tls.insecure_skip_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
