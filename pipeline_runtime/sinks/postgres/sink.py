@@ -9,17 +9,16 @@ The checkpoint row is upserted in the same transaction, so a crash anywhere
 before COMMIT leaves neither data nor checkpoint, and a replay is harmless.
 
 Concurrency between runtimes (one per Cassandra replica) is made safe by
-table locks taken in name order: writers take ROW EXCLUSIVE (they do not
-block each other), a batch with range or partition deletions takes SHARE ROW
-EXCLUSIVE, so a deletion never misses a row that a concurrent writer inserts.
+table locks taken in name order (``_setup``).
 """
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import asyncpg
@@ -56,6 +55,22 @@ class _Table:
     shaper: Shaper
     records: RecordBuilder
 
+    @cached_property
+    def row_columns(self) -> list[str]:
+        return [*self.sql.layout.key_names, *(n for n, _ in self.sql.row_columns)]
+
+    @cached_property
+    def static_columns(self) -> list[str]:
+        return [*self.sql.layout.partition_names, *(n for n, _ in self.sql.static_columns)]
+
+    @cached_property
+    def row_stage(self) -> str:
+        return _stage_name(self.sql.rows, self.row_columns)
+
+    @cached_property
+    def static_stage(self) -> str:
+        return _stage_name(self.sql.statics, self.static_columns)
+
 
 @dataclass
 class _Work:
@@ -78,7 +93,6 @@ class PostgresSink:
         self._pool: asyncpg.Pool | None = None
         self._tables: dict[str, _Table] = {}
         self._health = SinkHealth(name)
-        self._stage_numbers = itertools.count()
         #: Test seam: awaited inside the transaction after the data, before the checkpoint.
         self.before_checkpoint: Hook | None = None
 
@@ -141,7 +155,8 @@ class PostgresSink:
         async with boundary(self.name):
             work = self._prepare(batch.events)  # encoding errors become RowRejectedError here
         async with boundary(self.name), self.pool.acquire() as conn, conn.transaction():
-            await self._lock(conn, work)
+            if work:
+                await conn.execute(_setup(work))
             for item in work:
                 await self._write_table(conn, item)
             if self.before_checkpoint is not None:
@@ -169,25 +184,14 @@ class PostgresSink:
             work.append(_Work(table, regular, statics, tombstones))
         return work
 
-    async def _lock(self, conn: asyncpg.Connection, work: list[_Work]) -> None:
-        locks: list[tuple[str, str]] = []
-        for item in work:
-            sql = item.table.sql
-            mode = "SHARE ROW EXCLUSIVE" if item.tombstones else "ROW EXCLUSIVE"
-            names = [sql.rows] + ([sql.statics] if sql.has_statics else [])
-            locks.extend((n, mode) for n in names)
-        for name, mode in sorted(locks):
-            await conn.execute(f"LOCK TABLE {name} IN {mode} MODE")
-
     async def _write_table(self, conn: asyncpg.Connection, item: _Work) -> None:
-        sql = item.table.sql
+        table = item.table
+        sql = table.sql
         stages = []
         if item.rows:
-            columns = [*sql.layout.key_names, *(n for n, _ in sql.row_columns)]
-            stages.append(await self._merge(conn, sql.rows, sql.merge_rows, columns, item.rows))
+            stages.append(await _merge(conn, table.row_stage, sql.merge_rows, table.row_columns, item.rows))
         if item.statics:
-            columns = [*sql.layout.partition_names, *(n for n, _ in sql.static_columns)]
-            stages.append(await self._merge(conn, sql.statics, sql.merge_statics, columns, item.statics))
+            stages.append(await _merge(conn, table.static_stage, sql.merge_statics, table.static_columns, item.statics))
         applied: dict[str, tuple[Any, ...]] = {}
         for tombstone in item.tombstones:
             record = tombstone_record(tombstone, len(sql.layout.clustering))
@@ -199,20 +203,6 @@ class PostgresSink:
         for record in applied.values():
             await _apply_tombstone(conn, sql, record)
 
-    async def _merge(
-        self,
-        conn: asyncpg.Connection,
-        target: str,
-        merge: Callable[[str], str],
-        columns: list[str],
-        records: list[Record],
-    ) -> str:
-        stage = f"headrace_stage_{next(self._stage_numbers)}"
-        await conn.execute(f"CREATE TEMP TABLE {stage} (LIKE {target}) ON COMMIT DROP")
-        await conn.copy_records_to_table(stage, records=records, columns=columns, schema_name="pg_temp")
-        await conn.execute(merge(f"pg_temp.{stage}"))
-        return f"pg_temp.{stage}"
-
     # -- checkpoints -----------------------------------------------------
 
     async def committed_positions(self, pipeline: str) -> dict[str, Position]:
@@ -221,6 +211,52 @@ class PostgresSink:
                 'SELECT node, segment_id, "offset" FROM headrace.checkpoints WHERE pipeline = $1', pipeline
             )
         return {r["node"]: Position(r["segment_id"], r["offset"]) for r in rows}
+
+
+def _setup(work: list[_Work]) -> str:
+    """One round trip that takes the batch's table locks and makes sure its staging tables exist.
+
+    Locks: writers take ROW EXCLUSIVE (they do not block each other); a batch
+    with range or partition deletions takes SHARE ROW EXCLUSIVE, so a deletion
+    never misses a row a concurrent writer inserts. Taken in name order, so two
+    runtimes never wait on each other in a cycle.
+
+    Staging tables are temporary tables kept for the session and emptied at
+    every commit (ON COMMIT DELETE ROWS): creating and dropping one per batch
+    cost as much catalog work as a 1,000-row merge. The name digests the
+    target and the COPY columns, so a schema change gets a fresh table.
+    """
+    locks: list[tuple[str, str]] = []
+    stages: list[str] = []
+    for item in work:
+        table = item.table
+        sql = table.sql
+        mode = "SHARE ROW EXCLUSIVE" if item.tombstones else "ROW EXCLUSIVE"
+        locks.append((sql.rows, mode))
+        if sql.has_statics:
+            locks.append((sql.statics, mode))
+        if item.rows:
+            stages.append(f"CREATE TEMP TABLE IF NOT EXISTS {table.row_stage} (LIKE {sql.rows}) ON COMMIT DELETE ROWS")
+        if item.statics:
+            stages.append(
+                f"CREATE TEMP TABLE IF NOT EXISTS {table.static_stage} (LIKE {sql.statics}) ON COMMIT DELETE ROWS"
+            )
+    statements = [f"LOCK TABLE {name} IN {mode} MODE" for name, mode in sorted(locks)]
+    return "; ".join(statements + stages)
+
+
+def _stage_name(target: str, columns: Sequence[str]) -> str:
+    digest = hashlib.blake2s(f"{target}|{','.join(columns)}".encode(), digest_size=10).hexdigest()
+    return f"headrace_stage_{digest}"
+
+
+async def _merge(
+    conn: asyncpg.Connection, stage: str, merge: Callable[[str], str], columns: list[str], records: list[Record]
+) -> str:
+    """COPY the records into the session's staging table and merge them into the target."""
+    await conn.copy_records_to_table(stage, records=records, columns=columns, schema_name="pg_temp")
+    await conn.execute(merge(f"pg_temp.{stage}"))
+    return f"pg_temp.{stage}"
 
 
 async def _apply_tombstone(conn: asyncpg.Connection, sql: TableSql, record: Sequence[Any]) -> None:

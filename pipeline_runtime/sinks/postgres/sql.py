@@ -154,40 +154,57 @@ class TableSql:
     def _merge(
         self, target: str, stage: str, keys: Sequence[str], columns: Sequence[Column], *, with_liveness: bool
     ) -> str:
+        """``INSERT ... ON CONFLICT DO UPDATE`` that keeps, per cell, Cassandra's winner.
+
+        Each guard compares writetimes first: that decides almost every cell
+        with one integer comparison, and the tie-break tuple (tombstone, has
+        expiry, expiry, value text) is evaluated only at equal writetimes.
+        ``CASE`` treats a NULL guard as false, which is what a missing cell
+        (NULL writetime in the stage) must give. The ``WHERE`` skips rows the
+        batch does not change (re-deliveries, replica duplicates): no new row
+        version is written for them.
+        """
         all_columns = list(keys) + [n for n, _ in (self.row_columns if with_liveness else self.static_columns)]
         names = ", ".join(ident(n) for n in all_columns)
         sets = []
+        changes = []
         for column in columns:
             c = ident(column.name)
             ts = ident(column.name + "__ts")
+            newer = _newer(f"EXCLUDED.{ts}", f"t.{ts}")
             if column.type.multi_cell:
                 sets.append(f"{c} = {ident(self.schema)}.headrace_merge_elements(t.{c}, EXCLUDED.{c})")
                 sets.append(f"{ts} = greatest(t.{ts}, EXCLUDED.{ts})")
+                changes += [f"EXCLUDED.{c} IS NOT NULL", newer]
                 continue
             exp = ident(column.name + "__exp")
-            new = f"(EXCLUDED.{ts}, EXCLUDED.{c} IS NULL, EXCLUDED.{exp} IS NOT NULL, coalesce(EXCLUDED.{exp}, 0))"
-            old = f"(t.{ts}, t.{c} IS NULL, t.{exp} IS NOT NULL, coalesce(t.{exp}, 0))"
+            new = f"(EXCLUDED.{c} IS NULL, EXCLUDED.{exp} IS NOT NULL, coalesce(EXCLUDED.{exp}, 0))"
+            old = f"(t.{c} IS NULL, t.{exp} IS NOT NULL, coalesce(t.{exp}, 0))"
             guard = (
-                f"EXCLUDED.{ts} IS NOT NULL AND (t.{ts} IS NULL OR {new} > {old} "
-                f"OR ({new} = {old} AND EXCLUDED.{c}::text > t.{c}::text))"
+                f"{newer} OR (EXCLUDED.{ts} = t.{ts} AND ({new} > {old} "
+                f"OR ({new} = {old} AND EXCLUDED.{c}::text > t.{c}::text)))"
             )
+            changes.append(guard)
             for target_column in (c, ts, exp):
                 sets.append(
                     f"{target_column} = CASE WHEN {guard} THEN EXCLUDED.{target_column} ELSE t.{target_column} END"
                 )
         if with_liveness:
-            new = "(EXCLUDED._live_ts, EXCLUDED._live_exp IS NOT NULL, coalesce(EXCLUDED._live_exp, 0))"
-            old = "(t._live_ts, t._live_exp IS NOT NULL, coalesce(t._live_exp, 0))"
-            guard = f"EXCLUDED._live_ts IS NOT NULL AND (t._live_ts IS NULL OR {new} > {old})"
+            new = "(EXCLUDED._live_exp IS NOT NULL, coalesce(EXCLUDED._live_exp, 0))"
+            old = "(t._live_exp IS NOT NULL, coalesce(t._live_exp, 0))"
+            guard = f"{_newer('EXCLUDED._live_ts', 't._live_ts')} OR (EXCLUDED._live_ts = t._live_ts AND {new} > {old})"
+            changes.append(guard)
             for target_column in ("_live_ts", "_live_exp"):
                 sets.append(
                     f"{target_column} = CASE WHEN {guard} THEN EXCLUDED.{target_column} ELSE t.{target_column} END"
                 )
         sets.append("_del_ts = greatest(t._del_ts, EXCLUDED._del_ts)")
+        changes.append("EXCLUDED._del_ts > t._del_ts")
         conflict = ", ".join(ident(k) for k in keys)
+        changed = " OR ".join(f"({c})" for c in changes)
         return (
             f"INSERT INTO {target} AS t ({names}) SELECT {names} FROM {stage} "
-            f"ON CONFLICT ({conflict}) DO UPDATE SET {', '.join(sets)}"
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {', '.join(sets)} WHERE {changed}"
         )
 
     # -- tombstones ------------------------------------------------------
@@ -277,6 +294,11 @@ class TableSql:
             )
         exp = f"{alias}.{ident(column.name + '__exp')}"
         return f"CASE WHEN {ts} > {alias}._del_ts AND ({exp} IS NULL OR {exp} > {NOW}) THEN {c} END"
+
+
+def _newer(new_ts: str, old_ts: str) -> str:
+    """The new writetime is strictly newer, or the first one (NULL = no cell on that side)."""
+    return f"{new_ts} > {old_ts} OR ({old_ts} IS NULL AND {new_ts} IS NOT NULL)"
 
 
 def _literal(text: str) -> str:
