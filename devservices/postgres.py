@@ -96,6 +96,13 @@ class PostgresServer:
         result = subprocess.run(initdb, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise ServiceError(f"postgres: {' '.join(initdb)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        self._launch(timeout)
+        self.startup_seconds = time.monotonic() - started
+
+    def _launch(self, timeout: float) -> None:
+        """Run the server on the initialised data folder and wait until it answers."""
+        bindir = pg_bindir()
+        run_as = self._run_as()
         self.process = ManagedProcess(
             "postgres",
             [
@@ -127,7 +134,10 @@ class PostgresServer:
             shutil.chown(self.log_file, run_as, run_as)
         self.process.start()
         self.process.wait_until(self._answers, timeout=timeout)
-        self.startup_seconds = time.monotonic() - started
+
+    def restart(self, timeout: float = 60.0) -> None:
+        """Start the stopped server again: same data, same port (tests of sink outages)."""
+        self._launch(timeout)
 
     def _answers(self) -> bool:
         bindir = pg_bindir()

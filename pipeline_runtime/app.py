@@ -36,6 +36,7 @@ from pipeline_runtime.sinks.base import Sink, TableNaming
 from pipeline_runtime.sinks.clickhouse import ClickHouseSink
 from pipeline_runtime.sinks.deadletter import JsonlDeadLetters
 from pipeline_runtime.sinks.postgres import PostgresSink
+from pipeline_runtime.sinks.retry import Backoff
 from pipeline_runtime.source.connect import connect
 from pipeline_runtime.source.schema.driver import DriverSchemaSource
 from pipeline_runtime.source.schema.registry import SchemaRegistry
@@ -59,6 +60,8 @@ class RuntimeOptions:
     #: Where rows a sink rejects are kept (JSONL, one file per pipeline); default: beside cdc_raw,
     #: on the same persistent volume.
     dead_letter_dir: Path | None = None
+    #: Longest wait between retries of an unavailable sink (seconds).
+    retry_max_delay: float = 30.0
 
     def dead_letter_file(self, pipeline: str) -> Path:
         folder = self.dead_letter_dir or self.cdc_raw.parent / "headrace-dead-letters"
@@ -140,6 +143,7 @@ class Runtime:
                 metrics=self.metrics,
                 dead_letters=JsonlDeadLetters(self.options.dead_letter_file(self.pipeline.name)),
                 batching=BatchPolicy(max_events=batch_size, max_wait=flush),
+                backoff=Backoff(maximum=self.options.retry_max_delay),
             )
             await self.runner.run(stop)
         finally:
@@ -179,7 +183,9 @@ class Runtime:
             return reasons
         for sink in self.runner.sinks:
             health = sink.health()
-            if not health.healthy:
+            if sink.name in self.runner.sink_errors:
+                reasons.append(self.runner.sink_errors[sink.name])
+            elif not health.healthy:
                 reasons.append(f"sink {sink.name} is {health.state}: {health.last_error or 'not open yet'}")
         return reasons
 
@@ -201,7 +207,9 @@ class Runtime:
         for sink in runner.sinks:
             health = sink.health()
             sinks[sink.name] = NodeSinkStatus(
-                healthy=health.healthy, last_commit_time=health.last_commit, rows_written=health.rows_written
+                healthy=health.healthy and sink.name not in runner.sink_errors,
+                last_commit_time=health.last_commit,
+                rows_written=health.rows_written,
             )
         return NodeStatus(
             position=StatusPosition(segment_id=committed.segment_id, offset=committed.offset) if committed else None,

@@ -99,6 +99,8 @@ class Runner:
         self.backoff = backoff
         self.writers = {sink.name: BatchWriter(sink, dead_letters, backoff) for sink in self.sinks}
         self._retries_seen: dict[str, int] = {}
+        #: Sinks that failed their last operation, with why: the runtime is not ready while any is here.
+        self.sink_errors: dict[str, str] = {}
         self.lifecycle = Lifecycle()
         self.progress = Progress()
         self._tables_ready: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
@@ -262,6 +264,7 @@ class Runner:
                 if not exc.retryable:
                     raise
                 self.progress.last_error = f"sink {sink.name}: {what} failed: {exc}"
+                self.sink_errors[sink.name] = self.progress.last_error
                 if self.lifecycle.state is RuntimeState.RUNNING:
                     self.lifecycle.move(RuntimeState.STALLED, self.progress.last_error)
                 log.warning(
@@ -272,7 +275,8 @@ class Runner:
                 continue
             finally:
                 self._sync_write_retries(sink)
-            if self.lifecycle.state is RuntimeState.STALLED:
+            self.sink_errors.pop(sink.name, None)
+            if self.lifecycle.state is RuntimeState.STALLED and not self.sink_errors:
                 self.lifecycle.move(RuntimeState.RUNNING)
             return result
 

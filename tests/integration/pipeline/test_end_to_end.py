@@ -11,6 +11,8 @@ import asyncio
 import hashlib
 import hmac
 import json
+import shutil
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -25,6 +27,7 @@ import pytest
 import yaml
 
 from devservices.cassandra import CassandraNode
+from devservices.postgres import running_postgres
 from pipeline_runtime.app import Runtime, RuntimeOptions
 from pipeline_runtime.config.loader import load_pipeline
 
@@ -309,3 +312,66 @@ async def test_restart_resumes_from_the_committed_position_without_loss(
 
     rows = await pg_rows(postgres_dsn, f"SELECT id, body FROM {keyspace}.events ORDER BY id")
     assert [(r["id"], r["body"]) for r in rows] == [(i, f"body {i}") for i in range(200)]
+
+
+async def test_a_sink_outage_stalls_keeps_the_backlog_and_loses_nothing(
+    cassandra_v7: CassandraNode, chdb_dsn: str, tmp_path: Path
+) -> None:
+    """PostgreSQL goes away mid-stream: the runtime stalls, says why, keeps segments, and catches up."""
+    keyspace = f"e2e_{uuid.uuid4().hex[:8]}"
+    session = cassandra_v7.session()
+    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {REPLICATION}")
+    session.execute(f"CREATE TABLE {keyspace}.events (id int PRIMARY KEY, body text) WITH cdc = true")
+    insert = session.prepare(f"INSERT INTO {keyspace}.events (id, body) VALUES (?, ?)")
+    pg_dir = Path(tempfile.mkdtemp(prefix="headrace-pg-"))
+    with running_postgres(pg_dir) as server:
+        dsn = server.create_database("outage")
+        pipeline = load_pipeline(write_config(tmp_path, keyspace, cassandra_v7, dsn, chdb_dsn))
+        options = RuntimeOptions(
+            node="node-0",
+            cdc_raw=cassandra_v7.cdc_raw_dir,
+            secrets_dir=tmp_path / "secrets",
+            http_host="127.0.0.1",
+            http_port=0,
+            dead_letter_dir=tmp_path / "dead",
+            retry_max_delay=0.5,
+        )
+        runtime = Runtime(pipeline, options)
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.run(stop))
+
+        async def rows() -> int:
+            found = await pg_rows(dsn, f"SELECT count(*) AS n FROM {keyspace}.events")
+            return int(found[0]["n"]) if found else 0
+
+        async def has(n: int) -> Any:
+            got = await rows()
+            return True if got == n else got
+
+        try:
+            for i in range(50):
+                session.execute(insert, (i, f"body {i}"))
+            await wait_until(lambda: has(50), what="the first 50 rows")
+
+            server.stop()
+            for i in range(50, 100):
+                session.execute(insert, (i, f"body {i}"))
+
+            async def stalled() -> Any:
+                reasons = runtime.readiness()
+                return True if any("sink pg" in r for r in reasons) else reasons
+
+            await wait_until(stalled, what="/readyz to name the unreachable sink")
+            assert runtime.runner is not None
+            assert "sink pg" in (runtime.runner.progress.last_error or "")
+            assert runtime.node_status().cdc_raw_bytes > 0  # the backlog is kept, not deleted
+
+            server.restart()
+            await wait_until(lambda: has(100), what="all 100 rows after the outage")
+            await wait_until(
+                lambda: asyncio.sleep(0, result=runtime.readiness() == [] or runtime.readiness()), what="ready again"
+            )
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+    shutil.rmtree(pg_dir, ignore_errors=True)
