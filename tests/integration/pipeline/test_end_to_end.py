@@ -107,27 +107,41 @@ def write_config(tmp: Path, keyspace: str, node: CassandraNode, postgres_dsn: st
     return path
 
 
+def new_keyspace(node: CassandraNode, *tables: str) -> str:
+    """A fresh keyspace with ``tables`` (CQL column lists after the table name, ``{ks}`` expanded)."""
+    keyspace = f"e2e_{uuid.uuid4().hex[:8]}"
+    session = node.session()
+    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {REPLICATION}")
+    for table in tables:
+        session.execute(f"CREATE TABLE {keyspace}.{table}")
+    return keyspace
+
+
+def local_options(node: CassandraNode, tmp: Path, **overrides: Any) -> RuntimeOptions:
+    """Runtime options for a test: the node's cdc_raw, secrets and dead letters under ``tmp``, any free port."""
+    settings: dict[str, Any] = {
+        "node": "node-0",
+        "cdc_raw": node.cdc_raw_dir,
+        "secrets_dir": tmp / "secrets",
+        "http_host": "127.0.0.1",
+        "http_port": 0,
+        "dead_letter_dir": tmp / "dead",
+        **overrides,
+    }
+    return RuntimeOptions(**settings)
+
+
 @pytest.fixture
 async def running(cassandra: CassandraNode, postgres_dsn: str, chdb_dsn: str, tmp_path: Path) -> AsyncIterator[Running]:
-    keyspace = f"e2e_{uuid.uuid4().hex[:8]}"
-    session = cassandra.session()
-    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {REPLICATION}")
-    session.execute(
-        f"CREATE TABLE {keyspace}.orders (customer text, order_id int, item text, qty int, tags set<text>, "
-        "note text, customer_name text static, PRIMARY KEY (customer, order_id)) WITH cdc = true"
+    keyspace = new_keyspace(
+        cassandra,
+        "orders (customer text, order_id int, item text, qty int, tags set<text>, note text, "
+        "customer_name text static, PRIMARY KEY (customer, order_id)) WITH cdc = true",
+        "customers (id int PRIMARY KEY, email text, score bigint) WITH cdc = true",
+        "ignored (id int PRIMARY KEY, v text)",  # no CDC: never replicated
     )
-    session.execute(f"CREATE TABLE {keyspace}.customers (id int PRIMARY KEY, email text, score bigint) WITH cdc = true")
-    session.execute(f"CREATE TABLE {keyspace}.ignored (id int PRIMARY KEY, v text)")  # no CDC: never replicated
     pipeline = load_pipeline(write_config(tmp_path, keyspace, cassandra, postgres_dsn, chdb_dsn))
-    options = RuntimeOptions(
-        node="node-0",
-        cdc_raw=cassandra.cdc_raw_dir,
-        secrets_dir=tmp_path / "secrets",
-        http_host="127.0.0.1",
-        http_port=0,
-        dead_letter_dir=tmp_path / "dead",
-    )
-    runtime = Runtime(pipeline, options)
+    runtime = Runtime(pipeline, local_options(cassandra, tmp_path))
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
     try:
@@ -267,19 +281,10 @@ async def test_workload_converges_in_both_sinks_with_masking(
 async def test_restart_resumes_from_the_committed_position_without_loss(
     cassandra: CassandraNode, postgres_dsn: str, chdb_dsn: str, tmp_path: Path
 ) -> None:
-    keyspace = f"e2e_{uuid.uuid4().hex[:8]}"
+    keyspace = new_keyspace(cassandra, "events (id int PRIMARY KEY, body text) WITH cdc = true")
     session = cassandra.session()
-    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {REPLICATION}")
-    session.execute(f"CREATE TABLE {keyspace}.events (id int PRIMARY KEY, body text) WITH cdc = true")
     pipeline = load_pipeline(write_config(tmp_path, keyspace, cassandra, postgres_dsn, chdb_dsn))
-    options = RuntimeOptions(
-        node="node-0",
-        cdc_raw=cassandra.cdc_raw_dir,
-        secrets_dir=tmp_path / "secrets",
-        http_host="127.0.0.1",
-        http_port=0,
-        dead_letter_dir=tmp_path / "dead",
-    )
+    options = local_options(cassandra, tmp_path)
     insert = session.prepare(f"INSERT INTO {keyspace}.events (id, body) VALUES (?, ?)")
 
     async def count() -> int:
@@ -318,25 +323,14 @@ async def test_a_sink_outage_stalls_keeps_the_backlog_and_loses_nothing(
     cassandra_v7: CassandraNode, chdb_dsn: str, tmp_path: Path
 ) -> None:
     """PostgreSQL goes away mid-stream: the runtime stalls, says why, keeps segments, and catches up."""
-    keyspace = f"e2e_{uuid.uuid4().hex[:8]}"
+    keyspace = new_keyspace(cassandra_v7, "events (id int PRIMARY KEY, body text) WITH cdc = true")
     session = cassandra_v7.session()
-    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {REPLICATION}")
-    session.execute(f"CREATE TABLE {keyspace}.events (id int PRIMARY KEY, body text) WITH cdc = true")
     insert = session.prepare(f"INSERT INTO {keyspace}.events (id, body) VALUES (?, ?)")
     pg_dir = Path(tempfile.mkdtemp(prefix="headrace-pg-"))
     with running_postgres(pg_dir) as server:
         dsn = server.create_database("outage")
         pipeline = load_pipeline(write_config(tmp_path, keyspace, cassandra_v7, dsn, chdb_dsn))
-        options = RuntimeOptions(
-            node="node-0",
-            cdc_raw=cassandra_v7.cdc_raw_dir,
-            secrets_dir=tmp_path / "secrets",
-            http_host="127.0.0.1",
-            http_port=0,
-            dead_letter_dir=tmp_path / "dead",
-            retry_max_delay=0.5,
-        )
-        runtime = Runtime(pipeline, options)
+        runtime = Runtime(pipeline, local_options(cassandra_v7, tmp_path, retry_max_delay=0.5))
         stop = asyncio.Event()
         task = asyncio.create_task(runtime.run(stop))
 
