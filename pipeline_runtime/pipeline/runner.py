@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import trace
 
-from pipeline_runtime.errors import HeadraceError, SinkError
+from pipeline_runtime.errors import HeadraceError, SinkError, SourceError
 from pipeline_runtime.events import ChangeEvent, Position
 from pipeline_runtime.observability.metrics import Metrics
 from pipeline_runtime.pipeline.cleanup import consumed, delete_segments
@@ -169,25 +169,32 @@ class Runner:
         pending: list[ChangeEvent] = []
         pending_position: Position | None = None
         dirty_since: float | None = None  # when the first uncommitted event or position move arrived
-        async for chunk in self.source.read(start):
-            now = time.monotonic()
-            for event in chunk.events:
-                self.metrics.events_decoded.labels(**self._labels, table=event.qualified_table, op=event.op).inc()
-                selected = self.transform.event(event)
-                if selected is None:
+        try:
+            async for chunk in self.source.read(start):
+                now = time.monotonic()
+                for event in chunk.events:
+                    self.metrics.events_decoded.labels(**self._labels, table=event.qualified_table, op=event.op).inc()
+                    selected = self.transform.event(event)
+                    if selected is None:
+                        continue
+                    pending.append(selected)
+                    stamp = selected.max_timestamp
+                    if self.progress.oldest_pending_writetime is None or stamp < self.progress.oldest_pending_writetime:
+                        self.progress.oldest_pending_writetime = stamp
+                if chunk.position is not None and chunk.position != self.progress.committed:
+                    pending_position = chunk.position
+                    dirty_since = now if dirty_since is None else dirty_since
+                if pending_position is None or dirty_since is None:
                     continue
-                pending.append(selected)
-                stamp = selected.max_timestamp
-                if self.progress.oldest_pending_writetime is None or stamp < self.progress.oldest_pending_writetime:
-                    self.progress.oldest_pending_writetime = stamp
-            if chunk.position is not None and chunk.position != self.progress.committed:
-                pending_position = chunk.position
-                dirty_since = now if dirty_since is None else dirty_since
-            if pending_position is None or dirty_since is None:
-                continue
-            if len(pending) >= self.batching.max_events or now - dirty_since >= self.batching.max_wait:
+                if len(pending) >= self.batching.max_events or now - dirty_since >= self.batching.max_wait:
+                    await self._commit(pending, pending_position)
+                    pending, pending_position, dirty_since = [], None, None
+        except SourceError as exc:
+            # Everything read before the damage is valid: deliver it, then stop at the damage.
+            self.metrics.decode_errors.labels(**self._labels, kind=type(exc).__name__).inc()
+            if pending_position is not None:
                 await self._commit(pending, pending_position)
-                pending, pending_position, dirty_since = [], None, None
+            raise
 
     async def _commit(self, events: list[ChangeEvent], position: Position) -> None:
         with tracer.start_as_current_span("headrace.batch") as span:

@@ -25,7 +25,10 @@ from pipeline_runtime.pipeline.runner import BatchPolicy, Runner
 from pipeline_runtime.sinks.base import Batch, SinkHealth, SinkState
 from pipeline_runtime.sinks.deadletter import JsonlDeadLetters
 from pipeline_runtime.sinks.retry import Backoff
-from pipeline_runtime.source.tailer import SegmentInfo, SourceBatch
+from pipeline_runtime.source.commitlog.segment import SegmentReader
+from pipeline_runtime.source.errors import SegmentCorruptError
+from pipeline_runtime.source.tailer import CdcRawSource, SegmentInfo, TailerSettings
+from tests.unit.source.fixture_data import SourceBatch, copy_recording, registry
 
 SCHEMA = TableSchema(
     "ks",
@@ -238,3 +241,56 @@ def test_lifecycle_rejects_illegal_moves() -> None:
     life.move(RuntimeState.STOPPED)
     with pytest.raises(RuntimeError, match="cannot go from stopped to running"):
         life.move(RuntimeState.RUNNING)
+
+
+async def test_a_damaged_segment_stops_the_runner_after_the_good_entries_and_keeps_the_file(tmp_path: Path) -> None:
+    """A flipped byte in entry 140 of a recorded v7 segment: what came before reaches the sink, nothing after."""
+
+    class EveryEvent:
+        def table(self, schema: TableSchema) -> TableSchema | None:
+            return schema
+
+        def event(self, event: ChangeEvent) -> ChangeEvent | None:
+            return event
+
+    class CollectingSink(MemorySink):
+        def __init__(self) -> None:
+            super().__init__("collect")
+            self.events: list[ChangeEvent] = []
+
+        async def write(self, batch: Batch) -> None:
+            self.events.extend(batch.events)
+            assert batch.checkpoint is not None
+            self.checkpoint = batch.checkpoint.position
+
+    cdc_raw = copy_recording("v7", tmp_path / "cdc_raw")
+    (segment,) = cdc_raw.glob("CommitLog-*.log")
+    entries = [(e.start, e.end) for e in SegmentReader(segment).read()]
+    damaged_start, _ = entries[140]  # the fx keyspace's writes are entries 129-154
+    data = bytearray(segment.read_bytes())
+    data[damaged_start + 20] ^= 0xFF
+    segment.write_bytes(bytes(data))
+
+    source = CdcRawSource(cdc_raw, "node-1", registry("v7"), TailerSettings(max_entries=7, poll_interval=0.01))
+    sink = CollectingSink()
+    r = Runner(
+        pipeline="p",
+        node="node-1",
+        source=source,
+        transform=EveryEvent(),
+        sinks=[sink],
+        metrics=create_metrics(),
+        dead_letters=JsonlDeadLetters(tmp_path / "dead.jsonl"),
+        batching=BatchPolicy(max_events=5, max_wait=0.01),
+        backoff=Backoff(initial=0.001, maximum=0.01, attempts=2),
+    )
+    with pytest.raises(SegmentCorruptError) as caught:
+        await asyncio.wait_for(r.run(asyncio.Event()), 30)
+    assert caught.value.offset == damaged_start
+    assert r.lifecycle.state is RuntimeState.FAILED
+    assert sink.checkpoint == Position(int(segment.name.split("-")[2].split(".")[0]), entries[139][1])
+    delivered = {e.source.position.offset for e in sink.events}
+    assert delivered <= {end for _, end in entries[:140]}
+    assert len(delivered) >= 8  # entries 129-139 hold fx writes
+    assert segment.exists()  # never deleted: it was not consumed
+    assert r.metrics.decode_errors.labels(pipeline="p", node="node-1", kind="SegmentCorruptError")._value.get() == 1
