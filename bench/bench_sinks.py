@@ -21,7 +21,7 @@ from typing import Any
 from devservices.postgres import running_postgres
 from pipeline_runtime.cql.schema import Column, ColumnKind, TableSchema
 from pipeline_runtime.cql.types import parse_type
-from pipeline_runtime.events import Cell, ChangeEvent, Liveness, Op, Position, SourcePosition
+from pipeline_runtime.events import Cell, ChangeEvent, ColumnChange, Liveness, Op, Position, SourcePosition
 from pipeline_runtime.sinks.base import Batch, Checkpoint, Sink, TableNaming
 from pipeline_runtime.sinks.clickhouse import ClickHouseSink
 from pipeline_runtime.sinks.postgres import PostgresSink
@@ -57,7 +57,7 @@ def events(count: int, start: int, ts: int) -> list[ChangeEvent]:
     created = dt.datetime(2024, 1, 1)
     out = []
     for i in range(start, start + count):
-        cells = {
+        cells: dict[str, ColumnChange] = {
             "name": Cell(f"name-{i}", ts),
             "score": Cell(i % 1000, ts),
             "amount": Cell(Decimal(i) / 100, ts),
@@ -68,7 +68,7 @@ def events(count: int, start: int, ts: int) -> list[ChangeEvent]:
             "note": Cell("x" * 20, ts),
             "count": Cell(i * 3, ts),
         }
-        source = SourcePosition("bench", Position(1, i))
+        source = SourcePosition("bench", Position(ts, i))
         out.append(ChangeEvent(Op.UPSERT, "bench", "events", {"id": i}, source, {}, cells, Liveness(ts)))
     return out
 

@@ -49,11 +49,19 @@ from pipeline_runtime.sinks.changes import (
 )
 from pipeline_runtime.sinks.clickhouse.ddl import ensure_tables
 from pipeline_runtime.sinks.clickhouse.errors import boundary
+from pipeline_runtime.sinks.clickhouse.flat import FlatRows, nonempty_columns
 from pipeline_runtime.sinks.clickhouse.sql import TableSql, key_parameters
 from pipeline_runtime.sinks.clickhouse.typemap import ch_encoder, from_ch, is_array, normalise
 from pipeline_runtime.sinks.values import dumps
 
 CHECKPOINTS = "headrace.checkpoints"
+CHECKPOINT_COLUMNS = [
+    ("pipeline", "String"),
+    ("node", "String"),
+    ("segment_id", "Int64"),
+    ("offset", "Int64"),
+    ("version", "UInt128"),
+]
 Hook = Callable[[], Awaitable[None]]
 
 
@@ -61,6 +69,7 @@ Hook = Callable[[], Awaitable[None]]
 class _Table:
     sql: TableSql
     shaper: Shaper
+    flat: FlatRows
 
 
 class ClickHouseSink:
@@ -119,7 +128,7 @@ class ClickHouseSink:
         sql = TableSql(Layout(schema), naming.namespace(schema.keyspace), naming.table(schema.keyspace, schema.name))
         async with self._lock, boundary(self.name):
             await asyncio.to_thread(ensure_tables, self.client, sql)
-        self._tables[schema.qualified_name] = _Table(sql, Shaper(schema, ch_encoder))
+        self._tables[schema.qualified_name] = _Table(sql, Shaper(schema, ch_encoder), FlatRows(sql.layout))
 
     # -- writing ---------------------------------------------------------
 
@@ -131,14 +140,48 @@ class ClickHouseSink:
             table = self._tables.get(qualified)
             if table is None:
                 raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")
+            token = _token(self.name, qualified, events)
             async with boundary(self.name):  # encoding errors become RowRejectedError here
+                deltas = table.flat.shape(events)
+            if deltas is not None and not await self._has_tombstones(table.sql):
+                await self._write_flat(table, deltas, token)
+                continue
+            async with boundary(self.name):
                 rows, tombstones = coalesce(table.shaper.shape(e) for e in events)
-            await self._write_table(table, rows, tombstones, _token(self.name, qualified, events))
+            await self._write_table(table, rows, tombstones, token)
         if self.before_checkpoint is not None:
             await self.before_checkpoint()
         if batch.checkpoint is not None:
             await self._store_checkpoint(batch.checkpoint)
         self._health.committed(len(batch.events))
+
+    async def _write_flat(self, table: _Table, deltas: dict[tuple[Any, ...], list[Any]], token: str) -> None:
+        """The fast path (``flat.py``): plain upserts into a table without stored range or partition deletions.
+
+        Same reads and writes as the general path (one keyed read of the
+        stored states, one insert of the changed whole rows, same token),
+        minus the per-cell objects; the insert is column-oriented and leaves
+        out columns that are NULL in every row.
+        """
+        sql = table.sql
+        stored: dict[tuple[Any, ...], list[Any]] = {}
+        if deltas:
+            key_columns = sql.layout.schema.primary_key
+            formats = {c.name: "bytes" for c in sql.layout.schema.columns if c.type.kind is Kind.BLOB}
+            parameters = key_parameters(list(deltas), len(key_columns))
+            result = await self._call(
+                self.client.query, sql.latest_flat(), parameters=parameters, column_formats=formats
+            )
+            if result.row_count:
+                stored = table.flat.stored(result.result_columns)
+        rows = table.flat.merge(deltas, stored)
+        if rows:
+            columns, data = nonempty_columns(rows, sql.state_columns)
+            await self._insert(sql.state, columns, data, token + ":rows", column_oriented=True)
+
+    async def _has_tombstones(self, sql: TableSql) -> bool:
+        result = await self._call(self.client.query, sql.has_tombstones())
+        return bool(result.result_rows[0][0])
 
     async def _write_table(self, table: _Table, rows: list[RowDelta], tombstones: list[Tombstone], token: str) -> None:
         sql, layout = table.sql, table.sql.layout
@@ -213,7 +256,7 @@ class ClickHouseSink:
         if not keys:
             return []
         # Most tables never see a range or partition delete: one cheap count avoids the keyed read.
-        if not (await self._call(self.client.query, sql.has_tombstones())).result_rows[0][0]:
+        if not await self._has_tombstones(sql):
             return []
         parameters = key_parameters(keys, len(sql.layout.partition_names))
         result = await self._call(self.client.query, sql.tombstones_of(), parameters=parameters)
@@ -223,14 +266,19 @@ class ClickHouseSink:
             for row in result.result_rows
         ]
 
-    async def _insert(self, table: str, columns: list[tuple[str, str]], rows: list[Any], token: str) -> None:
-        if not rows:
+    async def _insert(
+        self, table: str, columns: list[tuple[str, str]], data: list[Any], token: str, *, column_oriented: bool = False
+    ) -> None:
+        """Insert rows (or columns); the types are given, so clickhouse-connect skips its DESCRIBE round trip."""
+        if not data:
             return
         await self._call(
             self.client.insert,
             table,
-            rows,
+            data,
             column_names=[n for n, _ in columns],
+            column_type_names=[t for _, t in columns],
+            column_oriented=column_oriented,
             settings={"insert_deduplication_token": token},
         )
 
@@ -242,7 +290,7 @@ class ClickHouseSink:
         row = [checkpoint.pipeline, checkpoint.node, position.segment_id, position.offset, version]
         await self._insert(
             CHECKPOINTS,
-            [("pipeline", ""), ("node", ""), ("segment_id", ""), ("offset", ""), ("version", "")],
+            CHECKPOINT_COLUMNS,
             [row],
             f"checkpoint:{checkpoint.pipeline}:{checkpoint.node}:{position}",
         )

@@ -26,6 +26,7 @@ from typing import Any
 from pipeline_runtime.cql.schema import Column
 from pipeline_runtime.cql.types import Kind
 from pipeline_runtime.sinks.changes import Layout
+from pipeline_runtime.sinks.clickhouse.flat import read_columns
 from pipeline_runtime.sinks.clickhouse.typemap import ch_type, is_array, nullable
 from pipeline_runtime.sinks.values import TEXT_KINDS
 
@@ -125,6 +126,16 @@ class TableSql:
         """The newest state per key, deleted ones included (a tombstone must stay known)."""
         keys = ", ".join(ident(c.name) for c in key_columns)
         return f"SELECT * FROM {target} WHERE {key_filter(key_columns)} ORDER BY _version DESC LIMIT 1 BY {keys}"
+
+    def latest_flat(self) -> str:
+        """``latest`` of the row table with only the columns ``flat.FlatRows`` merges, in its order."""
+        columns = ", ".join(ident(n) for n in read_columns(self.layout))
+        key_columns = self.layout.schema.primary_key
+        keys = ", ".join(ident(c.name) for c in key_columns)
+        return (
+            f"SELECT {columns} FROM {self.state} WHERE {key_filter(key_columns)} "
+            f"ORDER BY _version DESC LIMIT 1 BY {keys}"
+        )
 
     def partition_rows(self) -> str:
         keys = ", ".join(ident(n) for n in self.layout.key_names)

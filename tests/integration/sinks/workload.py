@@ -57,6 +57,23 @@ def contract_schema(table: str = "t") -> TableSchema:
     )
 
 
+def plain_schema(table: str = "plain") -> TableSchema:
+    """A table the sinks' fast paths take: no static and no multi-cell columns."""
+    return TableSchema(
+        "ks",
+        table,
+        uuid.uuid5(uuid.NAMESPACE_DNS, table),
+        (
+            column("pk", "text", ColumnKind.PARTITION_KEY, 0),
+            column("ck", "int", ColumnKind.CLUSTERING, 0),
+            column("ck2", "text", ColumnKind.CLUSTERING, 1, rev=True),
+            column("a", "int"),
+            column("b", "text"),
+            column("d", "decimal"),
+        ),
+    )
+
+
 class Workload:
     """Generates events with unique, shuffled writetimes; TTLs are far past or far future."""
 
@@ -67,6 +84,8 @@ class Workload:
         self.now = int(time.time())
         self.offset = 0
         self.clock = 1_700_000_000_000_000
+        #: How many partitions keys are drawn from; more means fewer repeats of a row in one batch.
+        self.partitions = 3
 
     def _ts(self) -> int:
         # Distinct writetimes, not in generation order: arrival order must not matter.
@@ -86,13 +105,17 @@ class Workload:
         return None, None
 
     def _key(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        pk = {"pk": f"p{self.rng.randrange(3)}"}
+        pk = {"pk": f"p{self.rng.randrange(self.partitions)}"}
         ck = {"ck": self.rng.randrange(4), "ck2": self.rng.choice(["a", "b", "c"])}
         return pk, ck
 
-    def events(self, count: int) -> list[ChangeEvent]:
-        ops = [self._upsert] * 6 + [self._collection] * 3 + [self._static] * 2
-        ops += [self._delete_row, self._delete_range, self._delete_partition, self._null_cell]
+    def events(self, count: int, *, plain: bool = False) -> list[ChangeEvent]:
+        """Random events; ``plain`` ones fit ``plain_schema`` and are mostly upserts (the sinks' fast paths)."""
+        if plain:
+            ops = [self._upsert] * 60 + [self._null_cell] * 8 + [self._delete_row]
+        else:
+            ops = [self._upsert] * 6 + [self._collection] * 3 + [self._static] * 2
+            ops += [self._delete_row, self._delete_range, self._delete_partition, self._null_cell]
         out = []
         for _ in range(count):
             out.append(self.rng.choice(ops)())
