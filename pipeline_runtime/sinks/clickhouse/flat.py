@@ -28,6 +28,22 @@ from pipeline_runtime.sinks.clickhouse.typemap import ch_encoder, from_ch, is_ar
 FlatRow = list[Any]
 Key = tuple[Any, ...]
 
+#: Kinds whose encoder (``typemap._ENCODERS``) returns a value of exactly this type unchanged.
+_NATIVE: dict[Kind, type] = {
+    Kind.ASCII: str,
+    Kind.TEXT: str,
+    Kind.INET: str,
+    Kind.BIGINT: int,
+    Kind.COUNTER: int,
+    Kind.INT: int,
+    Kind.SMALLINT: int,
+    Kind.TINYINT: int,
+    Kind.FLOAT: float,
+    Kind.DOUBLE: float,
+    Kind.BOOLEAN: bool,
+}
+
+# changes._tie's parts: below one writetime step, (tombstone, has expiry, expiry).
 _TOMBSTONE_TIE = 1 << 34
 _EXPIRY_TIE = 1 << 33
 _EXPIRY_CAP = (1 << 33) - 1
@@ -44,10 +60,12 @@ class FlatRows:
         self._keys = len(schema.primary_key)
         self._partition = [(c.name, ch_encoder(c.type)) for c in schema.partition_key]
         self._clustering = [(c.name, ch_encoder(c.type)) for c in layout.clustering]
-        #: name -> (slot of the value, encoder); columns the sink does not store are absent.
-        self._slots: dict[str, tuple[int, Callable[[Any], Any]]] = {}
+        #: name -> (slot of the value, encoder, the type the encoder returns unchanged or None);
+        #: columns the sink does not store are absent.
+        self._slots: dict[str, tuple[int, Callable[[Any], Any], type | None]] = {}
         for index, column in enumerate(layout.regulars):
-            self._slots[column.name] = (self._keys + 3 * index, ch_encoder(column.type))
+            native = _NATIVE.get(column.type.kind)
+            self._slots[column.name] = (self._keys + 3 * index, ch_encoder(column.type), native)
         self._cells = [self._keys + 3 * i for i in range(len(layout.regulars))]
         self._arrays = [self._keys + 3 * i for i, c in enumerate(layout.regulars) if is_array(c.type)]
         self._width = self._keys + 3 * len(layout.regulars) + 3
@@ -93,13 +111,14 @@ class FlatRows:
                     continue  # a key, counter or dropped column: not stored, as in the general path
                 if type(change) is not Cell:
                     return None
-                index, encode = slot
+                index, encode, native = slot
                 value = change.value
                 if change.deleted or value is None:
                     row[index] = None
                     row[index + 2] = None
                 else:
-                    row[index] = encode(value)
+                    # str(s), int(i), float(f), bool(b) are the values themselves: skip the call.
+                    row[index] = value if type(value) is native else encode(value)
                     row[index + 2] = change.local_deletion_time if change.ttl is not None else None
                 row[index + 1] = change.timestamp
             liveness = event.liveness
@@ -129,7 +148,7 @@ class FlatRows:
         for key, delta in deltas.items():
             state = stored.get(key)
             if state is None:
-                out.append(self._finish(delta))
+                out.append(self._finish(delta, self._version(delta)))
                 continue
             before = self._version(state)
             for index in cells:
@@ -138,7 +157,9 @@ class FlatRows:
                     continue
                 old_ts = state[index + 1]
                 if old_ts is None or ts > old_ts or (ts == old_ts and _tie_wins(delta, state, index)):
-                    state[index : index + 3] = delta[index : index + 3]
+                    state[index] = delta[index]
+                    state[index + 1] = ts
+                    state[index + 2] = delta[index + 2]
             live = delta[-3]
             if live is not None:
                 old_live = state[-3]
@@ -149,27 +170,33 @@ class FlatRows:
                 ):
                     state[-3], state[-2] = live, delta[-2]
             state[-1] = max(state[-1], delta[-1])
-            finished = self._finish(state)
-            if finished[-2] != before:
-                out.append(finished)
+            version = self._version(state)
+            if version != before:
+                out.append(self._finish(state, version))
         return out
 
     def _version(self, row: FlatRow) -> int:
-        """``RowDelta.version`` of the state this flat row holds."""
+        """``RowDelta.version`` of the state this flat row holds (``changes._tie`` inlined)."""
         deleted, live, live_exp = row[-1], row[-3], row[-2]
-        times: int = max(deleted, 0)
+        times: int = deleted if deleted > 0 else 0
         ties = 0
         if live is not None:
-            times += max(live, 0)
-            ties += _tie(False, live_exp)
+            times += live if live > 0 else 0
+            if live_exp is not None:
+                ties += _EXPIRY_TIE + (live_exp if live_exp < _EXPIRY_CAP else _EXPIRY_CAP)
         for index in self._cells:
             ts = row[index + 1]
             if ts is not None:
-                times += max(ts, 0)
-                ties += _tie(row[index] is None, row[index + 2])
+                if ts > 0:
+                    times += ts
+                if row[index] is None:
+                    ties += _TOMBSTONE_TIE
+                exp = row[index + 2]
+                if exp is not None:
+                    ties += _EXPIRY_TIE + (exp if exp < _EXPIRY_CAP else _EXPIRY_CAP)
         return (times << 80) + ties
 
-    def _finish(self, row: FlatRow) -> FlatRow:
+    def _finish(self, row: FlatRow, version: int) -> FlatRow:
         """Append ``_version`` and ``is_deleted``; a null numeric vector is stored as ``[]``."""
         deleted = row[-1]
         live = row[-3]
@@ -180,21 +207,12 @@ class FlatRows:
                 if ts is not None and row[index] is not None and ts > deleted:
                     alive = True
                     break
-        version = self._version(row)
         for index in self._arrays:
             if row[index] is None:
                 row[index] = []
         row.append(version)
         row.append(0 if alive else 1)
         return row
-
-
-def _tie(tombstone: bool, exp: int | None) -> int:
-    # changes._tie, inlined: below one writetime step, (tombstone, has expiry, expiry).
-    out = _TOMBSTONE_TIE if tombstone else 0
-    if exp is not None:
-        out += _EXPIRY_TIE + min(exp, _EXPIRY_CAP)
-    return out
 
 
 def _expiry_rank(exp: int | None) -> tuple[bool, int]:
