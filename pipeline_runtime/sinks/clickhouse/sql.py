@@ -19,6 +19,7 @@ Storage per table ``t`` in the target database (see docs/sinks.md):
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -252,7 +253,28 @@ def key_filter(columns: tuple[Column, ...]) -> str:
     return f"({names}) IN (SELECT {picks} FROM (SELECT arrayJoin(arrayZip({', '.join(arrays)})) AS x))"
 
 
-def key_parameters(keys: list[tuple[Any, ...]], width: int) -> dict[str, list[Any]]:
-    """The ``k0..kn`` arrays for ``key_filter`` from key tuples."""
+def key_parameters(keys: list[tuple[Any, ...]], width: int) -> dict[str, Any]:
+    """The ``k0..kn`` arrays for ``key_filter`` from key tuples.
+
+    An array of plain integers is handed over as its literal text: clickhouse-connect
+    formats parameters element by element in Python (about 2 µs each, 20 ms for a
+    10,000-row batch), and an integer's text needs no quoting or escaping.
+    """
     columns = list(zip(*keys, strict=True)) if keys else [() for _ in range(width)]
-    return {f"k{i}": list(values) for i, values in enumerate(columns)}
+    return {f"k{i}": _bound_array(values) for i, values in enumerate(columns)}
+
+
+class ArrayLiteral:
+    """A parameter value whose text is already the ClickHouse literal (clickhouse-connect binds it with ``str``)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _bound_array(values: Sequence[Any]) -> Any:
+    if values and all(type(v) is int for v in values):
+        return ArrayLiteral("[" + ",".join(map(str, values)) + "]")
+    return list(values)
