@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from pipeline_runtime.cql.canonical import dumps, to_json
 from pipeline_runtime.cql.schema import Column, TableSchema
 from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.errors import RowRejectedError
@@ -35,7 +36,6 @@ from pipeline_runtime.events import (
     Position,
     SourcePosition,
 )
-from pipeline_runtime.sinks.values import dumps, to_json
 
 Encoder = Callable[[CqlType], Callable[[Any], Any]]
 """Gives, for a CQL type, the function that turns a driver value into the sink's native value.

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_runtime.config.model import MaskRule, MaskStrategy
+from pipeline_runtime.cql.canonical import canonical_text
 from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.errors import ConfigError
 from pipeline_runtime.events import Cell, CollectionChange, ElementCell
-from pipeline_runtime.transforms.canonical import canonical_text
 
 TEXT = CqlType(Kind.TEXT)
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import clickhouse_connect
 
+from pipeline_runtime.cql.canonical import dumps
 from pipeline_runtime.cql.schema import Column, TableSchema
 from pipeline_runtime.cql.types import Kind
 from pipeline_runtime.errors import SinkError
@@ -52,7 +53,6 @@ from pipeline_runtime.sinks.clickhouse.errors import boundary
 from pipeline_runtime.sinks.clickhouse.flat import FlatRows, nonempty_columns
 from pipeline_runtime.sinks.clickhouse.sql import TableSql, key_parameters
 from pipeline_runtime.sinks.clickhouse.typemap import ch_encoder, from_ch, is_array, normalise
-from pipeline_runtime.sinks.values import dumps
 
 CHECKPOINTS = "headrace.checkpoints"
 CHECKPOINT_COLUMNS = [

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from pipeline_runtime.cql.canonical import TEXT_KINDS
 from pipeline_runtime.cql.schema import Column
 from pipeline_runtime.cql.types import Kind
 from pipeline_runtime.sinks.changes import Layout
 from pipeline_runtime.sinks.clickhouse.flat import read_columns
 from pipeline_runtime.sinks.clickhouse.typemap import ch_type, is_array, nullable
-from pipeline_runtime.sinks.values import TEXT_KINDS
 
 NOW = "toInt64(toUnixTimestamp(now()))"
 DEDUP_WINDOW = 10_000

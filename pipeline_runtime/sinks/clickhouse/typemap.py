@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from pipeline_runtime.cql.canonical import dumps, to_json
 from pipeline_runtime.cql.types import CqlType, Kind
-from pipeline_runtime.sinks.values import dumps, to_json
 
 SCALAR_TYPES: Mapping[Kind, str] = {
     Kind.ASCII: "String",

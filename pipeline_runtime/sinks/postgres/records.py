@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pipeline_runtime.cql.canonical import dumps
 from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.events import LIVE_TIMESTAMP, Cell, ChangeEvent, Op
 from pipeline_runtime.sinks.changes import Layout, RowDelta
-from pipeline_runtime.sinks.values import dumps
 
 Record = tuple[Any, ...]
 

@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from pipeline_runtime.cql.canonical import TEXT_KINDS
 from pipeline_runtime.cql.schema import Column
 from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.sinks.changes import Layout
 from pipeline_runtime.sinks.postgres.typemap import pg_type
-from pipeline_runtime.sinks.values import TEXT_KINDS
 
 NOW = "extract(epoch from now())::bigint"
 MIN_TS = "-9223372036854775808"

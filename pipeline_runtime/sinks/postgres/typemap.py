@@ -5,7 +5,7 @@ it). Exactness beats convenience: varint and decimal go to ``numeric``,
 ``time`` to nanoseconds in ``bigint`` (PostgreSQL's time has microseconds),
 and every type without an exact SQL counterpart (collections, tuples, UDTs,
 durations, non-numeric vectors) to ``jsonb`` in the canonical JSON form of
-``sinks.values``.
+``pipeline_runtime.cql.canonical``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from pipeline_runtime.cql.canonical import dumps, to_json
 from pipeline_runtime.cql.types import CqlType, Kind
-from pipeline_runtime.sinks.values import dumps, to_json
 
 SCALAR_TYPES: Mapping[Kind, str] = {
     Kind.ASCII: "text",

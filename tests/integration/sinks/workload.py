@@ -13,6 +13,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from pipeline_runtime.cql.canonical import dumps, loads, to_json
 from pipeline_runtime.cql.schema import Column, ColumnKind, TableSchema
 from pipeline_runtime.cql.types import CqlType, Kind, UserType, parse_type
 from pipeline_runtime.events import (
@@ -27,7 +28,6 @@ from pipeline_runtime.events import (
     Position,
     SourcePosition,
 )
-from pipeline_runtime.sinks.values import dumps, loads, to_json
 
 USER_TYPES = {("ks", "address"): UserType("ks", "address", ("street", "zip"), ("text", "int"))}
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline_runtime.cql.canonical import to_json
 from pipeline_runtime.cql.schema import Column, ColumnKind, TableSchema
 from pipeline_runtime.cql.types import parse_type
 from pipeline_runtime.events import (
@@ -23,7 +24,6 @@ from pipeline_runtime.events import (
     SourcePosition,
 )
 from pipeline_runtime.sinks.changes import RowDelta, Shaper, SimpleCell, Tombstone, coalesce, covers
-from pipeline_runtime.sinks.values import to_json
 
 SCHEMA = TableSchema(
     "ks",

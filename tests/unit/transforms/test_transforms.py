@@ -15,6 +15,7 @@ from pipeline_runtime.config.model import (
     TransformSpec,
     ValidationPolicy,
 )
+from pipeline_runtime.cql.canonical import canonical_text, dumps, to_json
 from pipeline_runtime.cql.schema import Column, ColumnKind, TableSchema
 from pipeline_runtime.cql.types import Kind, parse_type
 from pipeline_runtime.errors import ConfigError
@@ -29,9 +30,7 @@ from pipeline_runtime.events import (
     Position,
     SourcePosition,
 )
-from pipeline_runtime.sinks.values import dumps, to_json
 from pipeline_runtime.transforms import Transformer, looks_personal, read_hash_key
-from pipeline_runtime.transforms.canonical import canonical_text
 
 KEY = b"0123456789abcdef0123456789abcdef"
 SRC = SourcePosition("n", Position(1, 1))
@@ -155,13 +154,15 @@ def test_hash_key_from_env_or_file(tmp_path: object, monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.parametrize(
-    ("cql", "value"),
+    ("cql", "value", "text"),
     [
-        ("set<int>", {10, 9, 1}),
-        ("map<int, text>", {2: "b", 10: "a"}),
-        ("decimal", __import__("decimal").Decimal("1.10")),
+        ("set<int>", {10, 9, 1}, "[1,10,9]"),  # ordered by each element's text, as in every sink
+        ("map<int, text>", {2: "b", 10: "a"}, '[[10,"a"],[2,"b"]]'),
+        ("map<text, int>", {"b": 1, "a": 2}, '{"a":2,"b":1}'),
+        ("decimal", __import__("decimal").Decimal("1.10"), "1.10"),  # exact digits, never through float
     ],
 )
-def test_canonical_text_matches_the_sinks(cql: str, value: object) -> None:
+def test_canonical_text_is_the_sinks_canonical_json(cql: str, value: object, text: str) -> None:
     cql_type = parse_type(cql)
-    assert canonical_text(value, cql_type) == dumps(to_json(value, cql_type))
+    assert canonical_text(value, cql_type) == text
+    assert dumps(to_json(value, cql_type)) == text

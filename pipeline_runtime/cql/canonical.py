@@ -1,4 +1,4 @@
-"""Canonical JSON form of CQL values, shared by every sink.
+"""Canonical JSON form of CQL values, shared by every sink and by hash masking.
 
 Collections, tuples, UDTs and durations have no exact counterpart in SQL
 types, so every sink stores them as the same canonical JSON text. One encoder
@@ -65,6 +65,12 @@ def to_json(value: Any, cql_type: CqlType) -> JsonValue:
             for name, t in zip(cql_type.field_names, cql_type.args, strict=True)
         }
     return _fallback(value)
+
+
+def canonical_text(value: Any, cql_type: CqlType) -> str:
+    """The canonical text of a driver value: what ``hash`` masking feeds to HMAC, so the same
+    Cassandra value hashes the same whatever Python type the driver used and in every sink."""
+    return dumps(to_json(value, cql_type))
 
 
 def dumps(value: JsonValue) -> str:
