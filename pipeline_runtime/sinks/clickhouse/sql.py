@@ -27,9 +27,9 @@ from typing import Any
 from pipeline_runtime.cql.canonical import TEXT_KINDS
 from pipeline_runtime.cql.schema import Column
 from pipeline_runtime.cql.types import Kind
-from pipeline_runtime.sinks.changes import Layout
 from pipeline_runtime.sinks.clickhouse.flat import read_columns
 from pipeline_runtime.sinks.clickhouse.typemap import ch_type, is_array, nullable
+from pipeline_runtime.sinks.encoding import TableObjects
 
 NOW = "toInt64(toUnixTimestamp(now()))"
 DEDUP_WINDOW = 10_000
@@ -60,33 +60,18 @@ STATIC_META = [("_del_ts", "Int64"), ("_version", "UInt256"), ("is_deleted", "UI
 
 
 @dataclass(frozen=True)
-class TableSql:
-    layout: Layout
-    database: str
-    table: str
+class TableSql(TableObjects):
+    """Statements for one table; names are quoted and database-qualified."""
 
-    def name(self, suffix: str = "") -> str:
-        return f"{ident(self.database)}.{ident(self.table + suffix)}"
+    quote = staticmethod(ident)
+
+    @property
+    def database(self) -> str:
+        return self.namespace
 
     @property
     def state(self) -> str:
         return self.name("__state")
-
-    @property
-    def statics(self) -> str:
-        return self.name("__static")
-
-    @property
-    def tombstones(self) -> str:
-        return self.name("__tombstones")
-
-    @property
-    def view(self) -> str:
-        return self.name()
-
-    @property
-    def has_statics(self) -> bool:
-        return bool(self.layout.statics)
 
     @cached_property
     def state_columns(self) -> list[tuple[str, str]]:

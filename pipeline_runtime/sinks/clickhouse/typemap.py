@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from pipeline_runtime.cql.canonical import dumps, to_json
+from pipeline_runtime.cql.canonical import to_json
 from pipeline_runtime.cql.types import CqlType, Kind
+from pipeline_runtime.sinks.encoding import column_encoder
 
 SCALAR_TYPES: Mapping[Kind, str] = {
     Kind.ASCII: "String",
@@ -107,25 +108,7 @@ _ENCODERS: Mapping[Kind, Callable[[Any], Any]] = {
 
 def ch_encoder(cql_type: CqlType) -> Callable[[Any], Any]:
     """The function from a driver value of ``cql_type`` to its sink value (None stays None)."""
-    encoder = _ENCODERS.get(cql_type.kind)
-    if encoder is None:
-        if is_array(cql_type):
-            element = _ENCODERS[cql_type.args[0].kind]
-
-            def encoder(value: Any) -> Any:
-                return [element(v) for v in value]
-
-        else:
-
-            def encoder(value: Any) -> Any:
-                return dumps(to_json(value, cql_type))
-
-    plain = encoder
-
-    def encode(value: Any) -> Any:
-        return None if value is None else plain(value)
-
-    return encode
+    return column_encoder(cql_type, _ENCODERS, is_array)
 
 
 def ch_value(value: Any, cql_type: CqlType) -> Any:

@@ -28,7 +28,7 @@ from functools import cached_property
 from pipeline_runtime.cql.canonical import TEXT_KINDS
 from pipeline_runtime.cql.schema import Column
 from pipeline_runtime.cql.types import CqlType, Kind
-from pipeline_runtime.sinks.changes import Layout
+from pipeline_runtime.sinks.encoding import TableObjects
 from pipeline_runtime.sinks.postgres.typemap import pg_type
 
 NOW = "extract(epoch from now())::bigint"
@@ -58,35 +58,18 @@ ROW_META = [("_live_ts", "bigint"), ("_live_exp", "bigint"), ("_del_ts", "bigint
 
 
 @dataclass(frozen=True)
-class TableSql:
+class TableSql(TableObjects):
     """Statements for one table; names are quoted and schema-qualified."""
 
-    layout: Layout
-    schema: str
-    table: str
+    quote = staticmethod(ident)
 
-    def name(self, suffix: str = "") -> str:
-        return f"{ident(self.schema)}.{ident(self.table + suffix)}"
+    @property
+    def schema(self) -> str:
+        return self.namespace
 
     @property
     def rows(self) -> str:
         return self.name("__rows")
-
-    @property
-    def statics(self) -> str:
-        return self.name("__static")
-
-    @property
-    def tombstones(self) -> str:
-        return self.name("__tombstones")
-
-    @property
-    def view(self) -> str:
-        return self.name()
-
-    @property
-    def has_statics(self) -> bool:
-        return bool(self.layout.statics)
 
     def key_columns(self, columns: Sequence[Column]) -> list[str]:
         out = []

@@ -1,0 +1,83 @@
+"""Per-column value encoders and storage-object names, shaped the same way in every SQL sink.
+
+Each sink has its own type table (``postgres/typemap.py``, ``clickhouse/typemap.py``);
+what turns that table into a column encoder, and how a Cassandra table's storage
+objects are named, is the same everywhere and lives here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline_runtime.cql.canonical import dumps, to_json
+from pipeline_runtime.cql.types import CqlType, Kind
+from pipeline_runtime.sinks.changes import Layout
+
+Encoder = Callable[[Any], Any]
+
+
+def column_encoder(
+    cql_type: CqlType, scalars: Mapping[Kind, Encoder], native_array: Callable[[CqlType], bool]
+) -> Encoder:
+    """Driver value -> sink value for ``cql_type``; None stays None.
+
+    Scalars use the sink's own encoders, vectors the sink stores as native arrays
+    encode element by element, and everything else is canonical JSON text.
+    """
+    encoder = scalars.get(cql_type.kind)
+    if encoder is None:
+        if native_array(cql_type):
+            element = scalars[cql_type.args[0].kind]
+
+            def encoder(value: Any) -> Any:
+                return [element(v) for v in value]
+
+        else:
+
+            def encoder(value: Any) -> Any:
+                return dumps(to_json(value, cql_type))
+
+    plain = encoder
+
+    def encode(value: Any) -> Any:
+        return None if value is None else plain(value)
+
+    return encode
+
+
+@dataclass(frozen=True)
+class TableObjects:
+    """Names of one Cassandra table's objects in a sink: the view users read and its side tables.
+
+    ``namespace`` is the PostgreSQL schema or the ClickHouse database; ``quote`` the
+    sink's identifier quoting.
+    """
+
+    layout: Layout
+    namespace: str
+    table: str
+
+    @staticmethod
+    def quote(name: str) -> str:
+        raise NotImplementedError
+
+    def name(self, suffix: str = "") -> str:
+        return f"{self.quote(self.namespace)}.{self.quote(self.table + suffix)}"
+
+    @property
+    def statics(self) -> str:
+        return self.name("__static")
+
+    @property
+    def tombstones(self) -> str:
+        return self.name("__tombstones")
+
+    @property
+    def view(self) -> str:
+        return self.name()
+
+    @property
+    def has_statics(self) -> bool:
+        return bool(self.layout.statics)
