@@ -54,7 +54,7 @@ deps: ## Fetch/build the heavy test dependencies into $(HEADRACE_CACHE) (Cassand
 .PHONY: test
 test: dev ## Run the whole default suite against real Cassandra, PostgreSQL, chdb and kube-apiserver, with coverage
 	@if command -v cargo >/dev/null; then \
-		PYO3_PYTHON=$(PY) cargo test --release -q -j 1 --manifest-path native/Cargo.toml; \
+		PYO3_PYTHON=$(CURDIR)/$(PY) cargo test --release -q -j 1 --manifest-path native/Cargo.toml; \
 	fi
 	$(VENV)/bin/pytest --cov --cov-report=term $(PYTEST_ARGS)
 	@set -o pipefail; echo "line coverage, runtime:" && $(VENV)/bin/coverage report --include='pipeline_runtime/*' --fail-under=85 | tail -1
