@@ -57,8 +57,8 @@ test: dev ## Run the whole default suite against real Cassandra, PostgreSQL, chd
 		PYO3_PYTHON=$(CURDIR)/$(PY) cargo test --release -q -j 1 --manifest-path native/Cargo.toml; \
 	fi
 	$(VENV)/bin/pytest --cov --cov-report=term $(PYTEST_ARGS)
-	@set -o pipefail; echo "line coverage, runtime:" && $(VENV)/bin/coverage report --include='pipeline_runtime/*' --fail-under=85 | tail -1
-	@set -o pipefail; echo "line coverage, operator:" && $(VENV)/bin/coverage report --include='operator/*' --fail-under=85 | tail -1
+	@set -o pipefail; echo "line coverage, runtime:" && $(VENV)/bin/coverage report --include='pipeline_runtime/*' --fail-under=85 --format=total
+	@set -o pipefail; echo "line coverage, operator:" && $(VENV)/bin/coverage report --include='operator/*' --fail-under=85 --format=total
 
 .PHONY: test-unit
 test-unit: dev ## Only the tests that need no server
