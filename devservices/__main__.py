@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -66,6 +67,8 @@ def down() -> int:
         if name in state:
             stop_process_group(state[name]["pid"])
             print(f"stopped {name}")
+    if "postgres" in state:
+        shutil.rmtree(state["postgres"]["workdir"], ignore_errors=True)
     STATE.unlink()
     return 0
 
