@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import trace
 
+from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.errors import HeadraceError, SinkError, SourceError
 from pipeline_runtime.events import ChangeEvent, Position
 from pipeline_runtime.observability.metrics import Metrics
@@ -99,6 +100,10 @@ class Runner:
         self.backoff = backoff
         self.writers = {sink.name: BatchWriter(sink, dead_letters, backoff) for sink in self.sinks}
         self._retries_seen: dict[str, int] = {}
+        #: Per table: the source schema last seen, its sink-side form and column shape.
+        self._sink_schemas: dict[
+            tuple[str, str], tuple[TableSchema, TableSchema | None, tuple[tuple[str, str], ...]]
+        ] = {}
         #: Sinks that failed their last operation, with why: the runtime is not ready while any is here.
         self.sink_errors: dict[str, str] = {}
         self.lifecycle = Lifecycle()
@@ -232,10 +237,17 @@ class Runner:
     async def _ensure_tables(self, events: list[ChangeEvent]) -> None:
         """Create each batch table in each sink, again whenever its columns changed (ADD COLUMN)."""
         for keyspace, table in sorted({(e.keyspace, e.table) for e in events}):
-            schema = self.transform.table(self.source.schema(keyspace, table))
+            source_schema = self.source.schema(keyspace, table)
+            cached = self._sink_schemas.get((keyspace, table))
+            if cached is None or cached[0] is not source_schema:
+                # A new schema object means the registry refreshed it: transform it (once) again.
+                transformed = self.transform.table(source_schema)
+                shape = tuple((c.name, c.type.cql()) for c in transformed.columns) if transformed else ()
+                cached = (source_schema, transformed, shape)
+                self._sink_schemas[(keyspace, table)] = cached
+            _, schema, shape = cached
             if schema is None:
                 continue
-            shape = tuple((c.name, c.type.cql()) for c in schema.columns)
             for sink in self.sinks:
                 key = (sink.name, schema.qualified_name, shape)
                 if key in self._tables_ready:

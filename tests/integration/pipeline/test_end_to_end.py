@@ -18,6 +18,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -369,3 +370,39 @@ async def test_a_sink_outage_stalls_keeps_the_backlog_and_loses_nothing(
             stop.set()
             await asyncio.wait_for(task, 30)
     shutil.rmtree(pg_dir, ignore_errors=True)
+
+
+async def test_a_column_added_in_cassandra_reaches_both_sinks(
+    cassandra_v7: CassandraNode, postgres_dsn: str, chdb_dsn: str, tmp_path: Path
+) -> None:
+    keyspace = new_keyspace(cassandra_v7, "items (id int PRIMARY KEY, name text) WITH cdc = true")
+    session = cassandra_v7.session()
+    pipeline = load_pipeline(write_config(tmp_path, keyspace, cassandra_v7, postgres_dsn, chdb_dsn))
+    runtime = Runtime(pipeline, local_options(cassandra_v7, tmp_path))
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    try:
+        session.execute(f"INSERT INTO {keyspace}.items (id, name) VALUES (1, 'one')")
+
+        async def first_row() -> Any:
+            rows = await pg_rows(postgres_dsn, f"SELECT * FROM {keyspace}.items")
+            return True if len(rows) == 1 else rows
+
+        await wait_until(first_row, what="the first row")
+        session.execute(f"ALTER TABLE {keyspace}.items ADD price decimal")
+        session.execute(f"INSERT INTO {keyspace}.items (id, name, price) VALUES (2, 'two', 2.50)")
+
+        async def evolved() -> Any:
+            pg = {r["id"]: r.get("price") for r in await pg_rows(postgres_dsn, f"SELECT * FROM {keyspace}.items")}
+            ch = {r["id"]: r.get("price") for r in ch_rows(chdb_dsn, f"SELECT * FROM {keyspace}_ch.items")}
+            wanted = {1: None, 2: Decimal("2.50")}
+            return (
+                True
+                if pg == wanted and {k: v if v is None else Decimal(str(v)) for k, v in ch.items()} == wanted
+                else (pg, ch)
+            )
+
+        await wait_until(evolved, what="the new column with its value in both sinks")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
