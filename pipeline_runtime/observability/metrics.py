@@ -56,7 +56,10 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             registry=registry,
         ),
         events_failed=Counter(
-            "headrace_events_failed", "Change events a sink rejected", [*node, "table", "sink"], registry=registry
+            "headrace_events_failed",
+            "Change events in writes that failed and will be retried",
+            [*node, "table", "sink"],
+            registry=registry,
         ),
         events_skipped=Counter(
             "headrace_events_skipped",

@@ -212,7 +212,7 @@ class Runner:
                     write_span.set_attribute("headrace.sink", sink.name)
                     batch = Batch(events, checkpoint)
                     dead = await self._with_retry(
-                        sink, "write", functools.partial(self.writers[sink.name].write, batch)
+                        sink, "write", functools.partial(self.writers[sink.name].write, batch), events
                     )
                 if dead:
                     self.metrics.events_dead_lettered.labels(**self._labels, table="*", sink=sink.name).inc(dead)
@@ -270,11 +270,14 @@ class Runner:
     def _count_retry(self, sink: Sink) -> None:
         self.metrics.retries.labels(**self._labels, sink=sink.name).inc()
 
-    async def _with_retry(self, sink: Sink, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _with_retry(
+        self, sink: Sink, what: str, call: Callable[[], Awaitable[T]], events: Sequence[ChangeEvent] = ()
+    ) -> T:
         """Await ``call()`` (which retries a while by itself) until it succeeds: a sink outage stalls, never drops.
 
         Each time a round of retries runs out, the runtime is STALLED, reports why, waits the
-        backoff's longest delay and starts another round. Fatal errors propagate.
+        backoff's longest delay and starts another round. Fatal errors propagate. The ``events``
+        of a failed write round count in ``headrace_events_failed`` (they are written later).
         """
         while True:
             try:
@@ -284,6 +287,8 @@ class Runner:
                     raise
                 self.progress.last_error = f"sink {sink.name}: {what} failed: {exc}"
                 self.sink_errors[sink.name] = self.progress.last_error
+                for event in events:
+                    self.metrics.events_failed.labels(**self._labels, table=event.qualified_table, sink=sink.name).inc()
                 if self.lifecycle.state is RuntimeState.RUNNING:
                     self.lifecycle.move(RuntimeState.STALLED, self.progress.last_error)
                 log.warning(

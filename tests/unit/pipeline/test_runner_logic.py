@@ -169,6 +169,8 @@ async def test_a_sink_outage_stalls_and_retries_without_dropping() -> None:
     # Three attempts per round (two retries), the round runs out and the runtime stalls; the next
     # round's first attempt fails once more, its retry succeeds: 2 + 1 retries in all.
     assert r.metrics.retries.labels(pipeline="p", node="n0", sink="flaky")._value.get() == 3
+    # One round ran out: the batch it carried counts as failed (and was written in the next round).
+    assert r.metrics.events_failed.labels(pipeline="p", node="n0", table="ks.t", sink="flaky")._value.get() == 3
     assert r.progress.last_error is None
 
 
