@@ -11,6 +11,7 @@ mod decoder;
 mod events;
 mod failure;
 mod objects;
+mod pgcopy;
 mod plan;
 mod values;
 
@@ -20,4 +21,6 @@ use pyo3::prelude::*;
 mod headrace_native {
     #[pymodule_export]
     use super::decoder::{MutationDecoder, Runtime};
+    #[pymodule_export]
+    use super::pgcopy::PgCopyEncoder;
 }

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -37,7 +37,7 @@ from pipeline_runtime.sinks.changes import (
 )
 from pipeline_runtime.sinks.postgres.ddl import ensure_tables
 from pipeline_runtime.sinks.postgres.errors import boundary
-from pipeline_runtime.sinks.postgres.records import Record, RecordBuilder
+from pipeline_runtime.sinks.postgres.records import CopyData, Record, RecordBuilder
 from pipeline_runtime.sinks.postgres.sql import TableSql, ident
 from pipeline_runtime.sinks.postgres.typemap import pg_encoder
 
@@ -74,10 +74,10 @@ class _Table:
 
 @dataclass
 class _Work:
-    """One table's share of a batch, ready for COPY."""
+    """One table's share of a batch, ready for COPY (rows as records, or as COPY data already)."""
 
     table: _Table
-    rows: list[Record]
+    rows: list[Record] | CopyData
     statics: list[Record]
     tombstones: list[Tombstone]
 
@@ -174,7 +174,9 @@ class PostgresSink:
             table = self._tables.get(qualified)
             if table is None:
                 raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")
-            fast = table.records.fast(table_events)
+            fast: list[Record] | CopyData | None = table.records.copy_data(table_events)
+            if fast is None:
+                fast = table.records.fast(table_events)
             if fast is not None:
                 work.append(_Work(table, fast, [], []))
                 continue
@@ -251,12 +253,25 @@ def _stage_name(target: str, columns: Sequence[str]) -> str:
 
 
 async def _merge(
-    conn: asyncpg.Connection, stage: str, merge: Callable[[str], str], columns: list[str], records: list[Record]
+    conn: asyncpg.Connection,
+    stage: str,
+    merge: Callable[[str], str],
+    columns: list[str],
+    records: list[Record] | CopyData,
 ) -> str:
     """COPY the records into the session's staging table and merge them into the target."""
-    await conn.copy_records_to_table(stage, records=records, columns=columns, schema_name="pg_temp")
+    if isinstance(records, tuple):
+        await conn.copy_to_table(
+            stage, source=_chunks(records[0]), columns=columns, schema_name="pg_temp", format="binary"
+        )
+    else:
+        await conn.copy_records_to_table(stage, records=records, columns=columns, schema_name="pg_temp")
     await conn.execute(merge(f"pg_temp.{stage}"))
     return f"pg_temp.{stage}"
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 async def _apply_tombstone(conn: asyncpg.Connection, sql: TableSql, record: Sequence[Any]) -> None:

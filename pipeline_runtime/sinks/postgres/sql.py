@@ -32,6 +32,10 @@ from pipeline_runtime.sinks.encoding import TableObjects
 from pipeline_runtime.sinks.postgres.typemap import pg_type
 
 NOW = "extract(epoch from now())::bigint"
+#: Row tables leave half of each page free, so that most merges update rows in place (HOT updates:
+#: no new index entry, no index clean-up later). Measured with 10,000-row batches of updates:
+#: 90 ms per merge at 50, 110 ms at 70, 165 ms at the default 100 (docs/sinks.md).
+FILLFACTOR = 50
 MIN_TS = "-9223372036854775808"
 
 
@@ -97,7 +101,8 @@ class TableSql(TableObjects):
             f"{ident(n)} {t}" + (f" NOT NULL DEFAULT {MIN_TS}" if n == "_del_ts" else "") for n, t in self.row_columns
         ]
         statements = [
-            f"CREATE TABLE IF NOT EXISTS {self.rows} ({', '.join(body)}, PRIMARY KEY ({keys}))",
+            f"CREATE TABLE IF NOT EXISTS {self.rows} ({', '.join(body)}, PRIMARY KEY ({keys})) "
+            f"WITH (fillfactor = {FILLFACTOR})",
         ]
         if self.has_statics:
             static_body = self.key_columns(schema.partition_key) + [
@@ -105,7 +110,8 @@ class TableSql(TableObjects):
                 for n, t in self.static_columns
             ]
             statements.append(
-                f"CREATE TABLE IF NOT EXISTS {self.statics} ({', '.join(static_body)}, PRIMARY KEY ({part}))"
+                f"CREATE TABLE IF NOT EXISTS {self.statics} ({', '.join(static_body)}, PRIMARY KEY ({part})) "
+                f"WITH (fillfactor = {FILLFACTOR})"
             )
         bounds = [
             f"{ident(prefix + c.name)} {pg_type(c.type)}" for prefix in ("_s__", "_e__") for c in self.layout.clustering

@@ -62,6 +62,33 @@ def pg_type(cql_type: CqlType) -> str:
     return "jsonb"
 
 
+#: PostgreSQL type -> the binary COPY format the native encoder writes for it (``native/src/pgcopy.rs``).
+_WIRES: Mapping[str, str] = {
+    "text": "text",
+    "smallint": "int2",
+    "integer": "int4",
+    "bigint": "int8",
+    "numeric": "numeric",
+    "real": "float4",
+    "double precision": "float8",
+    "boolean": "bool",
+    "bytea": "bytea",
+    "date": "date",
+    "timestamp with time zone": "timestamptz",
+    "uuid": "uuid",
+    "inet": "inet",
+    "jsonb": "jsonb",
+}
+
+
+def copy_wire(cql_type: CqlType) -> str:
+    """The native COPY encoder's name for the binary format of ``pg_type(cql_type)``."""
+    name = pg_type(cql_type)
+    if name.endswith("[]"):
+        return _WIRES[name[:-2]] + "[]"
+    return _WIRES[name]
+
+
 def is_json(cql_type: CqlType) -> bool:
     return pg_type(cql_type) == "jsonb"
 

@@ -15,9 +15,7 @@ why). ``HEADRACE_PURE_PYTHON=1`` forces the reference.
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
-import os
 import struct
 import uuid
 from typing import Any, Protocol
@@ -33,15 +31,12 @@ from pipeline_runtime.events import (
     Op,
     SourcePosition,
 )
+from pipeline_runtime.native import native_module
 from pipeline_runtime.source.commitlog import values
 from pipeline_runtime.source.commitlog.mutation import DecodeStats, MutationDecoder, PlanLookup
 from pipeline_runtime.source.errors import DecodeError, SchemaError
 
 log = logging.getLogger(__name__)
-
-#: Set to 1 to decode with the pure-Python reference even where the native module is built.
-PURE_PYTHON_ENV = "HEADRACE_PURE_PYTHON"
-NATIVE_MODULE = "headrace_native"
 
 
 class Decoder(Protocol):
@@ -94,18 +89,8 @@ def error_classes() -> dict[str, object]:
 @functools.cache
 def native_runtime() -> Any | None:
     """The native module's shared state, or None (logged once) when it cannot be used."""
-    if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
-        log.info("%s is set: decoding commitlogs with the pure-Python reference decoder", PURE_PYTHON_ENV)
-        return None
-    try:
-        module = importlib.import_module(NATIVE_MODULE)
-    except ImportError as exc:
-        log.warning(
-            "%s is not built (%s): decoding commitlogs in pure Python, about 7x slower; "
-            "build it with `make dev` (pip install ./native)",
-            NATIVE_MODULE,
-            exc,
-        )
+    module = native_module()
+    if module is None:
         return None
     try:
         return module.Runtime(
@@ -115,7 +100,7 @@ def native_runtime() -> Any | None:
         )
     except (TypeError, KeyError, AttributeError) as exc:
         # The event classes changed in a way the compiled core does not know: stay correct, be slow.
-        log.warning("%s does not match the event classes (%s): decoding in pure Python", NATIVE_MODULE, exc)
+        log.warning("headrace_native does not match the event classes (%s): decoding in pure Python", exc)
         return None
 
 
@@ -129,6 +114,7 @@ def mutation_decoder(plans: PlanLookup, messaging_version: int, stats: DecodeSta
     runtime = native_runtime()
     if runtime is None:
         return MutationDecoder(plans, messaging_version, stats)
-    module = importlib.import_module(NATIVE_MODULE)
+    module = native_module()
+    assert module is not None  # native_runtime() is not None
     decoder: Decoder = module.MutationDecoder(plans, messaging_version, stats or DecodeStats(), runtime)
     return decoder

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline_runtime import native as native_choice
 from pipeline_runtime.events import Bound, ChangeEvent, Position, SourcePosition
 from pipeline_runtime.source.commitlog import fast
 from pipeline_runtime.source.commitlog.mutation import DecodeStats, MutationDecoder
@@ -33,7 +34,7 @@ from pipeline_runtime.source.tailer import CdcRawTailer
 from tests.unit.source.fixture_data import FIXTURES, RECORDINGS, copy_recording, drain, registry, segment_path
 
 native = pytest.importorskip(
-    fast.NATIVE_MODULE, reason="headrace_native is not built: `make dev` (pip install ./native) builds it"
+    native_choice.NATIVE_MODULE, reason="headrace_native is not built: `make dev` (pip install ./native) builds it"
 )
 
 Outcome = tuple[str, Any]
@@ -193,33 +194,35 @@ def test_random_bytes_fail_alike(data: bytes, version: int) -> None:
 @pytest.fixture
 def fresh_choice() -> Iterator[None]:
     fast.native_runtime.cache_clear()
+    native_choice.native_module.cache_clear()
     yield
     fast.native_runtime.cache_clear()
+    native_choice.native_module.cache_clear()
 
 
 @pytest.mark.usefixtures("fresh_choice")
 def test_native_is_chosen_when_built(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(fast.PURE_PYTHON_ENV, raising=False)
+    monkeypatch.delenv(native_choice.PURE_PYTHON_ENV, raising=False)
     assert fast.native_available()
     assert type(fast.mutation_decoder(registry("v8").plan, 13)) is native.MutationDecoder
 
 
 @pytest.mark.usefixtures("fresh_choice")
 def test_env_var_forces_the_reference(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv(fast.PURE_PYTHON_ENV, "1")
-    with caplog.at_level(logging.INFO, logger=fast.__name__):
+    monkeypatch.setenv(native_choice.PURE_PYTHON_ENV, "1")
+    with caplog.at_level(logging.INFO, logger=native_choice.__name__):
         decoder = fast.mutation_decoder(registry("v8").plan, 13)
     assert type(decoder) is MutationDecoder
-    assert fast.PURE_PYTHON_ENV in caplog.text
+    assert native_choice.PURE_PYTHON_ENV in caplog.text
 
 
 @pytest.mark.usefixtures("fresh_choice")
 def test_missing_module_falls_back_with_a_log_line(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.delenv(fast.PURE_PYTHON_ENV, raising=False)
-    monkeypatch.setattr(fast, "NATIVE_MODULE", "headrace_native_not_built")
-    with caplog.at_level(logging.WARNING, logger=fast.__name__):
+    monkeypatch.delenv(native_choice.PURE_PYTHON_ENV, raising=False)
+    monkeypatch.setattr(native_choice, "NATIVE_MODULE", "headrace_native_not_built")
+    with caplog.at_level(logging.WARNING, logger=native_choice.__name__):
         decoder = fast.mutation_decoder(registry("v8").plan, 13)
     assert type(decoder) is MutationDecoder
     assert "headrace_native_not_built is not built" in caplog.text
