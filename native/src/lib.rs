@@ -13,6 +13,7 @@ mod failure;
 mod objects;
 mod pgcopy;
 mod plan;
+mod upserts;
 mod values;
 
 use pyo3::prelude::*;

@@ -1,0 +1,201 @@
+//! The walk over a batch of plain upserts that the sinks' compiled writers share.
+//!
+//! Both sinks have a fast path for batches of plain upserts of distinct rows that touch only
+//! single-cell regular columns (`RecordBuilder.fast` for PostgreSQL, `FlatRows.shape` for
+//! ClickHouse). This is that path's reading of the events, rule for rule: a batch with any other
+//! event (a deletion, a static row, a collection change, a repeated row, a missing key column)
+//! makes the walk stop and report that the general path must take the batch. What a writer does
+//! with each row (PostgreSQL COPY tuples, ClickHouse Native columns) is its own business.
+
+use std::collections::{HashMap, HashSet};
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyType};
+
+/// The event classes and `Op` member the walk compares against, by identity.
+pub struct Classes {
+    upsert: Py<PyAny>,
+    cell: Py<PyType>,
+}
+
+impl Classes {
+    /// From the `upsert` and `cell` items of `classes`.
+    pub fn new(classes: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let item = |name: &str| -> PyResult<Bound<'_, PyAny>> {
+            classes.get_item(name)?.ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(name.to_owned()))
+        };
+        Ok(Self { upsert: item("upsert")?.unbind(), cell: item("cell")?.cast_into()?.unbind() })
+    }
+}
+
+/// Which columns a table's fast path stores, by Cassandra name.
+pub struct Shape {
+    classes: Classes,
+    pub partition: Vec<String>,
+    pub clustering: Vec<String>,
+    /// Column name -> slot of a stored single-cell column.
+    slots: HashMap<String, usize>,
+    /// Names whose cells only the general path handles (multi-cell, static, key columns...).
+    general: HashSet<String>,
+    /// Number of slots.
+    pub columns: usize,
+}
+
+impl Shape {
+    pub fn new(
+        classes: Classes,
+        partition: Vec<String>,
+        clustering: Vec<String>,
+        slots: HashMap<String, usize>,
+        general: Vec<String>,
+        columns: usize,
+    ) -> Self {
+        Self { classes, partition, clustering, slots, general: general.into_iter().collect(), columns }
+    }
+}
+
+/// One cell of the row being walked: its writetime, expiry (for a live expiring cell) and value
+/// (None for a tombstone).
+pub struct CellView<'py> {
+    pub ts: i64,
+    pub exp: Option<i64>,
+    pub value: Option<Bound<'py, PyAny>>,
+}
+
+/// One row: key values in key order (Python None stays None), cells by slot, liveness.
+pub struct Row<'py> {
+    pub keys: Vec<Bound<'py, PyAny>>,
+    pub cells: Vec<Option<CellView<'py>>>,
+    pub liveness: Option<(i64, Option<i64>)>,
+}
+
+/// What a writer does with the rows of a batch.
+pub trait RowWriter<'py> {
+    /// Writes one row and appends its key's identity (equal for keys the sink stores as one row).
+    fn row(&mut self, row: &Row<'py>, identity: &mut Vec<u8>) -> PyResult<()>;
+}
+
+/// Walks `events`, handing each row to `writer`; `Ok(false)` when the general path must take the
+/// batch (the writer's output is then to be discarded).
+pub fn walk<'py>(shape: &Shape, events: &Bound<'py, PyList>, writer: &mut impl RowWriter<'py>) -> PyResult<bool> {
+    let py = events.py();
+    let upsert = shape.classes.upsert.bind(py);
+    let cell_class = shape.classes.cell.bind(py);
+    let mut seen: HashSet<Vec<u8>> = HashSet::with_capacity(events.len());
+    let mut identity = Vec::new();
+    let mut row = Row { keys: Vec::new(), cells: Vec::new(), liveness: None };
+    for event in events.iter() {
+        if !event.getattr(intern!(py, "op"))?.is(upsert) || event.getattr(intern!(py, "static"))?.is_truthy()? {
+            return Ok(false);
+        }
+        row.keys.clear();
+        for (names, attribute) in
+            [(&shape.partition, intern!(py, "partition_key")), (&shape.clustering, intern!(py, "clustering_key"))]
+        {
+            if names.is_empty() {
+                continue;
+            }
+            let values = event.getattr(attribute)?;
+            let values = values.cast::<PyDict>()?;
+            for name in names {
+                match values.get_item(name)? {
+                    Some(value) => row.keys.push(value),
+                    None => return Ok(false), // the general path reports the missing key column
+                }
+            }
+        }
+        row.cells.clear();
+        row.cells.resize_with(shape.columns, || None);
+        let cells = event.getattr(intern!(py, "cells"))?;
+        for (name, change) in cells.cast::<PyDict>()?.iter() {
+            let name = name.cast::<PyString>()?.to_str()?;
+            let Some(&slot) = shape.slots.get(name) else {
+                if shape.general.contains(name) {
+                    return Ok(false);
+                }
+                continue; // dropped since: the general path skips it too
+            };
+            if !change.get_type().is(cell_class) {
+                return Ok(false);
+            }
+            let ts: i64 = change.getattr(intern!(py, "timestamp"))?.extract()?;
+            let value = change.getattr(intern!(py, "value"))?;
+            row.cells[slot] = Some(if value.is_none() || change.getattr(intern!(py, "deleted"))?.is_truthy()? {
+                CellView { ts, exp: None, value: None }
+            } else {
+                let exp = if change.getattr(intern!(py, "ttl"))?.is_none() {
+                    None
+                } else {
+                    change.getattr(intern!(py, "local_deletion_time"))?.extract()?
+                };
+                CellView { ts, exp, value: Some(value) }
+            });
+        }
+        let liveness = event.getattr(intern!(py, "liveness"))?;
+        row.liveness = if liveness.is_none() {
+            None
+        } else {
+            Some((
+                liveness.getattr(intern!(py, "timestamp"))?.extract()?,
+                liveness.getattr(intern!(py, "expires_at"))?.extract()?,
+            ))
+        };
+        identity.clear();
+        writer.row(&row, &mut identity)?;
+        if !seen.insert(identity.clone()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// `(name, wire, encoder)` specs -> the walk's shape inputs: key names, slots of the stored
+/// columns (those whose wire is not `skip_wire`) and the general-path names.
+pub fn slots_of<T>(columns: &[(String, T)], stored: impl Fn(&T) -> bool) -> HashMap<String, usize> {
+    columns.iter().enumerate().filter(|(_, (_, spec))| stored(spec)).map(|(i, (name, _))| (name.clone(), i)).collect()
+}
+
+/// Days since 0000-12-31 of a proleptic Gregorian date (Python's `date.toordinal()`).
+pub fn ordinal(year: i32, month: u8, day: u8) -> i64 {
+    const CUMULATIVE: [i64; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+    let (year, month, day) = (i64::from(year), usize::from(month), i64::from(day));
+    let before = year - 1;
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let month_days = CUMULATIVE[month - 1] + i64::from(leap && month > 2);
+    before * 365 + before / 4 - before / 100 + before / 400 + month_days + day
+}
+
+/// Microseconds since 0001-01-01 00:00 UTC of a `datetime` (naive = UTC), like `datetime - datetime.min`.
+pub fn micros_since_year_one(moment: &Bound<'_, pyo3::types::PyDateTime>) -> PyResult<i64> {
+    use pyo3::types::{PyDateAccess, PyTimeAccess, PyTzInfoAccess};
+    let py = moment.py();
+    let days = ordinal(moment.get_year(), moment.get_month(), moment.get_day()) - 1;
+    let seconds =
+        (i64::from(moment.get_hour()) * 60 + i64::from(moment.get_minute())) * 60 + i64::from(moment.get_second());
+    let mut micros = (days * 86_400 + seconds) * 1_000_000 + i64::from(moment.get_microsecond());
+    if moment.get_tzinfo().is_some() {
+        let offset = moment.call_method0(intern!(py, "utcoffset"))?;
+        if !offset.is_none() {
+            let days: i64 = offset.getattr(intern!(py, "days"))?.extract()?;
+            let seconds: i64 = offset.getattr(intern!(py, "seconds"))?.extract()?;
+            let extra: i64 = offset.getattr(intern!(py, "microseconds"))?.extract()?;
+            micros -= (days * 86_400 + seconds) * 1_000_000 + extra;
+        }
+    }
+    Ok(micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ordinal;
+
+    #[test]
+    fn ordinals_match_python() {
+        assert_eq!(ordinal(1, 1, 1), 1);
+        assert_eq!(ordinal(1970, 1, 1), 719_163);
+        assert_eq!(ordinal(2000, 1, 1), 730_120);
+        assert_eq!(ordinal(2024, 3, 1), 738_946);
+        assert_eq!(ordinal(9999, 12, 31), 3_652_059);
+    }
+}
