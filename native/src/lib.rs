@@ -6,6 +6,7 @@
 //! names) and the values of uncommon types stay with the Python plans, which the decoder calls.
 //! `pipeline_runtime/source/commitlog/fast.py` chooses between this and the reference.
 
+mod chnative;
 mod cursor;
 mod decoder;
 mod events;
@@ -20,6 +21,8 @@ use pyo3::prelude::*;
 
 #[pymodule]
 mod headrace_native {
+    #[pymodule_export]
+    use super::chnative::ChStageEncoder;
     #[pymodule_export]
     use super::decoder::{MutationDecoder, Runtime};
     #[pymodule_export]

@@ -59,9 +59,51 @@ class SimpleCell:
         return _cell_rank(self) > _cell_rank(other)
 
 
-def _cell_rank(cell: SimpleCell) -> tuple[int, bool, bool, int, str]:
-    # The value text is a last, deterministic tie-break for equal writetimes.
-    return (cell.ts, cell.value is None, cell.exp is not None, cell.exp or 0, str(cell.value))
+def _cell_rank(cell: SimpleCell) -> tuple[int, bool, bool, int, TieOrder]:
+    # The value is a last, deterministic tie-break for equal writetimes: the greater one wins.
+    return (cell.ts, cell.value is None, cell.exp is not None, cell.exp or 0, TieOrder(cell.value))
+
+
+class TieOrder:
+    """Orders a column's values the way every sink's merge does at equal writetimes.
+
+    The greater value wins, compared as the values compare (numbers by value,
+    text and bytes by code point / byte, dates and times chronologically,
+    UUIDs by their 128-bit number, vectors element by element), which is how
+    the sinks' SQL merges compare the stored values too (PostgreSQL with the
+    "C" collation for text, ClickHouse natively). Values of types Python cannot
+    order against each other fall back to their text. None (a tombstone) is
+    below any value; two tombstones are equal.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TieOrder) and not (self < other or other < self)
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __lt__(self, other: TieOrder) -> bool:
+        mine, theirs = self.value, other.value
+        if mine is None or theirs is None:
+            return mine is None and theirs is not None
+        try:
+            return bool(mine < theirs)
+        except TypeError:
+            return str(mine) < str(theirs)
+
+    def __gt__(self, other: TieOrder) -> bool:
+        return other < self
+
+    def __le__(self, other: TieOrder) -> bool:
+        return not other < self
+
+    def __ge__(self, other: TieOrder) -> bool:
+        return not self < other
 
 
 def element_beats(new: ElementState, old: ElementState) -> bool:

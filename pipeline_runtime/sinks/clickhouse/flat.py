@@ -22,7 +22,7 @@ from typing import Any
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.events import LIVE_TIMESTAMP, Cell, ChangeEvent, Op
-from pipeline_runtime.sinks.changes import Layout
+from pipeline_runtime.sinks.changes import Layout, TieOrder
 from pipeline_runtime.sinks.clickhouse.typemap import ch_encoder, from_ch, is_array
 
 FlatRow = list[Any]
@@ -130,19 +130,31 @@ class FlatRows:
 
     # -- reading back -------------------------------------------------------
 
-    def stored(self, columns: Sequence[Sequence[Any]]) -> dict[Key, FlatRow]:
-        """Flat states from the read-back's result columns (in ``read_columns`` order), by key."""
+    def stored(self, columns: Sequence[Sequence[Any]]) -> tuple[dict[Key, FlatRow], dict[Key, int]]:
+        """Flat states and their stored ``_version``s, by key, from the read-back's result columns
+        (``read_columns`` order, then ``_version``)."""
+        *columns, versions = columns
         converted = [
             list(values) if reader is None else [None if v is None else reader(v) for v in values]
             for values, reader in zip(columns, self._readers, strict=True)
         ]
         keys = self._keys
-        return {tuple(row[:keys]): row for row in map(list, zip(*converted, strict=True))}
+        rows = [list(row) for row in zip(*converted, strict=True)]
+        return {tuple(row[:keys]): row for row in rows}, {
+            tuple(row[:keys]): version for row, version in zip(rows, versions, strict=True)
+        }
 
     # -- merging ------------------------------------------------------------
 
-    def merge(self, deltas: dict[Key, FlatRow], stored: dict[Key, FlatRow]) -> list[FlatRow]:
-        """Join each delta into its stored state; the rows whose state changed, with version and is_deleted."""
+    def merge(
+        self, deltas: dict[Key, FlatRow], stored: dict[Key, FlatRow], versions: dict[Key, int] | None = None
+    ) -> list[FlatRow]:
+        """Join each delta into its stored state; the rows whose state changed, with version and is_deleted.
+
+        A changed state's version is at least its stored ``_version`` plus one (``versions``):
+        the merge inside ClickHouse (``TableSql.merge_staged``) counts versions up that way.
+        """
+        versions = versions or {}
         out: list[FlatRow] = []
         cells = self._cells
         for key, delta in deltas.items():
@@ -172,7 +184,7 @@ class FlatRows:
             state[-1] = max(state[-1], delta[-1])
             version = self._version(state)
             if version != before:
-                out.append(self._finish(state, version))
+                out.append(self._finish(state, max(version, versions.get(key, -1) + 1)))
         return out
 
     def _version(self, row: FlatRow) -> int:
@@ -222,8 +234,8 @@ def _expiry_rank(exp: int | None) -> tuple[bool, int]:
 def _tie_wins(new: FlatRow, old: FlatRow, index: int) -> bool:
     """At equal writetimes: ``changes._cell_rank`` without the writetime."""
     new_value, old_value = new[index], old[index]
-    new_rank = (new_value is None, new[index + 2] is not None, new[index + 2] or 0, str(new_value))
-    old_rank = (old_value is None, old[index + 2] is not None, old[index + 2] or 0, str(old_value))
+    new_rank = (new_value is None, new[index + 2] is not None, new[index + 2] or 0, TieOrder(new_value))
+    old_rank = (old_value is None, old[index + 2] is not None, old[index + 2] or 0, TieOrder(old_value))
     return new_rank > old_rank
 
 
@@ -243,7 +255,7 @@ def _reader(cql_type: CqlType) -> Callable[[Any], Any] | None:
 
 
 def read_columns(layout: Layout) -> list[str]:
-    """The columns the read-back selects, in flat-row order (no version, no is_deleted)."""
+    """The stored columns ``flat`` merges, in flat-row order (no version, no is_deleted)."""
     names: list[str] = list(layout.key_names)
     for column in layout.regulars:
         names += [column.name, f"{column.name}__ts", f"{column.name}__exp"]

@@ -22,8 +22,10 @@ mutation is merged (every replica's runtime sees every mutation).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +36,8 @@ from pipeline_runtime.cql.canonical import dumps
 from pipeline_runtime.cql.schema import Column, TableSchema
 from pipeline_runtime.cql.types import Kind
 from pipeline_runtime.errors import SinkError
-from pipeline_runtime.events import LIVE_TIMESTAMP, ChangeEvent, Position
+from pipeline_runtime.events import LIVE_TIMESTAMP, Cell, ChangeEvent, Op, Position
+from pipeline_runtime.native import native_module
 from pipeline_runtime.sinks.base import Batch, Checkpoint, SinkHealth, SinkState, TableNaming
 from pipeline_runtime.sinks.changes import (
     Elements,
@@ -52,7 +55,7 @@ from pipeline_runtime.sinks.clickhouse.ddl import ensure_tables
 from pipeline_runtime.sinks.clickhouse.errors import boundary
 from pipeline_runtime.sinks.clickhouse.flat import FlatRows, nonempty_columns
 from pipeline_runtime.sinks.clickhouse.sql import TableSql, key_parameters
-from pipeline_runtime.sinks.clickhouse.typemap import ch_encoder, from_ch, is_array, normalise
+from pipeline_runtime.sinks.clickhouse.typemap import ch_encoder, from_ch, is_array, normalise, stage_type
 
 CHECKPOINTS = "headrace.checkpoints"
 CHECKPOINT_COLUMNS = [
@@ -70,6 +73,8 @@ class _Table:
     sql: TableSql
     shaper: Shaper
     flat: FlatRows
+    #: The compiled stage encoder (``native/src/chnative.rs``) for flat tables, when the core is built.
+    stage: Any | None
 
 
 class ClickHouseSink:
@@ -83,6 +88,8 @@ class ClickHouseSink:
         self._lock = asyncio.Lock()
         self._tables: dict[str, _Table] = {}
         self._health = SinkHealth(name)
+        #: Staging tables this sink created, by (state table, writer): dropped at close.
+        self._stages: dict[tuple[str, str], str] = {}
         #: Test seam: awaited after the data insert, before the checkpoint insert.
         self.before_checkpoint: Hook | None = None
 
@@ -113,6 +120,10 @@ class ClickHouseSink:
 
     async def close(self) -> None:
         if self._client is not None:
+            for stage in self._stages.values():
+                with contextlib.suppress(SinkError):
+                    await self._call(self._client.command, f"DROP TABLE IF EXISTS {stage}")
+            self._stages.clear()
             client, self._client = self._client, None
             async with boundary(self.name):
                 await asyncio.to_thread(client.close)
@@ -128,7 +139,9 @@ class ClickHouseSink:
         sql = TableSql(Layout(schema), naming.namespace(schema.keyspace), naming.table(schema.keyspace, schema.name))
         async with self._lock, boundary(self.name):
             await asyncio.to_thread(ensure_tables, self.client, sql)
-        self._tables[schema.qualified_name] = _Table(sql, Shaper(schema, ch_encoder), FlatRows(sql.layout))
+        flat = FlatRows(sql.layout)
+        stage = _stage_encoder(sql.layout) if flat.eligible else None
+        self._tables[schema.qualified_name] = _Table(sql, Shaper(schema, ch_encoder), flat, stage)
 
     # -- writing ---------------------------------------------------------
 
@@ -141,7 +154,13 @@ class ClickHouseSink:
             if table is None:
                 raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")
             token = _token(self.name, qualified, events)
-            async with boundary(self.name):  # encoding errors become RowRejectedError here
+            if table.stage is not None:
+                async with boundary(self.name):  # encoding errors become RowRejectedError here
+                    staged = table.stage.encode(events)
+                if staged is not None and not await self._has_tombstones(table.sql):
+                    await self._write_staged(table, staged[0], events[0].source.node, token)
+                    continue
+            async with boundary(self.name):
                 deltas = table.flat.shape(events)
             if deltas is not None and not await self._has_tombstones(table.sql):
                 await self._write_flat(table, deltas, token)
@@ -155,6 +174,30 @@ class ClickHouseSink:
             await self._store_checkpoint(batch.checkpoint)
         self._health.committed(len(batch.events))
 
+    async def _write_staged(self, table: _Table, block: bytes, node: str, token: str) -> None:
+        """Stage the batch's deltas (a Native block) and merge them inside ClickHouse.
+
+        The fast path when the compiled core is built: the same reads and writes as
+        ``_write_flat`` (the newest stored state of each key, one insert of the changed
+        whole rows with the same token), done by one ``INSERT ... SELECT``
+        (``TableSql.merge_staged``), so no row travels back to the runtime. The stage
+        is a Memory table per sink, node and column set, emptied before each batch.
+        """
+        sql = table.sql
+        writer = hashlib.blake2s(f"{self.name}|{node}|{sql.stage_columns}".encode(), digest_size=8).hexdigest()
+        create = sql.create_stage(writer) if (sql.state, writer) not in self._stages else None
+        client = self.client
+
+        def run() -> None:
+            if create is not None:
+                client.command(create)
+            client.command(f"TRUNCATE TABLE {sql.stage(writer)}")
+            client.raw_insert(sql.stage(writer), [n for n, _ in sql.stage_columns], block, fmt="Native")
+            client.command(sql.merge_staged(writer, token + ":rows"))
+
+        await self._call(run)
+        self._stages[(sql.state, writer)] = sql.stage(writer)
+
     async def _write_flat(self, table: _Table, deltas: dict[tuple[Any, ...], list[Any]], token: str) -> None:
         """The fast path (``flat.py``): plain upserts into a table without stored range or partition deletions.
 
@@ -165,6 +208,7 @@ class ClickHouseSink:
         """
         sql = table.sql
         stored: dict[tuple[Any, ...], list[Any]] = {}
+        versions: dict[tuple[Any, ...], int] = {}
         if deltas:
             key_columns = sql.layout.schema.primary_key
             formats = {c.name: "bytes" for c in sql.layout.schema.columns if c.type.kind is Kind.BLOB}
@@ -173,8 +217,8 @@ class ClickHouseSink:
                 self.client.query, sql.latest_flat(), parameters=parameters, column_formats=formats
             )
             if result.row_count:
-                stored = table.flat.stored(result.result_columns)
-        rows = table.flat.merge(deltas, stored)
+                stored, versions = table.flat.stored(result.result_columns)
+        rows = table.flat.merge(deltas, stored, versions)
         if rows:
             columns, data = nonempty_columns(rows, sql.state_columns)
             await self._insert(sql.state, columns, data, token + ":rows", column_oriented=True)
@@ -197,7 +241,7 @@ class ClickHouseSink:
             # Rows of the deleted partitions that this batch does not touch still need their deletion raised.
             touched = {r.key for r in regular}
             parts = list({t.partition for t in tombstones})
-            for state in await self._read(sql, sql.partition_rows(), parts, static=False):
+            for state, _ in await self._read(sql, sql.partition_rows(), parts, static=False):
                 if state.key not in touched:
                     regular.append(RowDelta(state.key))
             if sql.has_statics:
@@ -215,7 +259,9 @@ class ClickHouseSink:
     ) -> list[list[Any]]:
         key_columns = sql.layout.schema.partition_key if static else sql.layout.schema.primary_key
         query = sql.latest(sql.statics if static else sql.state, key_columns)
-        current = {s.key: s for s in await self._read(sql, query, [d.key for d in deltas], static=static)}
+        found = await self._read(sql, query, [d.key for d in deltas], static=static)
+        current = {s.key: s for s, _ in found}
+        versions = {s.key: version for s, version in found}
         layout = sql.layout
         columns = _plan(layout.statics if static else layout.regulars)
         width = len(layout.partition_names)
@@ -234,12 +280,14 @@ class ClickHouseSink:
                     state.deleted_at = max(state.deleted_at, tombstone.ts)
             version = state.version
             if version != before:
-                out.append(_row(state, columns, static, version))
+                # At least the stored version plus one: the in-ClickHouse merge counts up that way.
+                out.append(_row(state, columns, static, max(version, versions.get(delta.key, -1) + 1)))
         return out
 
     async def _read(
         self, sql: TableSql, query: str, keys: Sequence[tuple[Any, ...]], *, static: bool
-    ) -> list[RowDelta]:
+    ) -> list[tuple[RowDelta, int]]:
+        """The newest stored states of ``keys``, each with its stored ``_version``."""
         if not keys:
             return []
         layout = sql.layout
@@ -249,7 +297,11 @@ class ClickHouseSink:
         parameters = key_parameters(list(keys), len(key_columns))
         result = await self._call(self.client.query, query, parameters=parameters, column_formats=formats)
         names = result.column_names
-        return [_state(dict(zip(names, row, strict=True)), key_columns, columns, static) for row in result.result_rows]
+        out = []
+        for row in result.result_rows:
+            values = dict(zip(names, row, strict=True))
+            out.append((_state(values, key_columns, columns, static), values["_version"]))
+        return out
 
     async def _tombstones(self, sql: TableSql, partitions: Iterable[tuple[Any, ...]]) -> list[Tombstone]:
         keys = list(partitions)
@@ -279,7 +331,8 @@ class ClickHouseSink:
             column_names=[n for n, _ in columns],
             column_type_names=[t for _, t in columns],
             column_oriented=column_oriented,
-            settings={"insert_deduplication_token": token},
+            # Rows of one insert have distinct keys: collapsing them on insert would only cost time.
+            settings={"insert_deduplication_token": token, "optimize_on_insert": 0},
         )
 
     # -- checkpoints -----------------------------------------------------
@@ -302,6 +355,24 @@ class ClickHouseSink:
             parameters={"pipeline": pipeline},
         )
         return {node: Position(segment, offset) for node, segment, offset in result.result_rows}
+
+
+def _stage_encoder(layout: Layout) -> Any | None:
+    """The compiled encoder of a flat table's staged deltas, or None without the compiled core."""
+    module = native_module()
+    if module is None:
+        return None
+
+    def spec(column: Column) -> tuple[str, str, Callable[[Any], Any]]:
+        return column.name, stage_type(column.type), ch_encoder(column.type)
+
+    return module.ChStageEncoder(
+        {"upsert": Op.UPSERT, "cell": Cell, "uuid": uuid.UUID},
+        [spec(c) for c in layout.schema.partition_key],
+        [spec(c) for c in layout.clustering],
+        [spec(c) for c in layout.regulars],
+        [],
+    )
 
 
 def _by_partition(tombstones: Iterable[Tombstone]) -> dict[tuple[Any, ...], list[Tombstone]]:

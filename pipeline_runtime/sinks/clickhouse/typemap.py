@@ -59,6 +59,13 @@ def ch_type(cql_type: CqlType) -> str:
     return "String"
 
 
+def stage_type(cql_type: CqlType) -> str:
+    """``ch_type``, or ``JSON`` for a String holding canonical JSON (the native stage encoder's names)."""
+    if cql_type.kind in SCALAR_TYPES or is_array(cql_type):
+        return ch_type(cql_type)
+    return "JSON"
+
+
 def is_array(cql_type: CqlType) -> bool:
     """Numeric vectors are arrays, which ClickHouse cannot make Nullable: null is stored as []."""
     return cql_type.kind is Kind.VECTOR and cql_type.args[0].kind in _VECTOR_ELEMENTS

@@ -51,6 +51,22 @@ def storage_columns(column: Column) -> list[tuple[str, str]]:
     return [(column.name, pg_type(column.type)), (f"{column.name}__ts", "bigint"), (f"{column.name}__exp", "bigint")]
 
 
+def _greater(column: Column, new: str, old: str) -> str:
+    """The last tie-break at equal writetimes: the greater value wins (``changes.TieOrder``).
+
+    Values compare as their type orders them; text byte-wise ("C" collation, as Python
+    compares str); jsonb as its text (canonical JSON in, PostgreSQL's spacing out: the one
+    type whose order can differ from the runtime's, only between conflicting writes with the
+    same writetime).
+    """
+    kind = pg_type(column.type)
+    if kind == "text":
+        return f'{new} COLLATE "C" > {old} COLLATE "C"'
+    if kind == "jsonb":
+        return f"{new}::text > {old}::text"
+    return f"{new} > {old}"
+
+
 def render_kind(column_type: CqlType) -> str:
     """How ``headrace_render`` turns a multi-cell column's elements into its value."""
     if column_type.kind is Kind.MAP:
@@ -171,7 +187,7 @@ class TableSql(TableObjects):
             old = f"(t.{c} IS NULL, t.{exp} IS NOT NULL, coalesce(t.{exp}, 0))"
             guard = (
                 f"{newer} OR (EXCLUDED.{ts} = t.{ts} AND ({new} > {old} "
-                f"OR ({new} = {old} AND EXCLUDED.{c}::text > t.{c}::text)))"
+                f"OR ({new} = {old} AND {_greater(column, f'EXCLUDED.{c}', f't.{c}')})))"
             )
             changes.append(guard)
             for target_column in (c, ts, exp):

@@ -74,7 +74,7 @@ def stored_from(state: RowDelta, sql: TableSql) -> list[Any]:
     by_name = dict(zip(names, row, strict=True))
     return [
         v.replace(tzinfo=None) if isinstance(v, dt.datetime) else v
-        for v in (by_name[n] for n in read_columns(sql.layout))
+        for v in (by_name[n] for n in [*read_columns(sql.layout), "_version"])
     ]
 
 
@@ -98,13 +98,16 @@ def test_flat_merge_equals_general_merge(seed: int) -> None:
     deltas = flat.shape(events)
     assert deltas is not None
     columns = [list(c) for c in zip(*stored_rows, strict=True)]
-    fast = flat.merge(deltas, flat.stored(columns) if stored_rows else {})
+    stored, versions = flat.stored(columns) if stored_rows else ({}, {})
+    fast = flat.merge(deltas, stored, versions)
 
-    names = read_columns(layout)
+    names = [*read_columns(layout), "_version"]
     current = {}
+    stored_versions = {}
     for row in stored_rows:
         state = _state(dict(zip(names, row, strict=True)), SCHEMA.primary_key, layout.regulars, False)
         current[state.key] = state
+        stored_versions[state.key] = row[-1]
     general = []
     for event in events:
         delta = shaper.shape(event)
@@ -117,7 +120,8 @@ def test_flat_merge_equals_general_merge(seed: int) -> None:
             state, before = found, found.version
             state.merge(delta)
         if state.version != before:
-            general.append(_row(state, _plan(layout.regulars), False, state.version))
+            version = max(state.version, stored_versions.get(delta.key, -1) + 1)
+            general.append(_row(state, _plan(layout.regulars), False, version))
     assert fast == general
 
 
