@@ -123,14 +123,18 @@ class Elements:
     deleted_at: int = LIVE_TIMESTAMP
     cells: dict[str, ElementState] = field(default_factory=dict)
 
-    def merge(self, other: Elements) -> None:
+    def merge(self, other: Elements) -> bool:
+        """Join ``other`` in; whether anything changed."""
+        changed = other.deleted_at > self.deleted_at
         self.deleted_at = max(self.deleted_at, other.deleted_at)
         for key, state in other.cells.items():
             mine = self.cells.get(key)
             if mine is None or element_beats(state, mine):
                 self.cells[key] = state
+                changed = True
         # Covered elements are kept (readers filter them by ``deleted_at``):
         # pruning here would make ``RowDelta.version`` go down.
+        return changed
 
 
 @dataclass(slots=True)
@@ -146,21 +150,30 @@ class RowDelta:
     deleted_at: int = LIVE_TIMESTAMP
     source: SourcePosition | None = None
 
-    def merge(self, other: RowDelta) -> None:
-        """Join ``other`` into this delta (same key)."""
+    def merge(self, other: RowDelta) -> bool:
+        """Join ``other`` into this delta (same key); whether the state changed.
+
+        A change is any cell, element, liveness or deletion of ``other`` winning,
+        which includes a value that wins only the equal-writetime tie-break (the
+        version does not move for that one).
+        """
+        changed = other.deleted_at > self.deleted_at
         for name, cell in other.cells.items():
             mine = self.cells.get(name)
             if mine is None or cell.beats(mine):
                 self.cells[name] = cell
+                changed = True
         for name, elements in other.elements.items():
-            self.elements.setdefault(name, Elements()).merge(elements)
+            changed = self.elements.setdefault(name, Elements()).merge(elements) or changed
         if other.live_ts is not None and (
             self.live_ts is None or _live_rank(other.live_ts, other.live_exp) > _live_rank(self.live_ts, self.live_exp)
         ):
             self.live_ts, self.live_exp = other.live_ts, other.live_exp
+            changed = True
         self.deleted_at = max(self.deleted_at, other.deleted_at)
         if other.source is not None and (self.source is None or other.source.position > self.source.position):
             self.source = other.source
+        return changed
 
     @property
     def version(self) -> int:

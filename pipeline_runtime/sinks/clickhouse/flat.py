@@ -162,7 +162,7 @@ class FlatRows:
             if state is None:
                 out.append(self._finish(delta, self._version(delta)))
                 continue
-            before = self._version(state)
+            changed = delta[-1] > state[-1]
             for index in cells:
                 ts = delta[index + 1]
                 if ts is None:
@@ -172,6 +172,7 @@ class FlatRows:
                     state[index] = delta[index]
                     state[index + 1] = ts
                     state[index + 2] = delta[index + 2]
+                    changed = True
             live = delta[-3]
             if live is not None:
                 old_live = state[-3]
@@ -181,10 +182,10 @@ class FlatRows:
                     or (live == old_live and _expiry_rank(delta[-2]) > _expiry_rank(state[-2]))
                 ):
                     state[-3], state[-2] = live, delta[-2]
+                    changed = True
             state[-1] = max(state[-1], delta[-1])
-            version = self._version(state)
-            if version != before:
-                out.append(self._finish(state, max(version, versions.get(key, -1) + 1)))
+            if changed:
+                out.append(self._finish(state, max(self._version(state), versions.get(key, -1) + 1)))
         return out
 
     def _version(self, row: FlatRow) -> int:

@@ -269,19 +269,20 @@ class ClickHouseSink:
         for delta in deltas:
             state = current.get(delta.key)
             if state is None:
-                state, before = delta, None  # a new key: the delta is the whole state
+                state, changed = delta, True  # a new key: the delta is the whole state
             else:
-                before = state.version
-                state.merge(delta)
+                changed = state.merge(delta)
             for tombstone in tombstones.get(delta.key[:width], ()):
-                if tombstone.whole_partition or (
+                covered = tombstone.whole_partition or (
                     not static and covers(tombstone, delta.key[width:], layout.clustering)
-                ):
-                    state.deleted_at = max(state.deleted_at, tombstone.ts)
-            version = state.version
-            if version != before:
+                )
+                if covered and tombstone.ts > state.deleted_at:
+                    state.deleted_at = tombstone.ts
+                    changed = True
+            if changed:
                 # At least the stored version plus one: the in-ClickHouse merge counts up that way.
-                out.append(_row(state, columns, static, max(version, versions.get(delta.key, -1) + 1)))
+                version = max(state.version, versions.get(delta.key, -1) + 1)
+                out.append(_row(state, columns, static, version))
         return out
 
     async def _read(

@@ -113,13 +113,12 @@ def test_flat_merge_equals_general_merge(seed: int) -> None:
         delta = shaper.shape(event)
         assert isinstance(delta, RowDelta)
         found = current.get(delta.key)
-        before = None
         if found is None:
-            state = delta
+            state, changed = delta, True
         else:
-            state, before = found, found.version
-            state.merge(delta)
-        if state.version != before:
+            state = found
+            changed = state.merge(delta)
+        if changed:
             version = max(state.version, stored_versions.get(delta.key, -1) + 1)
             general.append(_row(state, _plan(layout.regulars), False, version))
     assert fast == general
