@@ -66,6 +66,11 @@ CHECKPOINT_COLUMNS = [
     ("version", "UInt128"),
 ]
 Hook = Callable[[], Awaitable[None]]
+#: Batches (per table) from this many rows on are merged inside ClickHouse. The staged merge
+#: costs about 110 ms per batch whatever its size (ClickHouse takes ~50 ms just to plan the
+#: merge statement) plus 14 µs a row; the Python merge 50 ms plus 29 µs a row. Measured with
+#: `make bench BENCH=sinks` on the 2-core development machine (docs/sinks.md): they cross near 4,000.
+STAGED_MIN_ROWS = 4_000
 
 
 @dataclass
@@ -154,7 +159,7 @@ class ClickHouseSink:
             if table is None:
                 raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")
             token = _token(self.name, qualified, events)
-            if table.stage is not None:
+            if table.stage is not None and len(events) >= STAGED_MIN_ROWS:
                 async with boundary(self.name):  # encoding errors become RowRejectedError here
                     staged = table.stage.encode(events)
                 if staged is not None and not await self._has_tombstones(table.sql):

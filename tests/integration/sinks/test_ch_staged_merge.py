@@ -20,6 +20,7 @@ from pipeline_runtime.events import Position, SourcePosition
 from pipeline_runtime.native import native_module
 from pipeline_runtime.sinks.base import Batch, Checkpoint, TableNaming
 from pipeline_runtime.sinks.clickhouse import ClickHouseSink
+from pipeline_runtime.sinks.clickhouse import sink as clickhouse_sink
 from pipeline_runtime.sinks.clickhouse.flat import read_columns
 from pipeline_runtime.sinks.clickhouse.sql import ident
 from tests.unit.sinks.test_ch_flat import SCHEMA, random_event
@@ -47,7 +48,8 @@ async def _view(sink: ClickHouseSink) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.parametrize("seed", range(4))
-async def test_staged_merge_equals_python_merge(chdb_dsn: str, seed: int) -> None:
+async def test_staged_merge_equals_python_merge(chdb_dsn: str, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(clickhouse_sink, "STAGED_MIN_ROWS", 1)
     staged = ClickHouseSink("staged", chdb_dsn, TableNaming(target=f"staged_{seed}"))
     python = ClickHouseSink("python", chdb_dsn, TableNaming(target=f"python_{seed}"))
     for sink in (staged, python):

@@ -27,8 +27,9 @@ async def test_crash_before_checkpoint_then_replay(harness: Harness) -> None:
     oracle = Oracle(schema)
     for event in first + second:
         oracle.apply(event)
-    done = Checkpoint("crash", "node-1", max(e.source.position for e in first))
-    crashed = Checkpoint("crash", "node-1", max(e.source.position for e in second))
+    pipeline = f"crash-{harness.namespace}"  # ClickHouse keeps every test's checkpoints in one table
+    done = Checkpoint(pipeline, "node-1", max(e.source.position for e in first))
+    crashed = Checkpoint(pipeline, "node-1", max(e.source.position for e in second))
 
     sink = harness.make()
     await sink.open()
@@ -59,7 +60,7 @@ async def test_crash_before_checkpoint_then_replay(harness: Harness) -> None:
     restarted = harness.make()
     await restarted.open()
     await restarted.ensure_table(schema)
-    committed = await restarted.committed_positions("crash")
+    committed = await restarted.committed_positions(pipeline)
     assert committed == {"node-1": done.position}
     replay = [e for e in first + second if e.source.position > committed["node-1"]]
     assert replay == second
@@ -69,6 +70,6 @@ async def test_crash_before_checkpoint_then_replay(harness: Harness) -> None:
     keys = [tuple(r[c.name] for c in schema.primary_key) for r in rows]
     assert len(keys) == len(set(keys)), "a key appears twice: the replay duplicated rows"
     assert actual_rows(schema, rows) == expected_rows(schema, oracle.select(workload.now))
-    assert await restarted.committed_positions("crash") == {"node-1": crashed.position}
+    assert await restarted.committed_positions(pipeline) == {"node-1": crashed.position}
     assert crashed.position > Position(0, 0)
     await restarted.close()
