@@ -93,8 +93,8 @@ class ClickHouseSink:
         self._lock = asyncio.Lock()
         self._tables: dict[str, _Table] = {}
         self._health = SinkHealth(name)
-        #: Staging tables this sink created, by (state table, writer): dropped at close.
-        self._stages: dict[tuple[str, str], str] = {}
+        #: Temporary staging tables this sink's session created: dropped at close.
+        self._stages: set[str] = set()
         #: Test seam: awaited after the data insert, before the checkpoint insert.
         self.before_checkpoint: Hook | None = None
 
@@ -125,7 +125,7 @@ class ClickHouseSink:
 
     async def close(self) -> None:
         if self._client is not None:
-            for stage in self._stages.values():
+            for stage in self._stages:
                 with contextlib.suppress(SinkError):
                     await self._call(self._client.command, f"DROP TABLE IF EXISTS {stage}")
             self._stages.clear()
@@ -163,7 +163,7 @@ class ClickHouseSink:
                 async with boundary(self.name):  # encoding errors become RowRejectedError here
                     staged = table.stage.encode(events)
                 if staged is not None and not await self._has_tombstones(table.sql):
-                    await self._write_staged(table, staged[0], events[0].source.node, token)
+                    await self._write_staged(table, staged[0], token)
                     continue
             async with boundary(self.name):
                 deltas = table.flat.shape(events)
@@ -179,29 +179,28 @@ class ClickHouseSink:
             await self._store_checkpoint(batch.checkpoint)
         self._health.committed(len(batch.events))
 
-    async def _write_staged(self, table: _Table, block: bytes, node: str, token: str) -> None:
+    async def _write_staged(self, table: _Table, block: bytes, token: str) -> None:
         """Stage the batch's deltas (a Native block) and merge them inside ClickHouse.
 
-        The fast path when the compiled core is built: the same reads and writes as
-        ``_write_flat`` (the newest stored state of each key, one insert of the changed
-        whole rows with the same token), done by one ``INSERT ... SELECT``
-        (``TableSql.merge_staged``), so no row travels back to the runtime. The stage
-        is a Memory table per sink, node and column set, emptied before each batch.
+        The fast path for large batches when the compiled core is built: the same
+        reads and writes as ``_write_flat`` (the newest stored state of each key,
+        one insert of the changed whole rows with the same token), done by one
+        ``INSERT ... SELECT`` (``TableSql.merge_staged``), so no row travels back
+        to the runtime.
         """
         sql = table.sql
-        writer = hashlib.blake2s(f"{self.name}|{node}|{sql.stage_columns}".encode(), digest_size=8).hexdigest()
-        create = sql.create_stage(writer) if (sql.state, writer) not in self._stages else None
+        create = sql.create_stage() if sql.stage not in self._stages else None
         client = self.client
 
         def run() -> None:
             if create is not None:
                 client.command(create)
-            client.command(f"TRUNCATE TABLE {sql.stage(writer)}")
-            client.raw_insert(sql.stage(writer), [n for n, _ in sql.stage_columns], block, fmt="Native")
-            client.command(sql.merge_staged(writer, token + ":rows"))
+            client.command(f"TRUNCATE TABLE {sql.stage}")
+            client.raw_insert(sql.stage, [n for n, _ in sql.stage_columns], block, fmt="Native")
+            client.command(sql.merge_staged(token + ":rows"))
 
         await self._call(run)
-        self._stages[(sql.state, writer)] = sql.stage(writer)
+        self._stages.add(sql.stage)
 
     async def _write_flat(self, table: _Table, deltas: dict[tuple[Any, ...], list[Any]], token: str) -> None:
         """The fast path (``flat.py``): plain upserts into a table without stored range or partition deletions.

@@ -18,6 +18,7 @@ Storage per table ``t`` in the target database (see docs/sinks.md):
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -132,14 +133,21 @@ class TableSql(TableObjects):
         delta's own (``flat.FlatRows._version`` of it as a whole state: what a new key stores)."""
         return [*self.state_columns[: -len(ROW_META) + 2], ("_version", "UInt256")]
 
-    def stage(self, writer: str) -> str:
-        """The staging table of one writer (a sink and node): a Memory table, emptied before each batch."""
-        return self.name(f"__stage_{writer}")
+    @cached_property
+    def stage(self) -> str:
+        """The staging table: a temporary Memory table of the sink's session, emptied before each batch.
 
-    def create_stage(self, writer: str) -> str:
-        return f"CREATE TABLE IF NOT EXISTS {self.stage(writer)} ({_body(self.stage_columns)}) ENGINE = Memory"
+        Temporary, so each writer has its own and a statement that reaches another server
+        of a cluster fails (unknown table) instead of merging nothing. Named by the state
+        table and the stage columns, so a schema change gets a fresh one.
+        """
+        digest = hashlib.blake2s(f"{self.state}|{self.stage_columns}".encode(), digest_size=8).hexdigest()
+        return ident(f"headrace_stage_{digest}")
 
-    def merge_staged(self, writer: str, token: str) -> str:
+    def create_stage(self) -> str:
+        return f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.stage} ({_body(self.stage_columns)}) ENGINE = Memory"
+
+    def merge_staged(self, token: str) -> str:
         """One ``INSERT ... SELECT`` that merges the staged deltas into the newest stored states.
 
         The same rules as ``flat.FlatRows.merge`` (tests/unit/sinks/test_ch_flat.py and the
@@ -152,7 +160,7 @@ class TableSql(TableObjects):
         """
         layout = self.layout
         keys = [ident(n) for n in layout.key_names]
-        stage = self.stage(writer)
+        stage = self.stage
         stored_columns = ", ".join(ident(n) for n in [*read_columns(layout), "_version"])
         stored = (
             f"SELECT {stored_columns} FROM {self.state} WHERE ({', '.join(keys)}) IN "
