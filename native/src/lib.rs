@@ -1,4 +1,8 @@
-//! Headrace's compiled commitlog mutation decoder.
+//! Headrace's compiled core: the commitlog mutation decoder and the sinks' batch encoders.
+//!
+//! `PgCopyEncoder` (`pgcopy.rs`) and `ChStageEncoder` (`chnative.rs`) turn a batch of plain upserts
+//! into PostgreSQL binary COPY data and a ClickHouse Native block, reading the events the way the
+//! Python fast paths do (`upserts.rs`).
 //!
 //! `MutationDecoder.decode(body, source)` returns exactly the `ChangeEvent`s of the pure-Python
 //! reference (`pipeline_runtime/source/commitlog/mutation.py`) and raises the same exception types.
