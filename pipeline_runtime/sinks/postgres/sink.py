@@ -14,6 +14,7 @@ table locks taken in name order (``_setup``).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -25,7 +26,7 @@ import asyncpg
 
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.errors import SinkError
-from pipeline_runtime.events import ChangeEvent, Position
+from pipeline_runtime.events import ChangeEvent, Op, Position
 from pipeline_runtime.sinks.base import Batch, Checkpoint, SinkHealth, SinkState, TableNaming
 from pipeline_runtime.sinks.changes import (
     Layout,
@@ -42,6 +43,10 @@ from pipeline_runtime.sinks.postgres.sql import TableSql, ident
 from pipeline_runtime.sinks.postgres.typemap import pg_encoder
 
 log = logging.getLogger(__name__)
+
+#: Batches (per table) of plain upserts from this many rows on are merged in two halves, the
+#: second encoded while the server merges the first (``PostgresSink._merge_overlapped``).
+OVERLAP_MIN_ROWS = 4_000
 
 CHECKPOINT_SCHEMA = "headrace"
 CHECKPOINTS = "headrace.checkpoints"
@@ -80,6 +85,8 @@ class _Work:
     rows: list[Record] | CopyData
     statics: list[Record]
     tombstones: list[Tombstone]
+    #: Plain upserts still to encode, while the server merges ``rows`` (``_merge_overlapped``).
+    rest: list[ChangeEvent] | None = None
 
 
 class PostgresSink:
@@ -174,6 +181,12 @@ class PostgresSink:
             table = self._tables.get(qualified)
             if table is None:
                 raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")
+            if len(table_events) >= OVERLAP_MIN_ROWS and all(e.op is Op.UPSERT and not e.static for e in table_events):
+                half = len(table_events) // 2
+                first = table.records.copy_data(table_events[:half])
+                if first is not None:
+                    work.append(_Work(table, first, [], [], rest=table_events[half:]))
+                    continue
             fast: list[Record] | CopyData | None = table.records.copy_data(table_events)
             if fast is None:
                 fast = table.records.fast(table_events)
@@ -190,11 +203,14 @@ class PostgresSink:
         table = item.table
         sql = table.sql
         stages = []
-        if item.rows:
+        applied: dict[str, tuple[Any, ...]] = {}
+        if item.rest is not None:
+            for found in await self._merge_overlapped(conn, item):
+                applied.setdefault(found[0], tuple(found))
+        elif item.rows:
             stages.append(await _merge(conn, table.row_stage, sql.merge_rows, table.row_columns, item.rows))
         if item.statics:
             stages.append(await _merge(conn, table.static_stage, sql.merge_statics, table.static_columns, item.statics))
-        applied: dict[str, tuple[Any, ...]] = {}
         for tombstone in item.tombstones:
             record = tombstone_record(tombstone, len(sql.layout.clustering))
             await conn.execute(sql.insert_tombstone(), *record)
@@ -204,6 +220,34 @@ class PostgresSink:
                 applied.setdefault(found[0], tuple(found))
         for record in applied.values():
             await _apply_tombstone(conn, sql, record)
+
+    async def _merge_overlapped(self, conn: asyncpg.Connection, item: _Work) -> list[asyncpg.Record]:
+        """Merge a large batch of plain upserts in two halves, encoding the second while the server
+        merges the first; the stored tombstones that cover either half's rows.
+
+        The encoding is CPU in the runtime and the merge CPU in PostgreSQL: overlapped, a
+        10,000-row batch took about 15% less time (docs/sinks.md). Merging in two statements is
+        safe because merging is order-independent; a second half the fast path declines (a
+        collection change, a repeated row) takes the general path; it holds no deletions
+        (``_prepare`` checked), so the locks taken for the batch still hold.
+        """
+        table, sql = item.table, item.table.sql
+        stage = f"pg_temp.{table.row_stage}"
+        assert isinstance(item.rows, tuple) and item.rest is not None
+        await _copy(conn, table.row_stage, table.row_columns, item.rows)
+        merging = asyncio.ensure_future(conn.execute(sql.merge_rows(stage)))
+        await asyncio.sleep(0)  # the merge statement goes out before the CPU-bound encoding starts
+        try:
+            rest: list[Record] | CopyData | None = table.records.copy_data(item.rest)
+            if rest is None:
+                rows, _ = coalesce(table.shaper.shape(e) for e in item.rest)
+                rest = [table.records.row(r) for r in rows]
+        finally:
+            await merging
+        covering = list(await conn.fetch(sql.tombstones_for_stage(stage)))
+        await conn.execute(f"TRUNCATE {stage}")
+        await _merge(conn, table.row_stage, sql.merge_rows, table.row_columns, rest)
+        return covering + list(await conn.fetch(sql.tombstones_for_stage(stage)))
 
     # -- checkpoints -----------------------------------------------------
 
@@ -260,14 +304,18 @@ async def _merge(
     records: list[Record] | CopyData,
 ) -> str:
     """COPY the records into the session's staging table and merge them into the target."""
+    await _copy(conn, stage, columns, records)
+    await conn.execute(merge(f"pg_temp.{stage}"))
+    return f"pg_temp.{stage}"
+
+
+async def _copy(conn: asyncpg.Connection, stage: str, columns: list[str], records: list[Record] | CopyData) -> None:
     if isinstance(records, tuple):
         await conn.copy_to_table(
             stage, source=_chunks(records[0]), columns=columns, schema_name="pg_temp", format="binary"
         )
     else:
         await conn.copy_records_to_table(stage, records=records, columns=columns, schema_name="pg_temp")
-    await conn.execute(merge(f"pg_temp.{stage}"))
-    return f"pg_temp.{stage}"
 
 
 async def _chunks(data: bytes) -> AsyncIterator[bytes]:

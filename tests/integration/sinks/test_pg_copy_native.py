@@ -22,12 +22,23 @@ import asyncpg
 import pytest
 
 from pipeline_runtime.cql.schema import ColumnKind, TableSchema
-from pipeline_runtime.events import Cell, ChangeEvent, CollectionChange, Liveness, Op, Position, SourcePosition
+from pipeline_runtime.events import (
+    Cell,
+    ChangeEvent,
+    CollectionChange,
+    Deletion,
+    Liveness,
+    Op,
+    Position,
+    SourcePosition,
+)
 from pipeline_runtime.native import native_module
+from pipeline_runtime.sinks.base import Batch, Checkpoint
 from pipeline_runtime.sinks.changes import Layout
+from pipeline_runtime.sinks.postgres import PostgresSink
 from pipeline_runtime.sinks.postgres.ddl import ensure_tables
 from pipeline_runtime.sinks.postgres.records import RecordBuilder
-from pipeline_runtime.sinks.postgres.sink import _chunks
+from pipeline_runtime.sinks.postgres.sink import OVERLAP_MIN_ROWS, _chunks
 from pipeline_runtime.sinks.postgres.sql import TableSql
 from pipeline_runtime.sinks.postgres.typemap import pg_encoder
 from tests.integration.sinks.test_sink_types import SAMPLES
@@ -200,3 +211,46 @@ def test_native_declines_what_the_fast_path_declines() -> None:
 
 def vars_of(event: ChangeEvent) -> dict[str, Any]:
     return {name: getattr(event, name) for name in event.__dataclass_fields__}
+
+
+async def test_large_batches_merge_in_two_overlapped_halves(postgres_dsn: str) -> None:
+    """Above OVERLAP_MIN_ROWS a batch is merged in two halves (the second encoded during the first's
+    merge): stored deletions still cover rows of either half, and a second half the fast path
+    declines (a collection change) is merged through the general path."""
+    table = TableSchema(
+        "ks",
+        "big",
+        uuid.uuid4(),
+        (
+            column("id", "bigint", ColumnKind.PARTITION_KEY, 0),
+            column("name", "text"),
+            column("tags", "set<text>"),
+        ),
+    )
+    count = OVERLAP_MIN_ROWS + 10
+    half = count // 2
+    deleted = {3, half + 3}  # one partition in each half, deleted after (ts 500) the upserts (ts 100)
+    sink = PostgresSink("pg", postgres_dsn)
+    await sink.open()
+    try:
+        await sink.ensure_table(table)
+        deletions = [
+            ChangeEvent(Op.DELETE_PARTITION, "ks", "big", {"id": i}, SRC, deletion=Deletion(500, 1)) for i in deleted
+        ]
+        await sink.write(Batch(deletions, Checkpoint("big", "n", Position(1, 1))))
+        events = [
+            ChangeEvent(Op.UPSERT, "ks", "big", {"id": i}, SRC, {}, {"name": Cell(f"n{i}", 100)}, Liveness(100))
+            for i in range(count)
+        ]
+        events[-1] = ChangeEvent(
+            Op.UPSERT, "ks", "big", {"id": count - 1}, SRC, {}, {"tags": CollectionChange(Deletion(99, 1), ())}
+        )
+        assert sink._tables["ks.big"].records.copy_data(events[half:]) is None  # the general path's half
+        await sink.write(Batch(events, Checkpoint("big", "n", Position(2, 1))))
+        async with sink.pool.acquire() as conn:
+            rows = await conn.fetch('SELECT id, name FROM "ks"."big" ORDER BY id')
+    finally:
+        await sink.close()
+    names = {r["id"]: r["name"] for r in rows}
+    assert set(names) == set(range(count - 1)) - deleted
+    assert all(names[i] == f"n{i}" for i in names)
