@@ -8,14 +8,14 @@
 //! clickhouse-connect encodes what `typemap.ch_encoder` returns; values of another Python type go
 //! through that encoder first.
 
-use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{
     PyBool, PyBytes, PyDate, PyDateAccess, PyDateTime, PyDict, PyFloat, PyInt, PyList, PyString, PyType,
 };
 
-use crate::upserts::{Classes, Row, RowWriter, Shape, micros_since_year_one, ordinal, walk};
+use crate::upserts::{Classes, Row, RowWriter, Shape, micros_since_year_one, ordinal, store_value, walk};
 
 /// Days from 0001-01-01 (day 1) to 1970-01-01.
 const UNIX_EPOCH_ORDINAL: i64 = 719_163;
@@ -259,7 +259,8 @@ impl ChStageEncoder {
         out
     }
 
-    /// Appends one non-null value to `column` (its null-map byte included).
+    /// Appends one non-null value to `column` (its null-map byte included); canonical-JSON columns
+    /// always take the encoder's text, never a driver value as it is.
     fn write_value(
         &self,
         py: Python<'_>,
@@ -267,26 +268,9 @@ impl ChStageEncoder {
         value: &Bound<'_, PyAny>,
         column: &mut Column,
     ) -> PyResult<()> {
-        let start = column.data.len();
-        if field.kind != Kind::Json && self.write_native(py, field.kind, value, column)? {
-            return Ok(());
-        }
-        column.data.truncate(start);
-        let encoded = field.encoder.bind(py).call1((value,))?;
-        if encoded.is_none() {
-            column.null();
-            return Ok(());
-        }
         let kind = if field.kind == Kind::Json { Kind::String } else { field.kind };
-        if self.write_native(py, kind, &encoded, column)? {
-            return Ok(());
-        }
-        Err(PyTypeError::new_err(format!(
-            "column {}: a {} value cannot be stored as {}",
-            field.name,
-            encoded.get_type().name()?,
-            kind.type_name()
-        )))
+        let store = |v: &Bound<'_, PyAny>, c: &mut Column| self.write_native(py, kind, v, c);
+        store_value(&field.name, &field.encoder, value, field.kind != Kind::Json, column, store, Column::null)
     }
 
     /// Appends `value` if it has the Python type `kind` takes as it is; false (nothing kept) otherwise.

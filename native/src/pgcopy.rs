@@ -8,9 +8,9 @@
 //! binary codecs do; values of an unexpected Python type go through the column's Python encoder
 //! (`typemap.pg_encoder`) first, exactly like the records the Python path builds.
 
-use crate::upserts::{Classes, Row, RowWriter, Shape, micros_since_year_one, ordinal, slots_of, walk};
+use crate::upserts::{Classes, Row, RowWriter, Shape, micros_since_year_one, ordinal, slots_of, store_value, walk};
 
-use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{
@@ -285,27 +285,11 @@ impl PgCopyEncoder {
         }
     }
 
-    /// Appends one non-null value as a length-prefixed field.
+    /// Appends one non-null value as a length-prefixed field; jsonb values are always the encoder's
+    /// canonical JSON text, never a driver value as it is.
     fn write_value(&self, py: Python<'_>, field: &Field, value: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
-        // jsonb values are always the encoder's canonical JSON text, never a driver value as it is.
-        if field.wire != Wire::Jsonb && self.write_native(py, field.wire, value, out)? {
-            return Ok(());
-        }
-        // Not the Python type the fast encoding expects: what the Python path would send asyncpg.
-        let encoded = field.encoder.bind(py).call1((value,))?;
-        if encoded.is_none() {
-            null(out);
-            return Ok(());
-        }
-        if self.write_native(py, field.wire, &encoded, out)? {
-            return Ok(());
-        }
-        Err(PyTypeError::new_err(format!(
-            "column {}: a {} value cannot be encoded as {:?}",
-            field.name,
-            encoded.get_type().name()?,
-            field.wire
-        )))
+        let store = |v: &Bound<'_, PyAny>, o: &mut Vec<u8>| self.write_native(py, field.wire, v, o);
+        store_value(&field.name, &field.encoder, value, field.wire != Wire::Jsonb, out, store, null)
     }
 
     /// Appends `value` if it has the Python type `wire` takes as it is; false (nothing written) otherwise.

@@ -150,8 +150,36 @@ pub fn walk<'py>(shape: &Shape, events: &Bound<'py, PyList>, writer: &mut impl R
     Ok(true)
 }
 
-/// `(name, wire, encoder)` specs -> the walk's shape inputs: key names, slots of the stored
-/// columns (those whose wire is not `skip_wire`) and the general-path names.
+/// Stores one non-null value the way a writer's format takes it: as it is when `as_is` and its
+/// Python type is the one `store` takes, else what the column's Python encoder makes of it (the
+/// very value the Python path would send); a TypeError naming the column when neither fits.
+pub fn store_value<'py, O>(
+    column: &str,
+    encoder: &Py<PyAny>,
+    value: &Bound<'py, PyAny>,
+    as_is: bool,
+    out: &mut O,
+    mut store: impl FnMut(&Bound<'py, PyAny>, &mut O) -> PyResult<bool>,
+    null: impl FnOnce(&mut O),
+) -> PyResult<()> {
+    if as_is && store(value, out)? {
+        return Ok(());
+    }
+    let encoded = encoder.bind(value.py()).call1((value,))?;
+    if encoded.is_none() {
+        null(out);
+        return Ok(());
+    }
+    if store(&encoded, out)? {
+        return Ok(());
+    }
+    Err(pyo3::exceptions::PyTypeError::new_err(format!(
+        "column {column}: a {} value has no encoding here",
+        encoded.get_type().name()?
+    )))
+}
+
+/// Slots of the stored columns: the position of each `(name, spec)` whose spec `stored` accepts.
 pub fn slots_of<T>(columns: &[(String, T)], stored: impl Fn(&T) -> bool) -> HashMap<String, usize> {
     columns.iter().enumerate().filter(|(_, (_, spec))| stored(spec)).map(|(i, (name, _))| (name.clone(), i)).collect()
 }
