@@ -164,6 +164,23 @@ class ControlPlane:
             )
         return result
 
+    def wait_established(self, crd: str, timeout: float = 60.0) -> None:
+        """Wait until the CustomResourceDefinition ``crd`` is served.
+
+        Polls the Established condition: ``kubectl wait --for=condition=Established`` fails at
+        once, instead of waiting, when it runs before the API server wrote any condition
+        ("status.conditions accessor error: <nil>").
+        """
+        deadline = time.monotonic() + timeout
+        jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+        while True:
+            result = self.kubectl("get", "crd", crd, "-o", f"jsonpath={jsonpath}", check=False)
+            if result.returncode == 0 and result.stdout.strip() == "True":
+                return
+            if time.monotonic() > deadline:
+                raise KubectlError(f"CRD {crd} not Established after {timeout:.0f} s: {result.stderr.strip()}")
+            time.sleep(0.2)
+
     def apply(self, manifest: str) -> subprocess.CompletedProcess[str]:
         """``kubectl apply -f -`` with ``manifest`` (YAML or JSON) on stdin."""
         return self.kubectl("apply", "-f", "-", stdin=manifest)

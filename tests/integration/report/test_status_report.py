@@ -29,7 +29,7 @@ PIPELINE = {
 @pytest.fixture
 def pipeline(control_plane: ControlPlane, kube_namespace: str, tmp_path: Path) -> str:
     control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    control_plane.kubectl("wait", "--for=condition=Established", "crd/cdcpipelines.headrace.io", "--timeout=30s")
+    control_plane.wait_established("cdcpipelines.headrace.io", timeout=30)
     manifest = tmp_path / "pipeline.json"
     manifest.write_text(json.dumps(PIPELINE))
     control_plane.kubectl("apply", "-n", kube_namespace, "-f", str(manifest))

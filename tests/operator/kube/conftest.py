@@ -31,7 +31,7 @@ pytestmark = pytest.mark.kube
 @pytest.fixture(scope="session")
 def crd(control_plane: ControlPlane) -> str:
     control_plane.kubectl("apply", "-f", str(CRD))
-    control_plane.kubectl("wait", "--for=condition=Established", "crd/cdcpipelines.headrace.io", "--timeout=60s")
+    control_plane.wait_established("cdcpipelines.headrace.io", timeout=60)
     return "cdcpipelines.headrace.io"
 
 
