@@ -214,9 +214,8 @@ impl ChStageEncoder {
                 .collect()
         };
         let names = |specs: &[Spec]| specs.iter().map(|s| s.0.clone()).collect::<Vec<_>>();
-        let slots = columns.iter().enumerate().map(|(i, s)| (s.0.clone(), i)).collect();
-        let shape =
-            Shape::new(Classes::new(classes)?, names(&partition), names(&clustering), slots, general, columns.len());
+        let stored: Vec<(String, bool)> = columns.iter().map(|s| (s.0.clone(), true)).collect();
+        let shape = Shape::new(Classes::new(classes)?, names(&partition), names(&clustering), &stored, general);
         let keys = fields(partition)?.into_iter().chain(fields(clustering)?).collect();
         Ok(Self { shape, uuid: uuid.cast_into::<PyType>()?.unbind(), keys, columns: fields(columns)? })
     }

@@ -8,7 +8,7 @@
 //! binary codecs do; values of an unexpected Python type go through the column's Python encoder
 //! (`typemap.pg_encoder`) first, exactly like the records the Python path builds.
 
-use crate::upserts::{Classes, Row, RowWriter, Shape, micros_since_year_one, ordinal, slots_of, store_value, walk};
+use crate::upserts::{Classes, Row, RowWriter, Shape, micros_since_year_one, ordinal, store_value, walk};
 
 use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::intern;
@@ -160,14 +160,7 @@ impl PgCopyEncoder {
         };
         let names = |specs: &[Spec]| specs.iter().map(|s| s.0.clone()).collect::<Vec<_>>();
         let shape_columns: Vec<(String, bool)> = columns.iter().map(|s| (s.0.clone(), s.1 != "multi")).collect();
-        let shape = Shape::new(
-            Classes::new(classes)?,
-            names(&partition),
-            names(&clustering),
-            slots_of(&shape_columns, |&stored| stored),
-            general,
-            columns.len(),
-        );
+        let shape = Shape::new(Classes::new(classes)?, names(&partition), names(&clustering), &shape_columns, general);
         let keys: Vec<Field> = fields(partition)?.into_iter().chain(fields(clustering)?).collect();
         let columns = fields(columns)?;
         let width = keys.len() + columns.iter().map(|f| if f.wire == Wire::Multi { 2 } else { 3 }).sum::<usize>() + 3;

@@ -43,15 +43,23 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// `columns`: every column slot in order, with whether the fast path stores it (a multi-cell
+    /// column holds a slot but is never written here: its cells send the batch to the general path
+    /// through `general`).
     pub fn new(
         classes: Classes,
         partition: Vec<String>,
         clustering: Vec<String>,
-        slots: HashMap<String, usize>,
+        columns: &[(String, bool)],
         general: Vec<String>,
-        columns: usize,
     ) -> Self {
-        Self { classes, partition, clustering, slots, general: general.into_iter().collect(), columns }
+        let slots = columns
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, stored))| *stored)
+            .map(|(i, (name, _))| (name.clone(), i))
+            .collect();
+        Self { classes, partition, clustering, slots, general: general.into_iter().collect(), columns: columns.len() }
     }
 }
 
@@ -177,11 +185,6 @@ pub fn store_value<'py, O>(
         "column {column}: a {} value has no encoding here",
         encoded.get_type().name()?
     )))
-}
-
-/// Slots of the stored columns: the position of each `(name, spec)` whose spec `stored` accepts.
-pub fn slots_of<T>(columns: &[(String, T)], stored: impl Fn(&T) -> bool) -> HashMap<String, usize> {
-    columns.iter().enumerate().filter(|(_, (_, spec))| stored(spec)).map(|(i, (name, _))| (name.clone(), i)).collect()
 }
 
 /// Days since 0000-12-31 of a proleptic Gregorian date (Python's `date.toordinal()`).

@@ -7,6 +7,7 @@ objects are named, is the same everywhere and lives here.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,24 @@ def column_encoder(
         return None if value is None else plain(value)
 
     return encode
+
+
+def to_date(value: Any) -> dt.date:
+    """A CQL ``date`` as a ``datetime.date``: from a date, datetime, days since 1970 or the driver's ``Date``."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, int):
+        return dt.date(1970, 1, 1) + dt.timedelta(days=value)
+    return value.date()  # type: ignore[no-any-return]  # cassandra.util.Date; ValueError out of range
+
+
+def to_utc(value: Any) -> dt.datetime:
+    """A CQL ``timestamp`` as an aware datetime: naive ones are UTC, numbers are milliseconds since 1970."""
+    if isinstance(value, (int, float)):
+        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

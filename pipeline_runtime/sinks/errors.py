@@ -7,7 +7,13 @@ SinkError
 
 from __future__ import annotations
 
-from pipeline_runtime.errors import SinkError
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from pipeline_runtime.errors import HeadraceError, SinkError
+
+Translate = Callable[[BaseException, str], HeadraceError]
 
 
 class MissingExtensionError(SinkError):
@@ -17,3 +23,18 @@ class MissingExtensionError(SinkError):
         super().__init__(f"database {database!r} has no {extension} extension: {hint}")
         self.database = database
         self.extension = extension
+
+
+@asynccontextmanager
+async def translated(sink: str, translate: Translate) -> AsyncIterator[None]:
+    """Raise whatever the block raises as ``translate`` makes it a Headrace error (cancellation passes).
+
+    Each sink's ``errors.boundary`` is this with its driver's ``translate``: the one place where
+    that driver's exceptions become Headrace errors.
+    """
+    try:
+        yield
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise translate(exc, sink) from exc

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 from clickhouse_connect.driver import exceptions as ch
 
 from pipeline_runtime.errors import HeadraceError, RowRejectedError, SinkError, SinkUnavailableError
+from pipeline_runtime.sinks.errors import translated
 
 #: TOO_MANY_PARTS, MEMORY_LIMIT_EXCEEDED, TIMEOUT_EXCEEDED, SOCKET_TIMEOUT, NETWORK_ERROR,
 #: TOO_MANY_SIMULTANEOUS_QUERIES, TABLE_IS_READ_ONLY, ALL_CONNECTION_TRIES_FAILED, KEEPER_EXCEPTION
@@ -46,12 +46,6 @@ def translate(exc: BaseException, sink: str) -> HeadraceError:
     return SinkError(message)
 
 
-@asynccontextmanager
-async def boundary(sink: str) -> AsyncIterator[None]:
+def boundary(sink: str) -> AbstractAsyncContextManager[None]:
     """Translate whatever clickhouse-connect raises inside the block."""
-    try:
-        yield
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        raise translate(exc, sink) from exc
+    return translated(sink, translate)

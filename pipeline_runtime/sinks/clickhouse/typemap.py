@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline_runtime.cql.canonical import to_json
 from pipeline_runtime.cql.types import CqlType, Kind
-from pipeline_runtime.sinks.encoding import column_encoder
+from pipeline_runtime.sinks.encoding import column_encoder, to_date, to_utc
 
 SCALAR_TYPES: Mapping[Kind, str] = {
     Kind.ASCII: "String",
@@ -76,20 +76,6 @@ def nullable(cql_type: CqlType) -> str:
     return kind if is_array(cql_type) else f"Nullable({kind})"
 
 
-def _timestamp(value: Any) -> dt.datetime:
-    if isinstance(value, (int, float)):
-        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)  # type: ignore[no-any-return]
-
-
-def _date(value: Any) -> dt.date:
-    if isinstance(value, dt.date):
-        return value
-    if isinstance(value, int):
-        return dt.date(1970, 1, 1) + dt.timedelta(days=value)
-    return value.date()  # type: ignore[no-any-return]  # cassandra.util.Date; ValueError out of range
-
-
 _ENCODERS: Mapping[Kind, Callable[[Any], Any]] = {
     Kind.ASCII: str,
     Kind.TEXT: str,
@@ -104,9 +90,9 @@ _ENCODERS: Mapping[Kind, Callable[[Any], Any]] = {
     Kind.DOUBLE: float,
     Kind.BOOLEAN: bool,
     Kind.BLOB: bytes,
-    Kind.DATE: _date,
+    Kind.DATE: to_date,
     Kind.TIME: lambda v: int(to_json(v, CqlType(Kind.TIME))),
-    Kind.TIMESTAMP: _timestamp,
+    Kind.TIMESTAMP: to_utc,
     Kind.UUID: lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)),
     Kind.TIMEUUID: lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)),
     Kind.INET: str,

@@ -11,12 +11,12 @@ plain, fatal ``SinkError``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 import asyncpg
 
 from pipeline_runtime.errors import HeadraceError, RowRejectedError, SinkError, SinkUnavailableError
+from pipeline_runtime.sinks.errors import translated
 
 _RETRYABLE_CLASSES = ("08", "40", "53", "57", "58")
 _ROW_CLASSES = ("22", "23")
@@ -42,12 +42,6 @@ def translate(exc: BaseException, sink: str) -> HeadraceError:
     return SinkError(f"sink {sink}: {type(exc).__name__}: {exc}")
 
 
-@asynccontextmanager
-async def boundary(sink: str) -> AsyncIterator[None]:
+def boundary(sink: str) -> AbstractAsyncContextManager[None]:
     """Translate whatever asyncpg raises inside the block."""
-    try:
-        yield
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        raise translate(exc, sink) from exc
+    return translated(sink, translate)

@@ -10,7 +10,6 @@ durations, non-numeric vectors) to ``jsonb`` in the canonical JSON form of
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import uuid
 from collections.abc import Callable, Mapping
@@ -19,7 +18,7 @@ from typing import Any
 
 from pipeline_runtime.cql.canonical import to_json
 from pipeline_runtime.cql.types import CqlType, Kind
-from pipeline_runtime.sinks.encoding import column_encoder
+from pipeline_runtime.sinks.encoding import column_encoder, to_date, to_utc
 
 SCALAR_TYPES: Mapping[Kind, str] = {
     Kind.ASCII: "text",
@@ -93,22 +92,6 @@ def is_json(cql_type: CqlType) -> bool:
     return pg_type(cql_type) == "jsonb"
 
 
-def _date(value: Any) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if isinstance(value, int):
-        return dt.date(1970, 1, 1) + dt.timedelta(days=value)
-    return value.date()  # type: ignore[no-any-return]  # cassandra.util.Date; ValueError out of range
-
-
-def _timestamp(value: Any) -> dt.datetime:
-    if isinstance(value, (int, float)):
-        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)  # type: ignore[no-any-return]
-
-
 def _time(value: Any) -> int:
     return int(to_json(value, CqlType(Kind.TIME)))
 
@@ -127,9 +110,9 @@ _ENCODERS: Mapping[Kind, Callable[[Any], Any]] = {
     Kind.DOUBLE: float,
     Kind.BOOLEAN: bool,
     Kind.BLOB: bytes,
-    Kind.DATE: _date,
+    Kind.DATE: to_date,
     Kind.TIME: _time,
-    Kind.TIMESTAMP: _timestamp,
+    Kind.TIMESTAMP: to_utc,
     Kind.UUID: lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)),
     Kind.TIMEUUID: lambda v: v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)),
     Kind.INET: lambda v: ipaddress.ip_address(str(v)),
