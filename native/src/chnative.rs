@@ -424,27 +424,38 @@ impl<'py> RowWriter<'py> for StageWriter<'_, 'py> {
 }
 
 /// `flat.FlatRows._version` of the row as a whole state (what a new key stores), as UInt256 bytes.
-///
-/// `(sum of positive writetimes << 80) + ties`, ties being per cell 2^34 for a tombstone and
-/// 2^33 + min(expiry, 2^33 - 1) for an expiring cell, and the same expiry part for the liveness.
 fn delta_version(row: &Row<'_>) -> [u8; 32] {
+    let cells = row.cells.iter().flatten().map(|cell| (cell.ts, cell.value.is_none(), cell.exp));
+    version_bytes(i64::MIN, row.liveness, cells)
+}
+
+/// `flat.FlatRows._version` of a state, as UInt256 bytes (little-endian): `(sum of positive
+/// writetimes, the deletion's included, << 80) + ties`, ties being per cell 2^34 for a tombstone
+/// and 2^33 + min(expiry, 2^33 - 1) for an expiring cell, and the same expiry part for the
+/// liveness. `cells`: `(writetime, tombstone, expiry)` of each written cell.
+pub fn version_bytes(
+    deleted: i64,
+    liveness: Option<(i64, Option<i64>)>,
+    cells: impl Iterator<Item = (i64, bool, Option<i64>)>,
+) -> [u8; 32] {
     const TOMBSTONE: i128 = 1 << 34;
     const EXPIRY: i128 = 1 << 33;
     const CAP: i64 = (1 << 33) - 1;
-    let mut times: u128 = 0;
+    let positive = |ts: i64| u128::try_from(ts.max(0)).unwrap_or(0);
+    let mut times: u128 = positive(deleted);
     let mut ties: i128 = 0;
-    if let Some((ts, exp)) = row.liveness {
-        times += u128::try_from(ts.max(0)).unwrap_or(0);
+    if let Some((ts, exp)) = liveness {
+        times += positive(ts);
         if let Some(exp) = exp {
             ties += EXPIRY + i128::from(exp.min(CAP));
         }
     }
-    for cell in row.cells.iter().flatten() {
-        times += u128::try_from(cell.ts.max(0)).unwrap_or(0);
-        if cell.value.is_none() {
+    for (ts, tombstone, exp) in cells {
+        times += positive(ts);
+        if tombstone {
             ties += TOMBSTONE;
         }
-        if let Some(exp) = cell.exp {
+        if let Some(exp) = exp {
             ties += EXPIRY + i128::from(exp.min(CAP));
         }
     }
@@ -462,7 +473,7 @@ fn out_of_range(kind: Kind) -> PyErr {
     PyOverflowError::new_err(format!("value out of {} range", kind.type_name()))
 }
 
-fn varint(out: &mut Vec<u8>, mut value: u64) {
+pub fn varint(out: &mut Vec<u8>, mut value: u64) {
     loop {
         let byte = (value & 0x7f) as u8;
         value >>= 7;
@@ -474,7 +485,7 @@ fn varint(out: &mut Vec<u8>, mut value: u64) {
     }
 }
 
-fn string(out: &mut Vec<u8>, bytes: &[u8]) {
+pub fn string(out: &mut Vec<u8>, bytes: &[u8]) {
     varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }

@@ -10,6 +10,7 @@
 //! names) and the values of uncommon types stay with the Python plans, which the decoder calls.
 //! `pipeline_runtime/source/commitlog/fast.py` chooses between this and the reference.
 
+mod chmerge;
 mod chnative;
 mod cursor;
 mod decoder;
@@ -25,6 +26,8 @@ use pyo3::prelude::*;
 
 #[pymodule]
 mod headrace_native {
+    #[pymodule_export]
+    use super::chmerge::ChMerger;
     #[pymodule_export]
     use super::chnative::ChStageEncoder;
     #[pymodule_export]

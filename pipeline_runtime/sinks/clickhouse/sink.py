@@ -66,11 +66,6 @@ CHECKPOINT_COLUMNS = [
     ("version", "UInt128"),
 ]
 Hook = Callable[[], Awaitable[None]]
-#: Batches (per table) from this many rows on are merged inside ClickHouse. The staged merge
-#: costs about 110 ms per batch whatever its size (ClickHouse takes ~50 ms just to plan the
-#: merge statement) plus 14 µs a row; the Python merge 50 ms plus 29 µs a row. Measured with
-#: `make bench BENCH=sinks` on the 2-core development machine (docs/sinks.md): they cross near 4,000.
-STAGED_MIN_ROWS = 4_000
 
 
 @dataclass
@@ -78,8 +73,15 @@ class _Table:
     sql: TableSql
     shaper: Shaper
     flat: FlatRows
-    #: The compiled stage encoder (``native/src/chnative.rs``) for flat tables, when the core is built.
-    stage: Any | None
+    #: The compiled core's stage encoder and merger (``native/src/chnative.rs``, ``chmerge.rs``)
+    #: for flat tables, when the core is built.
+    native: _Native | None
+
+
+@dataclass(frozen=True)
+class _Native:
+    stage: Any
+    merger: Any
 
 
 class ClickHouseSink:
@@ -145,8 +147,8 @@ class ClickHouseSink:
         async with self._lock, boundary(self.name):
             await asyncio.to_thread(ensure_tables, self.client, sql)
         flat = FlatRows(sql.layout)
-        stage = _stage_encoder(sql.layout) if flat.eligible else None
-        self._tables[schema.qualified_name] = _Table(sql, Shaper(schema, ch_encoder), flat, stage)
+        native = _native(sql) if flat.eligible else None
+        self._tables[schema.qualified_name] = _Table(sql, Shaper(schema, ch_encoder), flat, native)
 
     # -- writing ---------------------------------------------------------
 
@@ -158,13 +160,14 @@ class ClickHouseSink:
             table = self._tables.get(qualified)
             if table is None:
                 raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")
-            token = _token(self.name, qualified, events)
-            if table.stage is not None and len(events) >= STAGED_MIN_ROWS:
+            if table.native is not None:
                 async with boundary(self.name):  # encoding errors become RowRejectedError here
-                    staged = table.stage.encode(events)
+                    staged = table.native.stage.encode(events)
                 if staged is not None and not await self._has_tombstones(table.sql):
-                    await self._write_staged(table, staged[0], token)
-                    continue
+                    token = _block_token(self.name, qualified, staged[0])
+                    if await self._write_native(table, table.native, staged[0], token):
+                        continue
+            token = _token(self.name, qualified, events)
             async with boundary(self.name):
                 deltas = table.flat.shape(events)
             if deltas is not None and not await self._has_tombstones(table.sql):
@@ -179,28 +182,44 @@ class ClickHouseSink:
             await self._store_checkpoint(batch.checkpoint)
         self._health.committed(len(batch.events))
 
-    async def _write_staged(self, table: _Table, block: bytes, token: str) -> None:
-        """Stage the batch's deltas (a Native block) and merge them inside ClickHouse.
+    async def _write_native(self, table: _Table, native: _Native, block: bytes, token: str) -> bool:
+        """Merge a batch of plain upserts in the compiled core; False if it declined (merge in Python).
 
-        The fast path for large batches when the compiled core is built: the same
-        reads and writes as ``_write_flat`` (the newest stored state of each key,
-        one insert of the changed whole rows with the same token), done by one
-        ``INSERT ... SELECT`` (``TableSql.merge_staged``), so no row travels back
-        to the runtime.
+        The same reads and writes as ``_write_flat``: the deltas (a Native block) go
+        into the session's staging table, one query returns the newest stored state
+        of their keys as a Native block, ``ChMerger.merge`` joins the two with the
+        rules of ``FlatRows.merge`` without making a Python object per value, and the
+        changed whole rows are inserted as they come out, with the same token. It
+        declines a batch only where an equal-writetime tie needs an order ClickHouse
+        and Python do not share (NaN).
         """
         sql = table.sql
         create = sql.create_stage() if sql.stage not in self._stages else None
         client = self.client
 
-        def run() -> None:
+        def run() -> bool:
             if create is not None:
                 client.command(create)
             client.command(f"TRUNCATE TABLE {sql.stage}")
             client.raw_insert(sql.stage, [n for n, _ in sql.stage_columns], block, fmt="Native")
-            client.command(sql.merge_staged(token + ":rows"))
+            stored = client.raw_query(sql.latest_staged(), fmt="Native")
+            merged = native.merger.merge(block, stored)
+            if merged is None:
+                return False
+            rows, count = merged
+            if count:
+                client.raw_insert(
+                    sql.state,
+                    [n for n, _ in sql.state_columns],
+                    rows,
+                    fmt="Native",
+                    settings={"insert_deduplication_token": token + ":rows", "optimize_on_insert": 0},
+                )
+            return True
 
-        await self._call(run)
+        done: bool = await self._call(run)
         self._stages.add(sql.stage)
+        return done
 
     async def _write_flat(self, table: _Table, deltas: dict[tuple[Any, ...], list[Any]], token: str) -> None:
         """The fast path (``flat.py``): plain upserts into a table without stored range or partition deletions.
@@ -362,22 +381,24 @@ class ClickHouseSink:
         return {node: Position(segment, offset) for node, segment, offset in result.result_rows}
 
 
-def _stage_encoder(layout: Layout) -> Any | None:
-    """The compiled encoder of a flat table's staged deltas, or None without the compiled core."""
+def _native(sql: TableSql) -> _Native | None:
+    """The compiled stage encoder and merger of a flat table, or None without the compiled core."""
     module = native_module()
     if module is None:
         return None
+    layout = sql.layout
 
     def spec(column: Column) -> tuple[str, str, Callable[[Any], Any]]:
         return column.name, stage_type(column.type), ch_encoder(column.type)
 
-    return module.ChStageEncoder(
+    stage = module.ChStageEncoder(
         {"upsert": Op.UPSERT, "cell": Cell, "uuid": uuid.UUID},
         [spec(c) for c in layout.schema.partition_key],
         [spec(c) for c in layout.clustering],
         [spec(c) for c in layout.regulars],
         [],
     )
+    return _Native(stage, module.ChMerger(len(layout.schema.primary_key), sql.state_columns))
 
 
 def _by_partition(tombstones: Iterable[Tombstone]) -> dict[tuple[Any, ...], list[Tombstone]]:
@@ -385,6 +406,16 @@ def _by_partition(tombstones: Iterable[Tombstone]) -> dict[tuple[Any, ...], list
     for tombstone in tombstones:
         out.setdefault(tombstone.partition, []).append(tombstone)
     return out
+
+
+def _block_token(sink: str, table: str, block: bytes) -> str:
+    """Same deltas, same token: the staged block's digest.
+
+    Safe although two batches from different positions can have equal deltas: the
+    merge is idempotent, so the second of them changes no row and inserts nothing.
+    Hashing the block (2 ms for 10,000 rows) costs a seventh of ``_token``.
+    """
+    return hashlib.sha256(f"{sink}|{table}|".encode() + block).hexdigest()
 
 
 def _token(sink: str, table: str, events: Sequence[ChangeEvent]) -> str:

@@ -33,7 +33,6 @@ from pipeline_runtime.sinks.clickhouse.typemap import ch_type, is_array, nullabl
 from pipeline_runtime.sinks.encoding import TableObjects
 
 NOW = "toInt64(toUnixTimestamp(now()))"
-MIN_TS = "-9223372036854775808"
 DEDUP_WINDOW = 10_000
 
 
@@ -125,7 +124,7 @@ class TableSql(TableObjects):
             f"ORDER BY _version DESC LIMIT 1 BY {keys}"
         )
 
-    # -- merging inside ClickHouse ------------------------------------------
+    # -- the staged deltas (the compiled core's merge) -----------------------
 
     @cached_property
     def stage_columns(self) -> list[tuple[str, str]]:
@@ -147,87 +146,13 @@ class TableSql(TableObjects):
     def create_stage(self) -> str:
         return f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.stage} ({_body(self.stage_columns)}) ENGINE = Memory"
 
-    def merge_staged(self, token: str) -> str:
-        """One ``INSERT ... SELECT`` that merges the staged deltas into the newest stored states.
-
-        The same rules as ``flat.FlatRows.merge`` (tests/unit/sinks/test_ch_flat.py and the
-        contract suite hold both to the general path), in SQL: per column the delta's cell wins
-        when the stored one is absent, older, or loses the equal-writetime tie-break (tombstone,
-        then expiry, then the greater value); liveness the same; ``_version`` and ``is_deleted``
-        computed from the merged row; rows whose state did not change are not inserted.
-        ``_version`` is the stored version plus one for a changed state (the Python paths store
-        at least that too), the delta's own version for a new key.
-        """
-        layout = self.layout
-        keys = [ident(n) for n in layout.key_names]
-        stage = self.stage
-        stored_columns = ", ".join(ident(n) for n in [*read_columns(layout), "_version"])
-        stored = (
-            f"SELECT {stored_columns} FROM {self.state} WHERE ({', '.join(keys)}) IN "
-            f"(SELECT {', '.join(keys)} FROM {stage}) ORDER BY _version DESC LIMIT 1 BY {', '.join(keys)}"
-        )
-        inner = [f"{k} AS `__k{i}`" for i, k in enumerate(keys)]
-        merged: list[str] = []  # outer expressions, in state column order after the keys
-        stamps: list[str] = []  # merged writetime and missing-value test of each column
-        missing: list[str] = []
-        sides: dict[str, list[str]] = {name: [] for name in ("dt", "st", "da", "sa", "de", "se", "gt")}
-        for i, column in enumerate(layout.regulars):
-            c, ts, exp = ident(column.name), ident(column.name + "__ts"), ident(column.name + "__exp")
-            for side in ("d", "s"):
-                sides[f"{side}t"].append(f"{side}.{ts}")
-                sides[f"{side}a"].append(_absent(f"{side}.{c}", column))
-                sides[f"{side}e"].append(f"{side}.{exp}")
-            sides["gt"].append(f"{_tie_value(f'd.{c}', column)} > {_tie_value(f's.{c}', column)}")
-            mc = f"`__c{i}`"  # positional: never a user's column name
-            inner.append(f"if(`__w`[{i + 1}], d.{c}, s.{c}) AS {mc}")
-            merged += [mc, f"`__t`[{i + 1}]", f"`__e`[{i + 1}]"]
-            stamps.append(f"`__t`[{i + 1}]")
-            missing.append(_absent(mc, column))
-        if stamps:
-            # Which cells of the delta win, for all columns in one lambda over arrays of the columns:
-            # ClickHouse plans each function of a statement in tens of microseconds (a tuple
-            # comparison in over a millisecond), which per column cost more than merging the rows.
-            arguments = ", ".join(f"[{', '.join(values)}]" for values in sides.values())
-            rule = (
-                "(dt, st, da, sa, de, se, gt) -> dt IS NOT NULL AND (st IS NULL OR dt > st OR (dt = st AND "
-                "tuple(da, de IS NOT NULL, ifNull(de, 0), gt) > tuple(sa, se IS NOT NULL, ifNull(se, 0), false)))"
-            )
-            pick = "(w, a, b) -> if(w, a, b)"
-            inner[len(keys) : len(keys)] = [
-                f"arrayMap({rule}, {arguments}) AS `__w`",
-                f"arrayMap({pick}, `__w`, [{', '.join(sides['dt'])}], [{', '.join(sides['st'])}]) AS `__t`",
-                f"arrayMap({pick}, `__w`, [{', '.join(sides['de'])}], [{', '.join(sides['se'])}]) AS `__e`",
-            ]
-        live = (
-            "d._live_ts IS NOT NULL AND (s._live_ts IS NULL OR d._live_ts > s._live_ts OR (d._live_ts = s._live_ts "
-            "AND tuple(d._live_exp IS NOT NULL, ifNull(d._live_exp, 0)) > "
-            "tuple(s._live_exp IS NOT NULL, ifNull(s._live_exp, 0))))"
-        )
-        wins_any = "has(`__w`, true) OR `__wl`" if stamps else "`__wl`"
-        inner += [
-            f"({live}) AS `__wl`",
-            "if(`__wl`, d._live_ts, s._live_ts) AS `__live`",
-            "if(`__wl`, d._live_exp, s._live_exp) AS `__live_exp`",
-            f"ifNull(s._del_ts, {MIN_TS}) AS `__del`",
-            # A new key stores the delta's own version; a changed state the stored version plus one.
-            "if(s._version IS NULL, d._version, s._version + 1) AS `__version`",
-            f"(s._version IS NULL OR {wins_any}) AS `__changed`",
-        ]
-        # is_deleted (flat.FlatRows._finish): no live liveness and no live cell above the deletion.
-        # Written over arrays of the columns: ClickHouse takes tens of microseconds to plan each
-        # function, which per column would cost more than merging the rows.
-        present = "(`__live` IS NOT NULL AND `__live` > `__del`)"
-        if stamps:
-            live_cell = "(t, m) -> t IS NOT NULL AND NOT m AND t > `__del`"
-            present += f" OR arrayExists({live_cell}, `__t`, [{', '.join(missing)}])"
-        outer = [f"`__k{i}`" for i in range(len(keys))] + merged
-        outer += ["`__live`", "`__live_exp`", "`__del`", "`__version`", f"if({present}, 0, 1)"]
-        names = ", ".join(ident(n) for n, _ in self.state_columns)
+    def latest_staged(self) -> str:
+        """``latest_flat`` of the keys in the staging table (``merge`` of the compiled core reads it)."""
+        keys = ", ".join(ident(n) for n in self.layout.key_names)
+        columns = ", ".join(ident(n) for n in [*read_columns(self.layout), "_version"])
         return (
-            f"INSERT INTO {self.state} ({names}) SELECT {', '.join(outer)} FROM "
-            f"(SELECT {', '.join(inner)} FROM {stage} AS d LEFT JOIN ({stored}) AS s USING ({', '.join(keys)})) "
-            "WHERE `__changed` "
-            f"SETTINGS join_use_nulls = 1, optimize_on_insert = 0, insert_deduplication_token = {_quote(token)}"
+            f"SELECT {columns} FROM {self.state} WHERE ({keys}) IN (SELECT {keys} FROM {self.stage}) "
+            f"ORDER BY _version DESC LIMIT 1 BY {keys}"
         )
 
     def partition_rows(self) -> str:
@@ -294,26 +219,6 @@ class TableSql(TableObjects):
         live = f"{ts} > {alias}._del_ts AND ({exp} IS NULL OR {exp} > {NOW})"
         otherwise = f"CAST([], '{ch_type(column.type)}')" if is_array(column.type) else "NULL"
         return f"if({live}, {c}, {otherwise})"
-
-
-def _tie_value(expr: str, column: Column) -> str:
-    """The value part of the equal-writetime tie-break: the greater value wins (``changes.TieOrder``).
-
-    Compared as ClickHouse orders the type, which is Python's order of the same values for
-    numbers, strings (byte order), dates and arrays; UUIDs compare as text, which is their
-    numeric order, as in Python. A missing value compares as the type's default: the
-    tie-break's earlier parts have already told a tombstone from a value.
-    """
-    if is_array(column.type):
-        return expr
-    if ch_type(column.type) == "UUID":
-        return f"toString(assumeNotNull({expr}))"
-    return f"assumeNotNull({expr})"
-
-
-def _absent(expr: str, column: Column) -> str:
-    """Whether a stored single-cell value is missing (a tombstone): NULL, or ``[]`` for an array."""
-    return f"empty({expr})" if is_array(column.type) else f"isNull({expr})"
 
 
 def _body(columns: list[tuple[str, str]]) -> str:

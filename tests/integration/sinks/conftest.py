@@ -21,7 +21,6 @@ import pytest
 
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.cql.types import Kind
-from pipeline_runtime.native import native_module
 from pipeline_runtime.sinks.base import Sink, TableNaming
 from pipeline_runtime.sinks.clickhouse import ClickHouseSink
 from pipeline_runtime.sinks.clickhouse import sink as clickhouse_sink
@@ -102,16 +101,14 @@ def _ch_client(dsn: str) -> Any:
     return _clients[dsn]
 
 
-@pytest.fixture(params=["postgres", "clickhouse", "clickhouse-staged", "timescaledb"])
+@pytest.fixture(params=["postgres", "clickhouse", "clickhouse-python", "timescaledb"])
 def harness(request: pytest.FixtureRequest) -> Harness:
-    """A sink kind; ``clickhouse-staged`` merges every batch inside ClickHouse, ``clickhouse`` in Python
-    (the contract suite's batches are all below ``STAGED_MIN_ROWS``)."""
+    """A sink kind; ``clickhouse`` merges plain upserts in the compiled core when it is built,
+    ``clickhouse-python`` always in Python."""
     kind = request.param
     namespace = f"ns{next(_numbers)}"
-    if kind == "clickhouse-staged":
-        if native_module() is None:
-            pytest.skip("headrace_native is not built (`make dev`): the staged merge needs its encoder")
-        request.getfixturevalue("monkeypatch").setattr(clickhouse_sink, "STAGED_MIN_ROWS", 1)
+    if kind == "clickhouse-python":
+        request.getfixturevalue("monkeypatch").setattr(clickhouse_sink, "_native", lambda sql: None)
         kind = "clickhouse"
     if kind == "timescaledb":
         pytest.skip(
