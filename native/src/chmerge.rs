@@ -665,3 +665,44 @@ impl Data<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Data, Input, Type, blocks, signed};
+
+    #[test]
+    fn types_parse_through_wrappers() {
+        let datetime = Type::parse("Nullable(DateTime64(3, 'UTC'))");
+        assert_eq!(datetime, Ok(Type::Nullable(Box::new(Type::Int(8)))));
+        assert_eq!(Type::parse("Array(Float32)"), Ok(Type::Array(Box::new(Type::Float32))));
+        assert_eq!(Type::parse("Bool"), Ok(Type::UInt(1)));
+        assert!(Type::parse("Map(String, String)").is_err());
+    }
+
+    #[test]
+    fn signed_values_extend_their_sign() {
+        assert_eq!(signed(&[0xff]), -1);
+        assert_eq!(signed(&(-300i32).to_le_bytes()), -300);
+        assert_eq!(signed(&i64::MAX.to_le_bytes()), i128::from(i64::MAX));
+        assert!(signed(&(-1i16).to_le_bytes()) < signed(&1i16.to_le_bytes()));
+    }
+
+    #[test]
+    fn strings_keep_their_length_prefix_and_text() {
+        let bytes = [2, b'a', b'b', 0, 1, b'c'];
+        let data = Data::read(&Type::String, 3, &mut Input { bytes: &bytes, at: 0 }).unwrap();
+        assert_eq!(data.raw(0), &[2, b'a', b'b']);
+        assert_eq!(data.raw(1), &[0]);
+        assert_eq!(data.raw(2), &[1, b'c']);
+    }
+
+    #[test]
+    fn a_short_block_is_an_error_not_a_panic() {
+        // one column, two rows of Int64, but only one value present
+        let mut bytes = vec![1, 2, 1, b'x', 5];
+        bytes.extend_from_slice(b"Int64");
+        bytes.extend_from_slice(&7i64.to_le_bytes());
+        assert_eq!(blocks(&bytes, &["x"]).err().as_deref(), Some("Native block ends early"));
+        assert!(blocks(&bytes, &["y"]).err().is_some_and(|e| e.contains("\"x\"")));
+    }
+}

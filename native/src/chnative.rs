@@ -1,9 +1,9 @@
 //! Plain-upsert events -> one ClickHouse Native block for the sink's staging table.
 //!
-//! The ClickHouse sink merges a batch into the stored states inside ClickHouse (one
-//! `INSERT ... SELECT` joining the staged deltas with the newest states, `sinks/clickhouse/sql.py`).
-//! This encoder writes the deltas: per row the key, then per single-cell column its value,
-//! writetime and expiry, then the liveness, in `flat.read_columns` order without `_del_ts`. Events
+//! The ClickHouse sink stages a batch's deltas in a temporary table, reads the newest stored
+//! states of their keys, and merges the two in `chmerge.rs`. This encoder writes the deltas: per
+//! row the key, then per single-cell column its value, writetime and expiry, then the liveness
+//! and the delta's own `_version`, in `flat.read_columns` order without `_del_ts`. Events
 //! are read by the walk of `upserts.rs` (the flat path's rules), values are encoded as
 //! clickhouse-connect encodes what `typemap.ch_encoder` returns; values of another Python type go
 //! through that encoder first.

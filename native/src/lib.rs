@@ -2,7 +2,8 @@
 //!
 //! `PgCopyEncoder` (`pgcopy.rs`) and `ChStageEncoder` (`chnative.rs`) turn a batch of plain upserts
 //! into PostgreSQL binary COPY data and a ClickHouse Native block, reading the events the way the
-//! Python fast paths do (`upserts.rs`).
+//! Python fast paths do (`upserts.rs`); `ChMerger` (`chmerge.rs`) merges the ClickHouse deltas into
+//! the stored states read back as a Native block.
 //!
 //! `MutationDecoder.decode(body, source)` returns exactly the `ChangeEvent`s of the pure-Python
 //! reference (`pipeline_runtime/source/commitlog/mutation.py`) and raises the same exception types.

@@ -10,6 +10,11 @@ insert also carries a deterministic ``insert_deduplication_token`` so a retried
 block is dropped by ClickHouse itself. The checkpoint is inserted after the
 data: a crash between the two replays the batch, which is harmless.
 
+Three merges, one rule: plain upserts of distinct rows merge in the compiled
+core on Native blocks (``_write_native``), or in Python as flat rows
+(``_write_flat``) without the core; everything else (deletions, collections,
+statics, repeated rows) takes the general path (``_write_table``).
+
 Cost and limit (docs/sinks.md): one keyed read per batch; two runtimes that
 write the same row at the same moment can each insert a state missing the
 other's cells, which converges when the next replica delivery of either
