@@ -151,8 +151,8 @@ class FlatRows:
     ) -> list[FlatRow]:
         """Join each delta into its stored state; the rows whose state changed, with version and is_deleted.
 
-        A changed state's version is at least its stored ``_version`` plus one (``versions``):
-        the merge inside ClickHouse (``TableSql.merge_staged``) counts versions up that way.
+        A changed state's version is at least its stored ``_version`` plus one (``versions``),
+        as in the compiled merge (``native/src/chmerge.rs``), which follows this method.
         """
         versions = versions or {}
         out: list[FlatRow] = []
