@@ -167,19 +167,17 @@ async def _run_random(
     return merged
 
 
-@pytest.mark.parametrize("seed", range(4))
+WORKLOADS = {"narrow": (SCHEMA, random_event, 8), "every-type": (WIDE, wide_event, 9)}
+
+
+@pytest.mark.parametrize(
+    ("workload", "seed"), [("narrow", s) for s in range(4)] + [("every-type", s) for s in range(3)]
+)
 async def test_native_merge_equals_python_merge(
-    twins: tuple[ClickHouseSink, ClickHouseSink], seed: int, monkeypatch: pytest.MonkeyPatch
+    twins: tuple[ClickHouseSink, ClickHouseSink], workload: str, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    merged = await _run_random(twins, SCHEMA, random_event, seed, 8, monkeypatch)
-    assert merged.count(True) >= 30, merged
-
-
-@pytest.mark.parametrize("seed", range(3))
-async def test_native_merge_orders_every_stored_type_as_python(
-    twins: tuple[ClickHouseSink, ClickHouseSink], seed: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    merged = await _run_random(twins, WIDE, wide_event, seed, 9, monkeypatch)
+    schema, make, rows = WORKLOADS[workload]
+    merged = await _run_random(twins, schema, make, seed, rows, monkeypatch)
     assert merged.count(True) >= 30, merged
 
 
