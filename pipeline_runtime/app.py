@@ -21,7 +21,14 @@ from typing import Any
 
 from pipeline_runtime.checkpoint.cleanup import backlog_degraded, backlog_share
 from pipeline_runtime.config.loader import LoadedPipeline
-from pipeline_runtime.config.model import PipelineSpec, SinkSpec, SinkType, TableSelector
+from pipeline_runtime.config.model import (
+    LOCAL_CONTACT_POINT,
+    CassandraSource,
+    PipelineSpec,
+    SinkSpec,
+    SinkType,
+    TableSelector,
+)
 from pipeline_runtime.config.status import NodeSinkStatus, NodeStatus
 from pipeline_runtime.config.status import Position as StatusPosition
 from pipeline_runtime.cql.schema import TableSchema
@@ -62,10 +69,21 @@ class RuntimeOptions:
     dead_letter_dir: Path | None = None
     #: Longest wait between retries of an unavailable sink (seconds).
     retry_max_delay: float = 30.0
+    #: Address of this node's own Cassandra (the operator sets it from the pod), used when the
+    #: pipeline leaves ``contactPoint`` unset.
+    cassandra_host: str | None = None
 
     def dead_letter_file(self, pipeline: str) -> Path:
         folder = self.dead_letter_dir or self.cdc_raw.parent / "headrace-dead-letters"
         return folder / f"{pipeline}.jsonl"
+
+
+def with_contact_point(source: CassandraSource, node_host: str | None) -> CassandraSource:
+    """``source`` with its contact point decided: the pipeline's, else the node's own Cassandra,
+    else 127.0.0.1 (a runtime beside Cassandra, run standalone)."""
+    if source.contact_point is not None:
+        return source
+    return source.model_copy(update={"contact_point": node_host or LOCAL_CONTACT_POINT})
 
 
 def table_selected(selectors: list[TableSelector], schema: TableSchema) -> bool:
@@ -161,7 +179,8 @@ class Runtime:
         delay = 0.5
         while not stop.is_set():
             try:
-                return await asyncio.to_thread(connect, self.pipeline.spec.source.cassandra, secrets.read)
+                source = with_contact_point(self.pipeline.spec.source.cassandra, self.options.cassandra_host)
+                return await asyncio.to_thread(connect, source, secrets.read)
             except HeadraceError as exc:
                 if not exc.retryable:
                     raise

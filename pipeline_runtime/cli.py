@@ -60,6 +60,11 @@ def parser() -> argparse.ArgumentParser:
             help="the node's cdc_raw directory [HEADRACE_CDC_RAW_DIR]",
         )
         p.add_argument(
+            "--cassandra-host",
+            default=_env("HEADRACE_CASSANDRA_HOST"),
+            help="this node's Cassandra, when the pipeline sets no contactPoint [HEADRACE_CASSANDRA_HOST]",
+        )
+        p.add_argument(
             "--secrets-dir",
             type=Path,
             default=_env("HEADRACE_SECRETS_DIR", "/etc/headrace/secrets"),
@@ -113,6 +118,7 @@ def command_run(args: argparse.Namespace) -> int:
         http_port=args.http_port,
         report_status=args.report_status,
         dead_letter_dir=args.dead_letter_dir,
+        cassandra_host=args.cassandra_host,
     )
     runtime = Runtime(pipeline, options)
 

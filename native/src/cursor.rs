@@ -43,8 +43,9 @@ impl<'a> Cursor<'a> {
         }
         let extra = first.leading_ones() as usize;
         let rest = self.take(extra)?;
-        // With 8 extra bytes the first byte holds no value bits (the shift would overflow a u8).
-        let mut value = if extra == 8 { 0 } else { u64::from(first & (0xFF >> (extra + 1))) };
+        // The first byte's bits after its length prefix; with 7 or 8 extra bytes there are none
+        // (the mask is shifted as a u64: as a u8, a shift by 8 or 9 would overflow).
+        let mut value = u64::from(first) & (0xFF_u64 >> (extra + 1));
         for &byte in rest {
             value = (value << 8) | u64::from(byte);
         }
@@ -75,6 +76,14 @@ mod tests {
         assert_eq!(cursor.uvint().unwrap(), 0x100);
         assert_eq!(cursor.uvint().unwrap(), 0x0102_0304_0506_0708);
         assert!(cursor.at_end());
+    }
+
+    #[test]
+    fn eight_byte_vints_have_no_value_bits_in_the_first_byte() {
+        // 0xFE: seven extra bytes; the first byte's last bit is the prefix's terminating 0.
+        assert_eq!(Cursor::new(&[0xFE, 0, 0, 0, 0, 0, 0, 0]).uvint().unwrap(), 0);
+        assert_eq!(Cursor::new(&[0xFE, 0, 0, 0, 0, 0, 0, 9]).uvint().unwrap(), 9);
+        assert_eq!(Cursor::new(&[0xFE, 0x80, 0, 0, 0, 0, 0, 0]).uvint().unwrap(), 1 << 55);
     }
 
     #[test]

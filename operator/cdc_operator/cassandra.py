@@ -40,6 +40,8 @@ class CassandraPod:
     run_as_group: int = DEFAULT_CASSANDRA_UID
     fs_group: int = DEFAULT_CASSANDRA_UID
     tolerations: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+    address: str | None = None
+    """Where the pod answers CQL: its stable DNS name, else its IP; None before it has either."""
 
 
 def workload_selector(kind: str, body: Mapping[str, Any]) -> dict[str, str]:
@@ -78,7 +80,21 @@ def describe(pod: Mapping[str, Any], selector: Mapping[str, str], data_volume: s
         data_claim=_data_claim(spec, data_volume),
         **_identity(spec),
         tolerations=tuple(t for t in spec.get("tolerations", []) or [] if t.get("key") not in _DEFAULT_TOLERATION_KEYS),
+        address=_address(pod),
     )
+
+
+def _address(pod: Mapping[str, Any]) -> str | None:
+    """A StatefulSet pod's DNS name (``hostname.subdomain.namespace.svc``, kept across restarts;
+    cass-operator's pods have one too), else the pod's IP (a new one after a restart, which
+    re-renders the runtime), else None."""
+    spec = pod.get("spec", {}) or {}
+    hostname, subdomain = spec.get("hostname"), spec.get("subdomain")
+    namespace = pod["metadata"].get("namespace")
+    if hostname and subdomain and namespace:
+        return f"{hostname}.{subdomain}.{namespace}.svc"
+    ip = (pod.get("status", {}) or {}).get("podIP")
+    return str(ip) if ip else None
 
 
 def _affinity_labels(labels: Mapping[str, str], selector: Mapping[str, str]) -> dict[str, str]:

@@ -60,6 +60,10 @@ class ResourceRef(_Model):
     """Name of the workload in the pipeline's namespace."""
 
 
+#: Where a runtime looks for CQL when neither the pipeline nor the operator names a host.
+LOCAL_CONTACT_POINT = "127.0.0.1"
+
+
 class CassandraSource(_Model):
     """Which Cassandra pods to read and how to reach their schema."""
 
@@ -71,8 +75,8 @@ class CassandraSource(_Model):
     """Name of the data volume in the Cassandra pod spec; its PVC is mounted into the runtime."""
     cdc_raw_path: str = "cdc_raw"
     """Path of cdc_raw inside the data volume."""
-    contact_point: str = Field(default="127.0.0.1", min_length=1)
-    """Host that answers CQL, used to read system_schema."""
+    contact_point: str | None = Field(default=None, min_length=1)
+    """Host that answers CQL, for system_schema; unset: the node's own Cassandra pod, or 127.0.0.1 standalone."""
     port: int = Field(default=9042, ge=1, le=65535)
     """CQL native port."""
     local_datacenter: str | None = None

@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from pipeline_runtime.config.model import CassandraSource, SecretRef, TLSSpec
+from pipeline_runtime.config.model import LOCAL_CONTACT_POINT, CassandraSource, SecretRef, TLSSpec
 from pipeline_runtime.errors import ConfigError, SourceError
 
 
@@ -55,11 +55,12 @@ def ssl_context(tls: TLSSpec, read: SecretReader) -> ssl.SSLContext | None:
 
 
 def connect(source: CassandraSource, read: SecretReader) -> Any:
-    """A connected session on ``source.contact_point`` (the caller shuts its cluster down)."""
+    """A connected session on ``source.contact_point``, 127.0.0.1 when unset (the caller shuts its cluster down)."""
     from cassandra.auth import PlainTextAuthProvider  # noqa: PLC0415
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile  # noqa: PLC0415
     from cassandra.policies import DCAwareRoundRobinPolicy, RoundRobinPolicy  # noqa: PLC0415
 
+    host = source.contact_point or LOCAL_CONTACT_POINT
     auth = None
     if source.credentials_secret is not None:
         username = read(SecretRef(name=source.credentials_secret, key="username"))
@@ -69,7 +70,7 @@ def connect(source: CassandraSource, read: SecretReader) -> Any:
         DCAwareRoundRobinPolicy(local_dc=source.local_datacenter) if source.local_datacenter else RoundRobinPolicy()
     )
     cluster = Cluster(
-        [source.contact_point],
+        [host],
         port=source.port,
         auth_provider=auth,
         ssl_context=ssl_context(source.tls, read),
@@ -81,6 +82,4 @@ def connect(source: CassandraSource, read: SecretReader) -> Any:
         return cluster.connect()
     except Exception as exc:  # NoHostAvailable, auth failures, timeouts: the driver's tree stops here
         cluster.shutdown()
-        raise CassandraUnavailableError(
-            f"cannot connect to Cassandra at {source.contact_point}:{source.port}: {exc}"
-        ) from exc
+        raise CassandraUnavailableError(f"cannot connect to Cassandra at {host}:{source.port}: {exc}") from exc

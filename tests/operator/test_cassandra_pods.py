@@ -37,3 +37,14 @@ def test_root_cassandra_falls_back_to_uid_999() -> None:
 def test_pod_without_statefulset_label_uses_its_stable_labels() -> None:
     body = {"metadata": {"name": "c-0", "labels": {"app": "c", "node": "n1", "pod-template-hash": "abc"}}, "spec": {}}
     assert dict(describe(body, {"app": "c"}, "server-data").affinity_labels) == {"app": "c", "node": "n1"}
+
+
+def test_address_is_the_stable_dns_name_else_the_ip() -> None:
+    def address(spec: dict[str, str], status: dict[str, str]) -> str | None:
+        body = {"metadata": {"name": "c-0", "namespace": "data", "labels": {}}, "spec": spec, "status": status}
+        return describe(body, {}, "server-data").address
+
+    stateful = {"hostname": "c-0", "subdomain": "cassandra"}
+    assert address(stateful, {"podIP": "10.0.0.9"}) == "c-0.cassandra.data.svc"
+    assert address({"hostname": "c-0"}, {"podIP": "10.0.0.9"}) == "10.0.0.9"  # no governing service: no DNS name
+    assert address({}, {}) is None  # not scheduled yet

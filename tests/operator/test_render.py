@@ -194,3 +194,13 @@ def test_role_allows_only_its_own_status() -> None:
             "verbs": ["get", "patch"],
         }
     ]
+
+
+def test_each_runtime_is_told_its_own_cassandra() -> None:
+    hosts = [
+        {e["name"]: e.get("value") for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}.get(
+            "HEADRACE_CASSANDRA_HOST"
+        )
+        for d in rendered().deployments
+    ]
+    assert hosts == ["cassandra-0.cassandra.data.svc", "10.244.1.7"]

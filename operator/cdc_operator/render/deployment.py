@@ -140,6 +140,8 @@ def _container(
         {"name": "HEADRACE_SECRETS_DIR", "value": SECRETS_DIR},
         {"name": "HEADRACE_HTTP_PORT", "value": str(HTTP_PORT)},
         {"name": "HEADRACE_LOG_LEVEL", "value": spec.runtime.log_level.value},
+        # Schema reads go to this node's own Cassandra unless the pipeline names a contactPoint.
+        *([{"name": "HEADRACE_CASSANDRA_HOST", "value": pod.address}] if pod.address else []),
         *({"name": e.name, "value": e.value} for e in spec.runtime.env),
     ]
     probe = {"port": HTTP_PORT_NAME}

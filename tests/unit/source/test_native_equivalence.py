@@ -165,6 +165,13 @@ def test_damaged_bodies_fail_alike(index: int, at: int, junk: bytes, version: in
     compare_on(name, body[:at] + junk + body[at + len(junk) :], version)
 
 
+def test_an_eight_byte_zero_count_fails_alike() -> None:
+    # Found by test_damaged_bodies_fail_alike: the compiled vint read of 0xFE (seven extra bytes)
+    # shifted a u8 mask by 8, so it read this partition-update count as non-zero.
+    name, body = _CORPUS[0]
+    compare_on(name, b"\xfe" + bytes(7) + body[8:], 12)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(index=st.integers(0, len(_CORPUS) - 1), flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255))))
 def test_flipped_bits_fail_alike(index: int, flips: list[tuple[int, int]]) -> None:
