@@ -413,9 +413,11 @@ enum From {
 pub struct ChMerger {
     keys: usize,
     cells: usize,
-    /// The state table's columns: names and types, in insert order.
+    /// The state table's columns, in insert order: names, type names (for the output block's
+    /// header) and the parsed types.
     names: Vec<String>,
-    types: Vec<String>,
+    type_names: Vec<String>,
+    types: Vec<Type>,
 }
 
 #[pymethods]
@@ -431,11 +433,10 @@ impl ChMerger {
                 columns.len()
             ))
         })? / 3;
-        for (_, kind) in &columns {
-            Type::parse(kind).map_err(PyValueError::new_err)?;
-        }
-        let (names, types) = columns.into_iter().unzip();
-        Ok(Self { keys, cells, names, types })
+        let types = columns.iter().map(|(_, kind)| Type::parse(kind)).collect::<Result<_, _>>();
+        let types = types.map_err(PyValueError::new_err)?;
+        let (names, type_names) = columns.into_iter().unzip();
+        Ok(Self { keys, cells, names, type_names, types })
     }
 
     /// `(block, rows)`: the changed whole rows as a Native block of the state columns, or None
@@ -461,14 +462,14 @@ impl ChMerger {
         // The deltas lack `_del_ts` and `is_deleted`, the stored states `is_deleted`.
         let delta_columns: Vec<usize> = (0..width - 3).chain([width - 2]).collect();
         let stored_columns: Vec<usize> = (0..width - 1).collect();
-        let types: Vec<Type> = self.types.iter().map(|t| Type::parse(t)).collect::<Result<_, _>>()?;
-        let deltas = checked_blocks(deltas, &names, &delta_columns, &types)?;
-        let stored = checked_blocks(stored, &names, &stored_columns, &types)?;
+        let types = &self.types;
+        let deltas = checked_blocks(deltas, &names, &delta_columns, types)?;
+        let stored = checked_blocks(stored, &names, &stored_columns, types)?;
         let mut index: HashMap<Vec<u8>, (usize, usize)> = HashMap::new();
         let mut key = Vec::new();
         for (number, block) in stored.iter().enumerate() {
             for row in 0..block.rows {
-                self.key_bytes(block, row, &types, &mut key);
+                self.key_bytes(block, row, types, &mut key);
                 index.entry(key.clone()).or_insert((number, row));
             }
         }
@@ -478,9 +479,9 @@ impl ChMerger {
         let mut sources = vec![From::Delta; self.cells];
         for block in &deltas {
             for row in 0..block.rows {
-                self.key_bytes(block, row, &types, &mut key);
+                self.key_bytes(block, row, types, &mut key);
                 let found = index.get(&key).map(|&(number, at)| (&stored[number], at));
-                match self.merge_row(block, row, found, &types, &mut sources) {
+                match self.merge_row(block, row, found, types, &mut sources) {
                     Decision::Unchanged => {}
                     Decision::Decline => return Ok(None),
                     Decision::Changed(merged) => {
@@ -493,7 +494,7 @@ impl ChMerger {
         let mut block = Vec::with_capacity(out.iter().map(|c| c.size() + 64).sum());
         varint(&mut block, width as u64);
         varint(&mut block, rows as u64);
-        for ((name, kind), column) in self.names.iter().zip(&self.types).zip(&out) {
+        for ((name, kind), column) in self.names.iter().zip(&self.type_names).zip(&out) {
             string(&mut block, name.as_bytes());
             string(&mut block, kind.as_bytes());
             column.write(&mut block);
@@ -584,13 +585,13 @@ impl ChMerger {
         } else {
             sources.fill(From::Delta);
         }
-        let column = |source: From, index: usize| match (source, stored) {
-            (From::Stored, Some((block, at))) => block.columns[index].1.int64(at),
-            _ => d[index].1.int64(row),
+        let column = |source: From, index: usize| {
+            let (data, at) = cell(source, delta, row, stored, index);
+            data.int64(at)
         };
-        let absent = |source: From, index: usize| match (source, stored) {
-            (From::Stored, Some((block, at))) => block.columns[index].1.absent(at),
-            _ => d[index].1.absent(row),
+        let absent = |source: From, index: usize| {
+            let (data, at) = cell(source, delta, row, stored, index);
+            data.absent(at)
         };
         let liveness = column(live, live_at).map(|ts| (ts, column(live, live_at + 1)));
         let mut alive = liveness.is_some_and(|(ts, _)| ts > deleted);
@@ -616,10 +617,6 @@ impl ChMerger {
         merged: &Merged,
     ) {
         let k = self.keys;
-        let pick = |source: From, index: usize| match (source, stored) {
-            (From::Stored, Some((block, at))) => (&block.columns[index].1, at),
-            _ => (&delta.columns[index].1, row),
-        };
         let live_at = k + 3 * self.cells;
         for (index, builder) in out.iter_mut().enumerate().take(live_at + 2) {
             let source = match index {
@@ -627,12 +624,26 @@ impl ChMerger {
                 _ if index < live_at => sources[(index - k) / 3],
                 _ => merged.live,
             };
-            let (data, at) = pick(source, index);
+            let (data, at) = cell(source, delta, row, stored, index);
             builder.copy(data, at);
         }
         out[live_at + 2].fixed(&merged.deleted.to_le_bytes());
         out[live_at + 3].fixed(&version_to_bytes(merged.version));
         out[live_at + 4].fixed(&[u8::from(!merged.alive)]);
+    }
+}
+
+/// Column `index` of the merged row's `source`: the delta's row, or the stored state's.
+fn cell<'b, 'a>(
+    source: From,
+    delta: &'b Block<'a>,
+    row: usize,
+    stored: Option<(&'b Block<'a>, usize)>,
+    index: usize,
+) -> (&'b Data<'a>, usize) {
+    match (source, stored) {
+        (From::Stored, Some((block, at))) => (&block.columns[index].1, at),
+        _ => (&delta.columns[index].1, row),
     }
 }
 

@@ -165,19 +165,25 @@ class ClickHouseSink:
             table = self._tables.get(qualified)
             if table is None:
                 raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")
-            if table.native is not None:
-                async with boundary(self.name):  # encoding errors become RowRejectedError here
-                    staged = table.native.stage.encode(events)
-                if staged is not None and not await self._has_tombstones(table.sql):
+            native, staged = table.native, None
+            deltas: dict[tuple[Any, ...], list[Any]] | None = None
+            async with boundary(self.name):  # encoding errors become RowRejectedError here
+                if native is not None:
+                    staged = native.stage.encode(events)
+                else:
+                    deltas = table.flat.shape(events)
+            # The compiled encoder takes exactly the batches ``flat.shape`` takes.
+            if (staged is not None or deltas is not None) and not await self._has_tombstones(table.sql):
+                if native is not None and staged is not None:
                     token = _block_token(self.name, qualified, staged[0])
-                    if await self._write_native(table, table.native, staged[0], token):
+                    if await self._write_native(table, native, staged[0], token):
                         continue
+                    async with boundary(self.name):  # the core declined: merge in Python
+                        deltas = table.flat.shape(events)
+                if deltas is not None:
+                    await self._write_flat(table, deltas, _token(self.name, qualified, events))
+                    continue
             token = _token(self.name, qualified, events)
-            async with boundary(self.name):
-                deltas = table.flat.shape(events)
-            if deltas is not None and not await self._has_tombstones(table.sql):
-                await self._write_flat(table, deltas, token)
-                continue
             async with boundary(self.name):
                 rows, tombstones = coalesce(table.shaper.shape(e) for e in events)
             await self._write_table(table, rows, tombstones, token)

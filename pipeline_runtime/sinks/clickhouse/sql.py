@@ -116,13 +116,13 @@ class TableSql(TableObjects):
 
     def latest_flat(self) -> str:
         """``latest`` of the row table with the columns ``flat.FlatRows`` merges, in its order, and ``_version``."""
+        return self._latest_merged(key_filter(self.layout.schema.primary_key))
+
+    def _latest_merged(self, where: str) -> str:
+        """The newest state of the row table's keys that match ``where``: the merged columns and ``_version``."""
+        keys = ", ".join(ident(n) for n in self.layout.key_names)
         columns = ", ".join(ident(n) for n in [*read_columns(self.layout), "_version"])
-        key_columns = self.layout.schema.primary_key
-        keys = ", ".join(ident(c.name) for c in key_columns)
-        return (
-            f"SELECT {columns} FROM {self.state} WHERE {key_filter(key_columns)} "
-            f"ORDER BY _version DESC LIMIT 1 BY {keys}"
-        )
+        return f"SELECT {columns} FROM {self.state} WHERE {where} ORDER BY _version DESC LIMIT 1 BY {keys}"
 
     # -- the staged deltas (the compiled core's merge) -----------------------
 
@@ -149,11 +149,7 @@ class TableSql(TableObjects):
     def latest_staged(self) -> str:
         """``latest_flat`` of the keys in the staging table (``merge`` of the compiled core reads it)."""
         keys = ", ".join(ident(n) for n in self.layout.key_names)
-        columns = ", ".join(ident(n) for n in [*read_columns(self.layout), "_version"])
-        return (
-            f"SELECT {columns} FROM {self.state} WHERE ({keys}) IN (SELECT {keys} FROM {self.stage}) "
-            f"ORDER BY _version DESC LIMIT 1 BY {keys}"
-        )
+        return self._latest_merged(f"({keys}) IN (SELECT {keys} FROM {self.stage})")
 
     def partition_rows(self) -> str:
         keys = ", ".join(ident(n) for n in self.layout.key_names)
