@@ -9,11 +9,8 @@
 //! through that encoder first.
 
 use pyo3::exceptions::{PyOverflowError, PyValueError};
-use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{
-    PyBool, PyBytes, PyDate, PyDateAccess, PyDateTime, PyDict, PyFloat, PyInt, PyList, PyString, PyType,
-};
+use pyo3::types::{PyBool, PyBytes, PyDate, PyDateAccess, PyDateTime, PyDict, PyFloat, PyInt, PyList, PyString};
 
 use crate::upserts::{Classes, Row, RowWriter, Shape, micros_since_year_one, ordinal, store_value, walk};
 
@@ -130,8 +127,13 @@ struct Column {
 }
 
 impl Column {
-    fn new(name: String, kind: Kind, nullable: bool) -> Self {
-        Self { name, kind, nullable, nulls: Vec::new(), data: Vec::new(), offsets: Vec::new(), items: 0 }
+    /// An empty column with room for `rows` values (variable-width ones guessed at 16 bytes), so a
+    /// batch fills it without reallocating.
+    fn new(name: String, kind: Kind, nullable: bool, rows: usize) -> Self {
+        let data = Vec::with_capacity(rows * kind.width().unwrap_or(16));
+        let nulls = if nullable { Vec::with_capacity(rows) } else { Vec::new() };
+        let offsets = if matches!(kind, Kind::Array(_)) { Vec::with_capacity(rows) } else { Vec::new() };
+        Self { name, kind, nullable, nulls, data, offsets, items: 0 }
     }
 
     fn null(&mut self) {
@@ -188,7 +190,6 @@ struct Field {
 #[pyclass(module = "headrace_native", frozen)]
 pub struct ChStageEncoder {
     shape: Shape,
-    uuid: Py<PyType>,
     keys: Vec<Field>,
     columns: Vec<Field>,
 }
@@ -206,7 +207,6 @@ impl ChStageEncoder {
         columns: Vec<Spec>,
         general: Vec<String>,
     ) -> PyResult<Self> {
-        let uuid = classes.get_item("uuid")?.ok_or_else(|| pyo3::exceptions::PyKeyError::new_err("uuid"))?;
         let fields = |specs: Vec<Spec>| -> PyResult<Vec<Field>> {
             specs
                 .into_iter()
@@ -217,19 +217,19 @@ impl ChStageEncoder {
         let stored: Vec<(String, bool)> = columns.iter().map(|s| (s.0.clone(), true)).collect();
         let shape = Shape::new(Classes::new(classes)?, names(&partition), names(&clustering), &stored, general);
         let keys = fields(partition)?.into_iter().chain(fields(clustering)?).collect();
-        Ok(Self { shape, uuid: uuid.cast_into::<PyType>()?.unbind(), keys, columns: fields(columns)? })
+        Ok(Self { shape, keys, columns: fields(columns)? })
     }
 
     /// The stage's column names, in block order.
     fn column_names(&self) -> Vec<String> {
-        self.stage_columns().into_iter().map(|c| c.name).collect()
+        self.stage_columns(0).into_iter().map(|c| c.name).collect()
     }
 
     /// `(block, rows)` for a batch of plain upserts of distinct rows, or None when the batch needs
     /// the general path (`FlatRows.shape` returns None for exactly the same batches).
     fn encode<'py>(&self, events: &Bound<'py, PyList>) -> PyResult<Option<(Bound<'py, PyBytes>, usize)>> {
         let py = events.py();
-        let mut writer = StageWriter { encoder: self, py, columns: self.stage_columns(), rows: 0 };
+        let mut writer = StageWriter { encoder: self, columns: self.stage_columns(events.len()), rows: 0 };
         if !walk(&self.shape, events, &mut writer)? {
             return Ok(None);
         }
@@ -244,42 +244,32 @@ impl ChStageEncoder {
 }
 
 impl ChStageEncoder {
-    fn stage_columns(&self) -> Vec<Column> {
-        let mut out: Vec<Column> = self.keys.iter().map(|k| Column::new(k.name.clone(), k.kind, false)).collect();
+    /// The stage's columns, empty, with room for `rows` rows.
+    fn stage_columns(&self, rows: usize) -> Vec<Column> {
+        let column = |name: String, kind: Kind, nullable: bool| Column::new(name, kind, nullable, rows);
+        let mut out: Vec<Column> = self.keys.iter().map(|k| column(k.name.clone(), k.kind, false)).collect();
         for field in &self.columns {
             let nullable = !matches!(field.kind, Kind::Array(_));
-            out.push(Column::new(field.name.clone(), field.kind, nullable));
-            out.push(Column::new(format!("{}__ts", field.name), Kind::Int64, true));
-            out.push(Column::new(format!("{}__exp", field.name), Kind::Int64, true));
+            out.push(column(field.name.clone(), field.kind, nullable));
+            out.push(column(format!("{}__ts", field.name), Kind::Int64, true));
+            out.push(column(format!("{}__exp", field.name), Kind::Int64, true));
         }
-        out.push(Column::new("_live_ts".into(), Kind::Int64, true));
-        out.push(Column::new("_live_exp".into(), Kind::Int64, true));
-        out.push(Column::new("_version".into(), Kind::UInt256, false));
+        out.push(column("_live_ts".into(), Kind::Int64, true));
+        out.push(column("_live_exp".into(), Kind::Int64, true));
+        out.push(column("_version".into(), Kind::UInt256, false));
         out
     }
 
     /// Appends one non-null value to `column` (its null-map byte included); canonical-JSON columns
     /// always take the encoder's text, never a driver value as it is.
-    fn write_value(
-        &self,
-        py: Python<'_>,
-        field: &Field,
-        value: &Bound<'_, PyAny>,
-        column: &mut Column,
-    ) -> PyResult<()> {
+    fn write_value(&self, field: &Field, value: &Bound<'_, PyAny>, column: &mut Column) -> PyResult<()> {
         let kind = if field.kind == Kind::Json { Kind::String } else { field.kind };
-        let store = |v: &Bound<'_, PyAny>, c: &mut Column| self.write_native(py, kind, v, c);
+        let store = |v: &Bound<'_, PyAny>, c: &mut Column| self.write_native(kind, v, c);
         store_value(&field.name, &field.encoder, value, field.kind != Kind::Json, column, store, Column::null)
     }
 
     /// Appends `value` if it has the Python type `kind` takes as it is; false (nothing kept) otherwise.
-    fn write_native(
-        &self,
-        py: Python<'_>,
-        kind: Kind,
-        value: &Bound<'_, PyAny>,
-        column: &mut Column,
-    ) -> PyResult<bool> {
+    fn write_native(&self, kind: Kind, value: &Bound<'_, PyAny>, column: &mut Column) -> PyResult<bool> {
         let data = &mut column.data;
         match kind {
             Kind::String | Kind::Json => {
@@ -337,10 +327,7 @@ impl ChStageEncoder {
                 data.extend_from_slice(&micros.div_euclid(1000).to_le_bytes());
             }
             Kind::Uuid => {
-                if !value.get_type().is(self.uuid.bind(py)) {
-                    return Ok(false);
-                }
-                let number: u128 = value.getattr(intern!(py, "int"))?.extract()?;
+                let Some(number) = self.shape.uuid(value)? else { return Ok(false) };
                 data.extend_from_slice(&((number >> 64) as u64).to_le_bytes());
                 data.extend_from_slice(&(number as u64).to_le_bytes());
             }
@@ -349,7 +336,7 @@ impl ChStageEncoder {
                 let Ok(items) = value.cast_exact::<PyList>() else { return Ok(false) };
                 let start = column.data.len();
                 for item in items.iter() {
-                    if !self.write_native(py, element.kind(), &item, column)? {
+                    if !self.write_native(element.kind(), &item, column)? {
                         column.data.truncate(start);
                         return Ok(false);
                     }
@@ -366,14 +353,13 @@ impl ChStageEncoder {
     }
 }
 
-struct StageWriter<'a, 'py> {
+struct StageWriter<'a> {
     encoder: &'a ChStageEncoder,
-    py: Python<'py>,
     columns: Vec<Column>,
     rows: usize,
 }
 
-impl<'py> RowWriter<'py> for StageWriter<'_, 'py> {
+impl<'py> RowWriter<'py> for StageWriter<'_> {
     fn row(&mut self, row: &Row<'py>, identity: &mut Vec<u8>) -> PyResult<()> {
         let encoder = self.encoder;
         let mut columns = self.columns.iter_mut();
@@ -383,7 +369,7 @@ impl<'py> RowWriter<'py> for StageWriter<'_, 'py> {
             if value.is_none() {
                 return Err(PyValueError::new_err(format!("key column {} is null", field.name)));
             }
-            encoder.write_value(self.py, field, value, column)?;
+            encoder.write_value(field, value, column)?;
             let encoded = &column.data[start..];
             let zero =
                 encoded.split_last().is_some_and(|(&sign, rest)| sign & 0x7f == 0 && rest.iter().all(|&b| b == 0));
@@ -405,7 +391,7 @@ impl<'py> RowWriter<'py> for StageWriter<'_, 'py> {
                 }
                 Some(cell) => {
                     match &cell.value {
-                        Some(v) => encoder.write_value(self.py, field, v, value)?,
+                        Some(v) => encoder.write_value(field, v, value)?,
                         None => value.null(),
                     }
                     ts.int64(Some(cell.ts));

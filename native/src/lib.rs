@@ -20,6 +20,7 @@ mod failure;
 mod objects;
 mod pgcopy;
 mod plan;
+mod slots;
 mod upserts;
 mod values;
 

@@ -123,7 +123,6 @@ struct Field {
 pub struct PgCopyEncoder {
     shape: Shape,
     decimal: Py<PyType>,
-    uuid: Py<PyType>,
     keys: Vec<Field>,
     columns: Vec<Field>,
     /// Fields per record.
@@ -167,7 +166,6 @@ impl PgCopyEncoder {
         Ok(Self {
             shape,
             decimal: item("decimal")?.unbind(),
-            uuid: item("uuid")?.unbind(),
             keys,
             columns,
             width: i16::try_from(width).map_err(|_| PyValueError::new_err("too many columns for COPY"))?,
@@ -344,10 +342,7 @@ impl PgCopyEncoder {
                 out.extend_from_slice(bytes);
             }
             Wire::Uuid => {
-                if !value.get_type().is(self.uuid.bind(py)) {
-                    return Ok(false);
-                }
-                let number: u128 = value.getattr(intern!(py, "int"))?.extract()?;
+                let Some(number) = self.shape.uuid(value)? else { return Ok(false) };
                 length(out, 16)?;
                 out.extend_from_slice(&number.to_be_bytes());
             }

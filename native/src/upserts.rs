@@ -13,19 +13,56 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyType};
 
-/// The event classes and `Op` member the walk compares against, by identity.
+use crate::slots::Field;
+
+/// The event classes and `Op` member the walk compares against, by identity, and the fields it
+/// reads (by slot offset, `slots.rs`).
 pub struct Classes {
     upsert: Py<PyAny>,
     cell: Py<PyType>,
+    op: Field,
+    is_static: Field,
+    partition_key: Field,
+    clustering_key: Field,
+    cells: Field,
+    liveness: Field,
+    cell_timestamp: Field,
+    cell_value: Field,
+    cell_deleted: Field,
+    cell_ttl: Field,
+    cell_deletion_time: Field,
+    live_timestamp: Field,
+    live_expires: Field,
+    uuid_int: Field,
 }
 
 impl Classes {
-    /// From the `upsert` and `cell` items of `classes`.
+    /// From the `upsert`, `event`, `cell`, `liveness` and `uuid` items of `classes`.
     pub fn new(classes: &Bound<'_, PyDict>) -> PyResult<Self> {
         let item = |name: &str| -> PyResult<Bound<'_, PyAny>> {
             classes.get_item(name)?.ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(name.to_owned()))
         };
-        Ok(Self { upsert: item("upsert")?.unbind(), cell: item("cell")?.cast_into()?.unbind() })
+        let event = item("event")?.cast_into::<PyType>()?;
+        let cell = item("cell")?.cast_into::<PyType>()?;
+        let liveness = item("liveness")?.cast_into::<PyType>()?;
+        Ok(Self {
+            upsert: item("upsert")?.unbind(),
+            op: Field::new(&event, "op")?,
+            is_static: Field::new(&event, "static")?,
+            partition_key: Field::new(&event, "partition_key")?,
+            clustering_key: Field::new(&event, "clustering_key")?,
+            cells: Field::new(&event, "cells")?,
+            liveness: Field::new(&event, "liveness")?,
+            cell_timestamp: Field::new(&cell, "timestamp")?,
+            cell_value: Field::new(&cell, "value")?,
+            cell_deleted: Field::new(&cell, "deleted")?,
+            cell_ttl: Field::new(&cell, "ttl")?,
+            cell_deletion_time: Field::new(&cell, "local_deletion_time")?,
+            live_timestamp: Field::new(&liveness, "timestamp")?,
+            live_expires: Field::new(&liveness, "expires_at")?,
+            uuid_int: Field::new(&item("uuid")?.cast_into::<PyType>()?, "int")?,
+            cell: cell.unbind(),
+        })
     }
 }
 
@@ -35,9 +72,9 @@ pub struct Shape {
     pub partition: Vec<String>,
     pub clustering: Vec<String>,
     /// Column name -> slot of a stored single-cell column.
-    slots: HashMap<String, usize>,
+    slots: HashMap<String, usize, Fast>,
     /// Names whose cells only the general path handles (multi-cell, static, key columns...).
-    general: HashSet<String>,
+    general: HashSet<String, Fast>,
     /// Number of slots.
     pub columns: usize,
 }
@@ -60,6 +97,17 @@ impl Shape {
             .map(|(i, (name, _))| (name.clone(), i))
             .collect();
         Self { classes, partition, clustering, slots, general: general.into_iter().collect(), columns: columns.len() }
+    }
+}
+
+impl Shape {
+    /// The 128-bit number of a `uuid.UUID` (exactly that class), None for any other value.
+    pub fn uuid(&self, value: &Bound<'_, PyAny>) -> PyResult<Option<u128>> {
+        let field = &self.classes.uuid_int;
+        if !field.owns(value) {
+            return Ok(None);
+        }
+        Ok(Some(field.get(value)?.extract()?))
     }
 }
 
@@ -88,23 +136,23 @@ pub trait RowWriter<'py> {
 /// batch (the writer's output is then to be discarded).
 pub fn walk<'py>(shape: &Shape, events: &Bound<'py, PyList>, writer: &mut impl RowWriter<'py>) -> PyResult<bool> {
     let py = events.py();
-    let upsert = shape.classes.upsert.bind(py);
-    let cell_class = shape.classes.cell.bind(py);
-    let mut seen: HashSet<Vec<u8>> = HashSet::with_capacity(events.len());
+    let classes = &shape.classes;
+    let upsert = classes.upsert.bind(py);
+    let cell_class = classes.cell.bind(py);
+    let mut seen: HashSet<Vec<u8>, Fast> = HashSet::with_capacity_and_hasher(events.len(), Fast);
     let mut identity = Vec::new();
     let mut row = Row { keys: Vec::new(), cells: Vec::new(), liveness: None };
     for event in events.iter() {
-        if !event.getattr(intern!(py, "op"))?.is(upsert) || event.getattr(intern!(py, "static"))?.is_truthy()? {
+        if !classes.op.get(&event)?.is(upsert) || classes.is_static.get(&event)?.is_truthy()? {
             return Ok(false);
         }
         row.keys.clear();
-        for (names, attribute) in
-            [(&shape.partition, intern!(py, "partition_key")), (&shape.clustering, intern!(py, "clustering_key"))]
+        for (names, field) in [(&shape.partition, &classes.partition_key), (&shape.clustering, &classes.clustering_key)]
         {
             if names.is_empty() {
                 continue;
             }
-            let values = event.getattr(attribute)?;
+            let values = field.get(&event)?;
             let values = values.cast::<PyDict>()?;
             for name in names {
                 match values.get_item(name)? {
@@ -115,7 +163,7 @@ pub fn walk<'py>(shape: &Shape, events: &Bound<'py, PyList>, writer: &mut impl R
         }
         row.cells.clear();
         row.cells.resize_with(shape.columns, || None);
-        let cells = event.getattr(intern!(py, "cells"))?;
+        let cells = classes.cells.get(&event)?;
         for (name, change) in cells.cast::<PyDict>()?.iter() {
             let name = name.cast::<PyString>()?.to_str()?;
             let Some(&slot) = shape.slots.get(name) else {
@@ -127,27 +175,24 @@ pub fn walk<'py>(shape: &Shape, events: &Bound<'py, PyList>, writer: &mut impl R
             if !change.get_type().is(cell_class) {
                 return Ok(false);
             }
-            let ts: i64 = change.getattr(intern!(py, "timestamp"))?.extract()?;
-            let value = change.getattr(intern!(py, "value"))?;
-            row.cells[slot] = Some(if value.is_none() || change.getattr(intern!(py, "deleted"))?.is_truthy()? {
+            let ts: i64 = classes.cell_timestamp.get(&change)?.extract()?;
+            let value = classes.cell_value.get(&change)?;
+            row.cells[slot] = Some(if value.is_none() || classes.cell_deleted.get(&change)?.is_truthy()? {
                 CellView { ts, exp: None, value: None }
             } else {
-                let exp = if change.getattr(intern!(py, "ttl"))?.is_none() {
+                let exp = if classes.cell_ttl.get(&change)?.is_none() {
                     None
                 } else {
-                    change.getattr(intern!(py, "local_deletion_time"))?.extract()?
+                    classes.cell_deletion_time.get(&change)?.extract()?
                 };
                 CellView { ts, exp, value: Some(value) }
             });
         }
-        let liveness = event.getattr(intern!(py, "liveness"))?;
+        let liveness = classes.liveness.get(&event)?;
         row.liveness = if liveness.is_none() {
             None
         } else {
-            Some((
-                liveness.getattr(intern!(py, "timestamp"))?.extract()?,
-                liveness.getattr(intern!(py, "expires_at"))?.extract()?,
-            ))
+            Some((classes.live_timestamp.get(&liveness)?.extract()?, classes.live_expires.get(&liveness)?.extract()?))
         };
         identity.clear();
         writer.row(&row, &mut identity)?;
@@ -156,6 +201,49 @@ pub fn walk<'py>(shape: &Shape, events: &Bound<'py, PyList>, writer: &mut impl R
         }
     }
     Ok(true)
+}
+
+/// A hasher for the walk's small in-process sets (column names, key identities): FxHash's
+/// multiply-rotate, several times faster than the default SipHash on short keys. The keys come
+/// from the batch, not from an attacker able to pick collisions, so SipHash's guarantee buys nothing.
+#[derive(Clone, Copy, Default)]
+pub struct Fast;
+
+impl std::hash::BuildHasher for Fast {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(0)
+    }
+}
+
+/// The hasher `Fast` builds.
+pub struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        for &byte in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, byte: u8) {
+        self.write(&[byte]);
+    }
+    #[inline]
+    fn write_usize(&mut self, value: usize) {
+        self.0 = (self.0.rotate_left(5) ^ value as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Stores one non-null value the way a writer's format takes it: as it is when `as_is` and its

@@ -8,15 +8,30 @@ objects are named, is the same everywhere and lives here.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from pipeline_runtime.cql.canonical import dumps, to_json
 from pipeline_runtime.cql.types import CqlType, Kind
+from pipeline_runtime.events import Cell, ChangeEvent, Liveness, Op
 from pipeline_runtime.sinks.changes import Layout
 
 Encoder = Callable[[Any], Any]
+
+
+def native_classes() -> dict[str, Any]:
+    """What the compiled encoders recognise by identity and read by slot (``native/src/upserts.rs``)."""
+    return {
+        "upsert": Op.UPSERT,
+        "event": ChangeEvent,
+        "cell": Cell,
+        "liveness": Liveness,
+        "uuid": uuid.UUID,
+        "decimal": Decimal,
+    }
 
 
 def column_encoder(

@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +40,7 @@ from pipeline_runtime.cql.canonical import dumps
 from pipeline_runtime.cql.schema import Column, TableSchema
 from pipeline_runtime.cql.types import Kind
 from pipeline_runtime.errors import SinkError
-from pipeline_runtime.events import LIVE_TIMESTAMP, Cell, ChangeEvent, Op, Position
+from pipeline_runtime.events import LIVE_TIMESTAMP, ChangeEvent, Position
 from pipeline_runtime.native import native_module
 from pipeline_runtime.sinks.base import Batch, Checkpoint, SinkHealth, SinkState, TableNaming
 from pipeline_runtime.sinks.changes import (
@@ -61,6 +60,7 @@ from pipeline_runtime.sinks.clickhouse.errors import boundary
 from pipeline_runtime.sinks.clickhouse.flat import FlatRows, nonempty_columns
 from pipeline_runtime.sinks.clickhouse.sql import TableSql, key_parameters
 from pipeline_runtime.sinks.clickhouse.typemap import ch_encoder, from_ch, is_array, normalise, stage_type
+from pipeline_runtime.sinks.encoding import native_classes
 
 CHECKPOINTS = "headrace.checkpoints"
 CHECKPOINT_COLUMNS = [
@@ -403,7 +403,7 @@ def _native(sql: TableSql) -> _Native | None:
         return column.name, stage_type(column.type), ch_encoder(column.type)
 
     stage = module.ChStageEncoder(
-        {"upsert": Op.UPSERT, "cell": Cell, "uuid": uuid.UUID},
+        native_classes(),
         [spec(c) for c in layout.schema.partition_key],
         [spec(c) for c in layout.clustering],
         [spec(c) for c in layout.regulars],

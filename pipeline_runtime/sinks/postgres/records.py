@@ -11,9 +11,7 @@ which skips both the records and asyncpg's encoding of them.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from typing import Any
 
 from pipeline_runtime.cql.canonical import dumps
@@ -21,6 +19,7 @@ from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.events import LIVE_TIMESTAMP, Cell, ChangeEvent, Op
 from pipeline_runtime.native import native_module
 from pipeline_runtime.sinks.changes import Layout, RowDelta
+from pipeline_runtime.sinks.encoding import native_classes
 from pipeline_runtime.sinks.postgres.typemap import copy_wire
 
 Record = tuple[Any, ...]
@@ -146,9 +145,8 @@ def _native_encoder(
         wire = "multi" if column.type.multi_cell else copy_wire(column.type)
         return column.name, wire, encoder(column.type)
 
-    classes = {"upsert": Op.UPSERT, "cell": Cell, "decimal": Decimal, "uuid": uuid.UUID}
     return module.PgCopyEncoder(
-        classes,
+        native_classes(),
         [spec(c) for c in layout.schema.partition_key],
         [spec(c) for c in layout.clustering],
         [spec(c) for c in layout.regulars],
