@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::chnative::{string, varint, version_bytes};
+use crate::upserts::Fast;
 
 /// A column type of the state table, as the Native block names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,9 +153,14 @@ impl<'a> Data<'a> {
     }
 
     /// An `Int64` or `Nullable(Int64)` cell.
+    #[inline]
     fn int64(&self, row: usize) -> Option<i64> {
-        match self {
-            Self::Nullable { nulls, inner } => (nulls[row] == 0).then(|| inner.int64(row)).flatten(),
+        let data = match self {
+            Self::Nullable { nulls, inner } if nulls[row] == 0 => inner.as_ref(),
+            Self::Nullable { .. } => return None,
+            plain => plain,
+        };
+        match data {
             Self::Fixed { width: 8, bytes } => {
                 Some(i64::from_le_bytes(bytes[row * 8..row * 8 + 8].try_into().expect("8 bytes")))
             }
@@ -268,6 +274,38 @@ impl Builder {
             }
             Type::String => Self::Str(Vec::with_capacity(rows * 16)),
             fixed => Self::Fixed(Vec::with_capacity(rows * fixed.width().unwrap_or(8))),
+        }
+    }
+
+    /// Appends the given cells, in order: one type dispatch per column, not per cell.
+    fn gather(&mut self, cells: &[(&Data<'_>, usize)]) {
+        match self {
+            Self::Fixed(out) => {
+                for &(data, row) in cells {
+                    let Data::Fixed { width, bytes } = data else { unreachable!("checked types") };
+                    out.extend_from_slice(&bytes[row * width..(row + 1) * width]);
+                }
+            }
+            Self::Str(out) => {
+                for &(data, row) in cells {
+                    let Data::Str { spans, bytes } = data else { unreachable!("checked types") };
+                    out.extend_from_slice(&bytes[spans[row].0..spans[row].2]);
+                }
+            }
+            Self::Nullable { nulls, inner } => {
+                let mut values = Vec::with_capacity(cells.len());
+                for &(data, row) in cells {
+                    let Data::Nullable { nulls: from, inner: data } = data else { unreachable!("checked types") };
+                    nulls.push(from[row]);
+                    values.push((data.as_ref(), row));
+                }
+                inner.gather(&values);
+            }
+            Self::Array { .. } => {
+                for &(data, row) in cells {
+                    self.copy(data, row);
+                }
+            }
         }
     }
 
@@ -465,7 +503,8 @@ impl ChMerger {
         let types = &self.types;
         let deltas = checked_blocks(deltas, &names, &delta_columns, types)?;
         let stored = checked_blocks(stored, &names, &stored_columns, types)?;
-        let mut index: HashMap<Vec<u8>, (usize, usize)> = HashMap::new();
+        let mut index: HashMap<Vec<u8>, (usize, usize), Fast> =
+            HashMap::with_capacity_and_hasher(stored.iter().map(|b| b.rows).sum(), Fast);
         let mut key = Vec::new();
         for (number, block) in stored.iter().enumerate() {
             for row in 0..block.rows {
@@ -473,23 +512,52 @@ impl ChMerger {
                 index.entry(key.clone()).or_insert((number, row));
             }
         }
-        let capacity = deltas.iter().map(|b| b.rows).sum();
-        let mut out: Vec<Builder> = types.iter().map(|kind| Builder::new(kind, capacity)).collect();
-        let mut rows = 0;
+        // Decide every row first, then fill the output a column at a time: one type dispatch per
+        // column instead of per cell.
+        let mut picks: Vec<Pick> = Vec::new();
+        let mut all_sources: Vec<From> = Vec::new();
         let mut sources = vec![From::Delta; self.cells];
-        for block in &deltas {
+        let mut scratch = Vec::with_capacity(self.cells);
+        for (number, block) in deltas.iter().enumerate() {
             for row in 0..block.rows {
                 self.key_bytes(block, row, types, &mut key);
-                let found = index.get(&key).map(|&(number, at)| (&stored[number], at));
-                match self.merge_row(block, row, found, types, &mut sources) {
+                let found = index.get(&key).copied();
+                let stored_row = found.map(|(number, at)| (&stored[number], at));
+                match self.merge_row(block, row, stored_row, types, &mut sources, &mut scratch) {
                     Decision::Unchanged => {}
                     Decision::Decline => return Ok(None),
                     Decision::Changed(merged) => {
-                        self.write_row(&mut out, block, row, found, &sources, &merged);
-                        rows += 1;
+                        all_sources.extend_from_slice(&sources);
+                        picks.push(Pick { delta: (number, row), stored: found, merged });
                     }
                 }
             }
+        }
+        let rows = picks.len();
+        let k = self.keys;
+        let live_at = k + 3 * self.cells;
+        let mut out: Vec<Builder> = types.iter().map(|kind| Builder::new(kind, rows)).collect();
+        let mut cells = Vec::with_capacity(rows);
+        for (index, builder) in out.iter_mut().enumerate().take(live_at + 2) {
+            cells.clear();
+            cells.extend(picks.iter().enumerate().map(|(n, pick)| {
+                let source = match index {
+                    _ if index < k => From::Delta,
+                    _ if index < live_at => all_sources[n * self.cells + (index - k) / 3],
+                    _ => pick.merged.live,
+                };
+                match (source, pick.stored) {
+                    (From::Stored, Some((number, at))) => (&stored[number].columns[index].1, at),
+                    _ => (&deltas[pick.delta.0].columns[index].1, pick.delta.1),
+                }
+            }));
+            builder.gather(&cells);
+        }
+        for pick in &picks {
+            let merged = &pick.merged;
+            out[live_at + 2].fixed(&merged.deleted.to_le_bytes());
+            out[live_at + 3].fixed(&version_to_bytes(merged.version));
+            out[live_at + 4].fixed(&[u8::from(!merged.alive)]);
         }
         let mut block = Vec::with_capacity(out.iter().map(|c| c.size() + 64).sum());
         varint(&mut block, width as u64);
@@ -525,6 +593,7 @@ impl ChMerger {
         stored: Option<(&Block<'_>, usize)>,
         types: &[Type],
         sources: &mut [From],
+        scratch: &mut Vec<(i64, bool, Option<i64>)>,
     ) -> Decision {
         let k = self.keys;
         let live_at = k + 3 * self.cells;
@@ -595,41 +664,17 @@ impl ChMerger {
         };
         let liveness = column(live, live_at).map(|ts| (ts, column(live, live_at + 1)));
         let mut alive = liveness.is_some_and(|(ts, _)| ts > deleted);
-        let mut cells = Vec::with_capacity(self.cells);
+        let cells = scratch;
+        cells.clear();
         for (cell, &source) in sources.iter().enumerate() {
             let Some(ts) = column(source, k + 3 * cell + 1) else { continue };
             let missing = absent(source, k + 3 * cell);
             alive |= !missing && ts > deleted;
             cells.push((ts, missing, column(source, k + 3 * cell + 2)));
         }
-        let own = version_of(&version_bytes(deleted, liveness, cells.into_iter()));
+        let own = version_of(&version_bytes(deleted, liveness, cells.iter().copied()));
         let version = floor.map_or(own, |floor| own.max(floor));
         Decision::Changed(Merged { deleted, live, version, alive })
-    }
-
-    fn write_row(
-        &self,
-        out: &mut [Builder],
-        delta: &Block<'_>,
-        row: usize,
-        stored: Option<(&Block<'_>, usize)>,
-        sources: &[From],
-        merged: &Merged,
-    ) {
-        let k = self.keys;
-        let live_at = k + 3 * self.cells;
-        for (index, builder) in out.iter_mut().enumerate().take(live_at + 2) {
-            let source = match index {
-                _ if index < k => From::Delta,
-                _ if index < live_at => sources[(index - k) / 3],
-                _ => merged.live,
-            };
-            let (data, at) = cell(source, delta, row, stored, index);
-            builder.copy(data, at);
-        }
-        out[live_at + 2].fixed(&merged.deleted.to_le_bytes());
-        out[live_at + 3].fixed(&version_to_bytes(merged.version));
-        out[live_at + 4].fixed(&[u8::from(!merged.alive)]);
     }
 }
 
@@ -645,6 +690,13 @@ fn cell<'b, 'a>(
         (From::Stored, Some((block, at))) => (&block.columns[index].1, at),
         _ => (&delta.columns[index].1, row),
     }
+}
+
+/// A changed row: its delta `(block, row)`, its stored state's, and the merged parts.
+struct Pick {
+    delta: (usize, usize),
+    stored: Option<(usize, usize)>,
+    merged: Merged,
 }
 
 /// What one delta row does to its stored state.
