@@ -47,9 +47,10 @@ fmt: dev ## Format and autofix
 	$(VENV)/bin/ruff format .
 
 .PHONY: deps
-deps: ## Fetch/build the heavy test dependencies into $(HEADRACE_CACHE) (Cassandra jars, envtest binaries)
+deps: dev ## Fetch/build the heavy test dependencies into $(HEADRACE_CACHE) (Cassandra jars, envtest binaries, PGlite+TimescaleDB)
 	bash scripts/fetch-cassandra.sh
 	@if [ -f scripts/build-envtest.sh ]; then bash scripts/build-envtest.sh; fi
+	$(PY) -m devservices timescaledb-install
 
 .PHONY: test
 test: dev ## Run the whole default suite against real Cassandra, PostgreSQL, chdb and kube-apiserver, with coverage

@@ -1,8 +1,9 @@
-"""``python -m devservices up|down|envtest-up|envtest-down``: local services for development.
+"""``python -m devservices up|down|envtest-up|envtest-down|timescaledb-install``: local services.
 
 ``up`` starts Cassandra (CDC on) and PostgreSQL in the background, records
 their pids and addresses in ``.services/state.json``, and prints how to reach
-them; ``down`` stops them.
+them; ``down`` stops them. ``timescaledb-install`` puts PGlite with the
+timescaledb extension into the cache (the tests start it themselves).
 """
 
 from __future__ import annotations
@@ -86,6 +87,14 @@ def main(argv: list[str]) -> int:
             envtest.cli_up(state_dir)
         else:
             envtest.cli_down(state_dir)
+        return 0
+    if command == "timescaledb-install":
+        timescaledb = importlib.import_module("devservices.timescaledb")
+        try:
+            print(f"PGlite with TimescaleDB is in {timescaledb.ensure_installed()}")
+        except ServiceError as exc:
+            print(exc, file=sys.stderr)
+            return 1
         return 0
     print(__doc__)
     return 2

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devservices.process import ManagedProcess, ServiceError, free_port, port_open
+from devservices.process import ManagedProcess, ServiceError, cache_dir, free_port, port_open
 
 DEFAULT_VERSION = os.environ.get("CASSANDRA_VERSION", "5.0.8")
 COMPAT_MODES = ("CASSANDRA_4", "NONE")
@@ -71,10 +71,6 @@ LOGBACK = """<configuration scan="false">
   <logger name="org.apache.cassandra" level="INFO"/>
 </configuration>
 """
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("HEADRACE_CACHE", Path.home() / ".cache" / "headrace"))
 
 
 def cassandra_home(version: str = DEFAULT_VERSION) -> Path:

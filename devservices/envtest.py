@@ -41,7 +41,7 @@ from pathlib import Path
 
 import yaml
 
-from devservices.process import ManagedProcess, ServiceError, free_port, stop_process_group
+from devservices.process import ManagedProcess, ServiceError, cache_dir, free_port, stop_process_group
 
 #: The Kubernetes release scripts/build-envtest.sh builds by default.
 DEFAULT_K8S_VERSION = os.environ.get("ENVTEST_K8S_VERSION", "1.34.4").removeprefix("v")
@@ -80,10 +80,6 @@ class MissingBinaryError(ServiceError):
 
 class KubectlError(ServiceError):
     """kubectl (or helm) exited non-zero where the caller required success."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("HEADRACE_CACHE", Path.home() / ".cache" / "headrace"))
 
 
 def assets_dir(version: str = DEFAULT_K8S_VERSION) -> Path:

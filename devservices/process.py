@@ -23,6 +23,11 @@ class ServiceError(RuntimeError):
     """A local service failed to start or stop."""
 
 
+def cache_dir() -> Path:
+    """Where heavy downloads and builds are kept between runs: ``$HEADRACE_CACHE`` or ``~/.cache/headrace``."""
+    return Path(os.environ.get("HEADRACE_CACHE", Path.home() / ".cache" / "headrace"))
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago on ``host``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

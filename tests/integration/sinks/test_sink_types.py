@@ -22,6 +22,9 @@ from pipeline_runtime.sinks.timescale import TimescaleSink
 from tests.integration.sinks.conftest import Harness
 from tests.integration.sinks.workload import actual_rows, canonical, column
 
+# Every table here has the timestamp clustering column k_ts: the TimescaleDB kind partitions by it.
+pytestmark = pytest.mark.time_column("k_ts")
+
 Address = namedtuple("Address", ["street", "zip"])
 
 # (CQL type, value as cassandra-driver returns it)
