@@ -132,7 +132,7 @@ class TimescaleSpec(_Model):
     time_column: str = Field(min_length=1)
     """Column that partitions the hypertable; must be part of the primary key."""
     chunk_interval: str = "7 days"
-    """Hypertable chunk interval: an interval such as ``7 days`` for a timestamp or date time column, a
+    """Hypertable chunk interval: an interval such as 7 days for a timestamp or date time column, a
     whole number of its units for an integer one."""
 
 
