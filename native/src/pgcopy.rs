@@ -176,20 +176,65 @@ impl PgCopyEncoder {
     /// the general path (`RecordBuilder.fast` returns None for exactly the same batches).
     fn encode<'py>(&self, events: &Bound<'py, PyList>) -> PyResult<Option<(Bound<'py, PyBytes>, usize)>> {
         let py = events.py();
+        let Some(writer) = self.walk(events)? else { return Ok(None) };
+        let mut out = writer.out;
+        out.extend_from_slice(&TRAILER);
+        Ok(Some((PyBytes::new(py, &out), writer.rows)))
+    }
+
+    /// The same rows as `encode`, as `parts` COPY streams of consecutive rows (sizes differing by
+    /// at most one), for loading over several connections at once; the rows are distinct over the
+    /// whole batch, so no two streams touch one row. None where `encode` gives None.
+    fn encode_parts<'py>(
+        &self,
+        events: &Bound<'py, PyList>,
+        parts: usize,
+    ) -> PyResult<Option<Vec<(Bound<'py, PyBytes>, usize)>>> {
+        let py = events.py();
+        if parts == 0 {
+            return Err(PyValueError::new_err("parts must be at least 1"));
+        }
+        let Some(writer) = self.walk(events)? else { return Ok(None) };
+        let mut starts = writer.starts;
+        starts.push(writer.out.len());
+        let rows = writer.rows;
+        let mut out = Vec::with_capacity(parts);
+        for part in 0..parts {
+            let (first, last) = (rows * part / parts, rows * (part + 1) / parts);
+            let body = &writer.out[starts[first]..starts[last]];
+            let mut stream = Vec::with_capacity(HEADER_LEN + body.len() + TRAILER.len());
+            header(&mut stream);
+            stream.extend_from_slice(body);
+            stream.extend_from_slice(&TRAILER);
+            out.push((PyBytes::new(py, &stream), last - first));
+        }
+        Ok(Some(out))
+    }
+}
+
+/// The COPY binary header: signature, flags, header-extension length.
+const HEADER_LEN: usize = SIGNATURE.len() + 8;
+/// The file trailer: a tuple count of -1.
+const TRAILER: [u8; 2] = (-1i16).to_be_bytes();
+
+fn header(out: &mut Vec<u8>) {
+    out.extend_from_slice(SIGNATURE);
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+}
+
+impl PgCopyEncoder {
+    /// Walks the batch into one COPY stream without its trailer; None for the general path.
+    fn walk<'a, 'py>(&'a self, events: &Bound<'py, PyList>) -> PyResult<Option<CopyWriter<'a, 'py>>> {
         let mut writer = CopyWriter {
             encoder: self,
-            py,
+            py: events.py(),
             out: Vec::with_capacity(64 + events.len() * usize::try_from(self.width).unwrap_or(0) * 12),
             rows: 0,
+            starts: Vec::with_capacity(events.len()),
         };
-        writer.out.extend_from_slice(SIGNATURE);
-        writer.out.extend_from_slice(&0i32.to_be_bytes());
-        writer.out.extend_from_slice(&0i32.to_be_bytes());
-        if !walk(&self.shape, events, &mut writer)? {
-            return Ok(None);
-        }
-        writer.out.extend_from_slice(&(-1i16).to_be_bytes());
-        Ok(Some((PyBytes::new(py, &writer.out), writer.rows)))
+        header(&mut writer.out);
+        Ok(walk(&self.shape, events, &mut writer)?.then_some(writer))
     }
 }
 
@@ -198,11 +243,14 @@ struct CopyWriter<'a, 'py> {
     py: Python<'py>,
     out: Vec<u8>,
     rows: usize,
+    /// Where each row's tuple starts in `out`.
+    starts: Vec<usize>,
 }
 
 impl<'py> RowWriter<'py> for CopyWriter<'_, 'py> {
     fn row(&mut self, row: &Row<'py>, identity: &mut Vec<u8>) -> PyResult<()> {
         let encoder = self.encoder;
+        self.starts.push(self.out.len());
         let out = &mut self.out;
         out.extend_from_slice(&encoder.width.to_be_bytes());
         let key_start = out.len();

@@ -73,6 +73,17 @@ class RecordBuilder:
         data: CopyData | None = self._native.encode(events if type(events) is list else list(events))
         return data
 
+    def copy_parts(self, events: Sequence[ChangeEvent], parts: int) -> list[CopyData] | None:
+        """``copy_data``'s rows as ``parts`` COPY streams of consecutive rows, for as many connections.
+
+        The rows are distinct over the whole batch (as ``copy_data`` requires), so no two
+        streams write one row: their merges never wait for each other's row locks.
+        """
+        if self._native is None:
+            return None
+        data: list[CopyData] | None = self._native.encode_parts(list(events), parts)
+        return data
+
     def fast(self, events: Sequence[ChangeEvent]) -> list[Record] | None:
         """Records for a batch of plain upserts of distinct rows, or None when the batch needs the general path.
 

@@ -10,6 +10,13 @@ before COMMIT leaves neither data nor checkpoint, and a replay is harmless.
 
 Concurrency between runtimes (one per Cassandra replica) is made safe by
 table locks taken in name order (``_setup``).
+
+A large batch of plain upserts is written over two connections at once
+(``_write_apart``): its first half in a transaction of its own, the rest with
+the checkpoint in the main one, which waits for the first half's commit
+before its own, through an advisory lock, so PostgreSQL sees that wait too
+(``_wait_for``). The checkpoint therefore still commits with, and never
+before, the data it covers.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -44,9 +52,9 @@ from pipeline_runtime.sinks.postgres.typemap import pg_encoder
 
 log = logging.getLogger(__name__)
 
-#: Batches (per table) of plain upserts from this many rows on are merged in two halves, the
-#: second encoded while the server merges the first (``PostgresSink._merge_overlapped``).
-OVERLAP_MIN_ROWS = 4_000
+#: Batches (per table) of plain upserts from this many rows on are written over two connections
+#: at once, in two halves (``PostgresSink._write_apart``), when the pool has two connections.
+PARALLEL_MIN_ROWS = 1_000
 
 CHECKPOINT_SCHEMA = "headrace"
 CHECKPOINTS = "headrace.checkpoints"
@@ -85,8 +93,8 @@ class _Work:
     rows: list[Record] | CopyData
     statics: list[Record]
     tombstones: list[Tombstone]
-    #: Plain upserts still to encode, while the server merges ``rows`` (``_merge_overlapped``).
-    rest: list[ChangeEvent] | None = None
+    #: Rows written over a second connection, in a transaction of their own (``_write_apart``).
+    apart: CopyData | None = None
 
 
 class PostgresSink:
@@ -161,15 +169,30 @@ class PostgresSink:
     async def write(self, batch: Batch) -> None:
         async with boundary(self.name):
             work = self._prepare(batch.events)  # encoding errors become RowRejectedError here
-        async with boundary(self.name), self.pool.acquire() as conn, conn.transaction():
-            if work:
-                await conn.execute(_setup(work))
-            for item in work:
-                await self._write_table(conn, item)
-            if self.before_checkpoint is not None:
-                await self.before_checkpoint(conn)
-            if batch.checkpoint is not None:
-                await _store_checkpoint(conn, batch.checkpoint)
+        apart = [item for item in work if item.apart is not None]
+        side: asyncio.Future[None] | None = None
+        key = secrets.randbits(62)
+        if apart:
+            locked = asyncio.Event()
+            side = asyncio.ensure_future(self._write_apart(apart, key, locked))
+            await asyncio.wait([side, asyncio.ensure_future(locked.wait())], return_when=asyncio.FIRST_COMPLETED)
+            if side.done():
+                side.result()  # it failed before taking its lock: raise that
+        try:
+            async with boundary(self.name), self.pool.acquire() as conn, conn.transaction():
+                if work:
+                    await conn.execute(_setup(work))
+                for item in work:
+                    await self._write_table(conn, item)
+                if side is not None:
+                    await _wait_for(conn, key, side)
+                if self.before_checkpoint is not None:
+                    await self.before_checkpoint(conn)
+                if batch.checkpoint is not None:
+                    await _store_checkpoint(conn, batch.checkpoint)
+        finally:
+            if side is not None and not side.done():
+                await asyncio.wait([side])  # its own transaction ends either way; never leave it running
         self._health.committed(len(batch.events))
 
     def _prepare(self, events: Sequence[ChangeEvent]) -> list[_Work]:
@@ -181,11 +204,14 @@ class PostgresSink:
             table = self._tables.get(qualified)
             if table is None:
                 raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")
-            if len(table_events) >= OVERLAP_MIN_ROWS and all(e.op is Op.UPSERT and not e.static for e in table_events):
-                half = len(table_events) // 2
-                first = table.records.copy_data(table_events[:half])
-                if first is not None:
-                    work.append(_Work(table, first, [], [], rest=table_events[half:]))
+            if (
+                self._pool_size >= 2
+                and len(table_events) >= PARALLEL_MIN_ROWS
+                and all(e.op is Op.UPSERT and not e.static for e in table_events)
+            ):
+                parts = table.records.copy_parts(table_events, 2)
+                if parts is not None:
+                    work.append(_Work(table, parts[1], [], [], apart=parts[0]))
                     continue
             fast: list[Record] | CopyData | None = table.records.copy_data(table_events)
             if fast is None:
@@ -199,15 +225,32 @@ class PostgresSink:
             work.append(_Work(table, regular, statics, tombstones))
         return work
 
+    async def _write_apart(self, items: list[_Work], key: int, locked: asyncio.Event) -> None:
+        """Write the ``apart`` rows of ``items`` over a second connection, in a transaction of their own.
+
+        The transaction first takes the advisory lock ``key`` (then sets ``locked``) and
+        holds it until it ends: the main transaction waits for it there (``_wait_for``).
+        Its rows are distinct from the main transaction's, and the stored deletions that
+        cover them are applied to its own rows only, so it never waits for the main
+        transaction: the two cannot deadlock on each other.
+        """
+        async with boundary(self.name), self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+            locked.set()
+            own = [_Work(item.table, item.apart, [], []) for item in items if item.apart is not None]
+            await conn.execute(_setup(own))
+            for item in own:
+                table, sql = item.table, item.table.sql
+                stage = await _merge(conn, table.row_stage, sql.merge_rows, table.row_columns, item.rows)
+                for found in await conn.fetch(sql.tombstones_for_stage(stage)):
+                    await _apply_tombstone(conn, sql, found, within=stage)
+
     async def _write_table(self, conn: asyncpg.Connection, item: _Work) -> None:
         table = item.table
         sql = table.sql
         stages = []
         applied: dict[str, tuple[Any, ...]] = {}
-        if item.rest is not None:
-            for found in await self._merge_overlapped(conn, item):
-                applied.setdefault(found[0], tuple(found))
-        elif item.rows:
+        if item.rows:
             stages.append(await _merge(conn, table.row_stage, sql.merge_rows, table.row_columns, item.rows))
         if item.statics:
             stages.append(await _merge(conn, table.static_stage, sql.merge_statics, table.static_columns, item.statics))
@@ -220,34 +263,6 @@ class PostgresSink:
                 applied.setdefault(found[0], tuple(found))
         for record in applied.values():
             await _apply_tombstone(conn, sql, record)
-
-    async def _merge_overlapped(self, conn: asyncpg.Connection, item: _Work) -> list[asyncpg.Record]:
-        """Merge a large batch of plain upserts in two halves, encoding the second while the server
-        merges the first; the stored tombstones that cover either half's rows.
-
-        The encoding is CPU in the runtime and the merge CPU in PostgreSQL: overlapped, a
-        10,000-row batch took about 15% less time (docs/sinks.md). Merging in two statements is
-        safe because merging is order-independent; a second half the fast path declines (a
-        collection change, a repeated row) takes the general path; it holds no deletions
-        (``_prepare`` checked), so the locks taken for the batch still hold.
-        """
-        table, sql = item.table, item.table.sql
-        stage = f"pg_temp.{table.row_stage}"
-        assert isinstance(item.rows, tuple) and item.rest is not None
-        await _copy(conn, table.row_stage, table.row_columns, item.rows)
-        merging = asyncio.ensure_future(conn.execute(sql.merge_rows(stage)))
-        await asyncio.sleep(0)  # the merge statement goes out before the CPU-bound encoding starts
-        try:
-            rest: list[Record] | CopyData | None = table.records.copy_data(item.rest)
-            if rest is None:
-                rows, _ = coalesce(table.shaper.shape(e) for e in item.rest)
-                rest = [table.records.row(r) for r in rows]
-        finally:
-            await merging
-        covering = list(await conn.fetch(sql.tombstones_for_stage(stage)))
-        await conn.execute(f"TRUNCATE {stage}")
-        await _merge(conn, table.row_stage, sql.merge_rows, table.row_columns, rest)
-        return covering + list(await conn.fetch(sql.tombstones_for_stage(stage)))
 
     # -- checkpoints -----------------------------------------------------
 
@@ -322,7 +337,9 @@ async def _chunks(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def _apply_tombstone(conn: asyncpg.Connection, sql: TableSql, record: Sequence[Any]) -> None:
+async def _apply_tombstone(
+    conn: asyncpg.Connection, sql: TableSql, record: Sequence[Any], within: str | None = None
+) -> None:
     tombstone = tombstone_from_record(record, len(sql.layout.partition_names), len(sql.layout.clustering))
     start, end = tombstone.start, tombstone.end
     rows, statics = sql.apply_tombstone(
@@ -330,11 +347,23 @@ async def _apply_tombstone(conn: asyncpg.Connection, sql: TableSql, record: Sequ
         start.inclusive if start else True,
         len(end.values) if end else 0,
         end.inclusive if end else True,
+        within,
     )
     params = [tombstone.ts, *tombstone.partition, *(start.values if start else ()), *(end.values if end else ())]
     await conn.execute(rows, *params)
     if statics:
         await conn.execute(statics, *params)
+
+
+async def _wait_for(conn: asyncpg.Connection, key: int, side: asyncio.Future[None]) -> None:
+    """Wait, inside the main transaction, until ``_write_apart``'s transaction has ended; raise if it failed.
+
+    Waiting on its advisory lock rather than only on the task lets PostgreSQL's
+    deadlock detector see the wait: a cycle through another runtime's transaction
+    aborts one of them (a retryable deadlock error) instead of hanging.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+    await side  # done by now: the lock is free once its transaction has committed or rolled back
 
 
 async def _store_checkpoint(conn: asyncpg.Connection, checkpoint: Checkpoint) -> None:

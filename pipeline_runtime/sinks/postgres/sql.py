@@ -233,10 +233,13 @@ class TableSql(TableObjects):
         cols = ", ".join(f"tb.{ident(c)}" for c in self.tombstone_columns)
         return f"SELECT {cols} FROM {self.tombstones} tb WHERE EXISTS (SELECT 1 FROM {stage} s WHERE {match})"
 
-    def apply_tombstone(self, start_len: int, start_incl: bool, end_len: int, end_incl: bool) -> tuple[str, str]:
+    def apply_tombstone(
+        self, start_len: int, start_incl: bool, end_len: int, end_incl: bool, within: str | None = None
+    ) -> tuple[str, str]:
         """UPDATEs raising ``_del_ts`` of covered rows (and of statics for a partition deletion).
 
         Parameters: $1 = ts, then partition values, then start and end bound values.
+        ``within``: a staging table; only rows whose key it holds are updated.
         """
         part = self.layout.partition_names
         where = [f"{ident(n)} = ${i}" for i, n in enumerate(part, start=2)]
@@ -248,10 +251,17 @@ class TableSql(TableObjects):
         if end_len > 0:
             where.append(_bound_predicate(columns[:end_len], next_param, end_incl, after=False))
         condition = " AND ".join([*where, "_del_ts < $1"])
-        rows = f"UPDATE {self.rows} SET _del_ts = $1 WHERE {condition}"
+        rows_condition, statics_condition = condition, condition
+        if within is not None:
+            rows_condition += (
+                f" AND ({_columns(self.layout.key_names)}) IN (SELECT {_columns(self.layout.key_names)} FROM {within})"
+            )
+            part = self.layout.partition_names
+            statics_condition += f" AND ({_columns(part)}) IN (SELECT {_columns(part)} FROM {within})"
+        rows = f"UPDATE {self.rows} SET _del_ts = $1 WHERE {rows_condition}"
         statics = ""
         if self.has_statics and start_len == 0 and end_len == 0:
-            statics = f"UPDATE {self.statics} SET _del_ts = $1 WHERE {condition}"
+            statics = f"UPDATE {self.statics} SET _del_ts = $1 WHERE {statics_condition}"
         return rows, statics
 
     # -- reading ---------------------------------------------------------
@@ -299,6 +309,10 @@ class TableSql(TableObjects):
             )
         exp = f"{alias}.{ident(column.name + '__exp')}"
         return f"CASE WHEN {ts} > {alias}._del_ts AND ({exp} IS NULL OR {exp} > {NOW}) THEN {c} END"
+
+
+def _columns(names: Sequence[str]) -> str:
+    return ", ".join(ident(n) for n in names)
 
 
 def _newer(new_ts: str, old_ts: str) -> str:

@@ -22,6 +22,7 @@ import asyncpg
 import pytest
 
 from pipeline_runtime.cql.schema import ColumnKind, TableSchema
+from pipeline_runtime.errors import RowRejectedError, SinkUnavailableError
 from pipeline_runtime.events import (
     Cell,
     ChangeEvent,
@@ -38,7 +39,7 @@ from pipeline_runtime.sinks.changes import Layout
 from pipeline_runtime.sinks.postgres import PostgresSink
 from pipeline_runtime.sinks.postgres.ddl import ensure_tables
 from pipeline_runtime.sinks.postgres.records import RecordBuilder
-from pipeline_runtime.sinks.postgres.sink import OVERLAP_MIN_ROWS, _chunks
+from pipeline_runtime.sinks.postgres.sink import PARALLEL_MIN_ROWS, _chunks
 from pipeline_runtime.sinks.postgres.sql import TableSql
 from pipeline_runtime.sinks.postgres.typemap import pg_encoder
 from tests.integration.sinks.test_sink_types import SAMPLES
@@ -213,11 +214,8 @@ def vars_of(event: ChangeEvent) -> dict[str, Any]:
     return {name: getattr(event, name) for name in event.__dataclass_fields__}
 
 
-async def test_large_batches_merge_in_two_overlapped_halves(postgres_dsn: str) -> None:
-    """Above OVERLAP_MIN_ROWS a batch is merged in two halves (the second encoded during the first's
-    merge): stored deletions still cover rows of either half, and a second half the fast path
-    declines (a collection change) is merged through the general path."""
-    table = TableSchema(
+def big_table() -> TableSchema:
+    return TableSchema(
         "ks",
         "big",
         uuid.uuid4(),
@@ -227,30 +225,100 @@ async def test_large_batches_merge_in_two_overlapped_halves(postgres_dsn: str) -
             column("tags", "set<text>"),
         ),
     )
-    count = OVERLAP_MIN_ROWS + 10
+
+
+def upserts(ids: range, ts: int = 100) -> list[ChangeEvent]:
+    return [
+        ChangeEvent(Op.UPSERT, "ks", "big", {"id": i}, SRC, {}, {"name": Cell(f"n{i}", ts)}, Liveness(ts)) for i in ids
+    ]
+
+
+async def stored(sink: PostgresSink) -> dict[int, str]:
+    async with sink.pool.acquire() as conn:
+        rows = await conn.fetch('SELECT id, name FROM "ks"."big" ORDER BY id')
+    return {r["id"]: r["name"] for r in rows}
+
+
+async def test_large_batches_are_written_over_two_connections(postgres_dsn: str) -> None:
+    """From PARALLEL_MIN_ROWS plain upserts on, a batch is written in two halves over two
+    connections: stored deletions still cover rows of either half, and a batch the fast path
+    declines (a collection change) is written whole through the general path."""
+    count = PARALLEL_MIN_ROWS + 10
     half = count // 2
     deleted = {3, half + 3}  # one partition in each half, deleted after (ts 500) the upserts (ts 100)
     sink = PostgresSink("pg", postgres_dsn)
     await sink.open()
     try:
-        await sink.ensure_table(table)
+        await sink.ensure_table(big_table())
         deletions = [
             ChangeEvent(Op.DELETE_PARTITION, "ks", "big", {"id": i}, SRC, deletion=Deletion(500, 1)) for i in deleted
         ]
         await sink.write(Batch(deletions, Checkpoint("big", "n", Position(1, 1))))
-        events = [
-            ChangeEvent(Op.UPSERT, "ks", "big", {"id": i}, SRC, {}, {"name": Cell(f"n{i}", 100)}, Liveness(100))
-            for i in range(count)
-        ]
-        events[-1] = ChangeEvent(
-            Op.UPSERT, "ks", "big", {"id": count - 1}, SRC, {}, {"tags": CollectionChange(Deletion(99, 1), ())}
+        assert sink.pool.get_size() == 1
+        await sink.write(Batch(upserts(range(count)), Checkpoint("big", "n", Position(2, 1))))
+        assert sink.pool.get_size() == 2  # the first half went over a second connection
+        names = await stored(sink)
+        assert set(names) == set(range(count)) - deleted
+        assert all(names[i] == f"n{i}" for i in names)
+
+        general = upserts(range(count, 2 * count))
+        general[-1] = ChangeEvent(
+            Op.UPSERT, "ks", "big", {"id": 2 * count - 1}, SRC, {}, {"tags": CollectionChange(Deletion(99, 1), ())}
         )
-        assert sink._tables["ks.big"].records.copy_data(events[half:]) is None  # the general path's half
-        await sink.write(Batch(events, Checkpoint("big", "n", Position(2, 1))))
-        async with sink.pool.acquire() as conn:
-            rows = await conn.fetch('SELECT id, name FROM "ks"."big" ORDER BY id')
+        assert sink._tables["ks.big"].records.copy_parts(general, 2) is None  # the general path's batch
+        await sink.write(Batch(general, Checkpoint("big", "n", Position(3, 1))))
+        assert set(await stored(sink)) == set(range(2 * count - 1)) - deleted
+        assert await sink.committed_positions("big") == {"n": Position(3, 1)}
     finally:
         await sink.close()
-    names = {r["id"]: r["name"] for r in rows}
-    assert set(names) == set(range(count - 1)) - deleted
-    assert all(names[i] == f"n{i}" for i in names)
+
+
+async def test_a_failed_first_half_commits_nothing(postgres_dsn: str) -> None:
+    """The second connection's half fails on the server (text with a NUL, which PostgreSQL cannot
+    store): the main transaction sees it and rolls back, so neither half nor the checkpoint is stored."""
+    sink = PostgresSink("pg", postgres_dsn)
+    await sink.open()
+    try:
+        await sink.ensure_table(big_table())
+        events = upserts(range(PARALLEL_MIN_ROWS))
+        events[0] = ChangeEvent(
+            Op.UPSERT, "ks", "big", {"id": 0}, SRC, {}, {"name": Cell("bad\x00name", 100)}, Liveness(100)
+        )
+        with pytest.raises(RowRejectedError):
+            await sink.write(Batch(events, Checkpoint("big", "n", Position(1, 1))))
+        assert sink.pool.get_size() == 2
+        assert await stored(sink) == {}
+        assert await sink.committed_positions("big") == {}
+    finally:
+        await sink.close()
+
+
+async def test_a_crash_after_the_first_half_commits_is_replayed_whole(postgres_dsn: str) -> None:
+    """The main connection dies before the checkpoint, after the other half committed: the
+    checkpoint stays where it was, and replaying the batch leaves every row once."""
+    sink = PostgresSink("pg", postgres_dsn)
+    await sink.open()
+    await sink.ensure_table(big_table())
+    events = upserts(range(PARALLEL_MIN_ROWS + 1))
+
+    async def die(conn: Any) -> None:
+        await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    sink.before_checkpoint = die
+    with pytest.raises(SinkUnavailableError):
+        await sink.write(Batch(events, Checkpoint("big", "n", Position(1, 1))))
+    await sink.close()
+
+    restarted = PostgresSink("pg", postgres_dsn)
+    await restarted.open()
+    try:
+        await restarted.ensure_table(big_table())
+        half = len(events) // 2
+        assert set(await stored(restarted)) == set(range(half))  # the first half's own commit
+        assert await restarted.committed_positions("big") == {}
+        await restarted.write(Batch(events, Checkpoint("big", "n", Position(1, 1))))
+        names = await stored(restarted)
+        assert names == {i: f"n{i}" for i in range(len(events))}
+        assert await restarted.committed_positions("big") == {"n": Position(1, 1)}
+    finally:
+        await restarted.close()
