@@ -185,11 +185,7 @@ impl PgCopyEncoder {
     /// The same rows as `encode`, as `parts` COPY streams of consecutive rows (sizes differing by
     /// at most one), for loading over several connections at once; the rows are distinct over the
     /// whole batch, so no two streams touch one row. None where `encode` gives None.
-    fn encode_parts<'py>(
-        &self,
-        events: &Bound<'py, PyList>,
-        parts: usize,
-    ) -> PyResult<Option<Vec<(Bound<'py, PyBytes>, usize)>>> {
+    fn encode_parts<'py>(&self, events: &Bound<'py, PyList>, parts: usize) -> PyResult<Option<Vec<Stream<'py>>>> {
         let py = events.py();
         if parts == 0 {
             return Err(PyValueError::new_err("parts must be at least 1"));
@@ -211,6 +207,9 @@ impl PgCopyEncoder {
         Ok(Some(out))
     }
 }
+
+/// One COPY stream and its row count.
+type Stream<'py> = (Bound<'py, PyBytes>, usize);
 
 /// The COPY binary header: signature, flags, header-extension length.
 const HEADER_LEN: usize = SIGNATURE.len() + 8;
