@@ -175,10 +175,14 @@ class PostgresSink:
         if apart:
             locked = asyncio.Event()
             side = asyncio.ensure_future(self._write_apart(apart, key, locked))
-            await asyncio.wait([side, asyncio.ensure_future(locked.wait())], return_when=asyncio.FIRST_COMPLETED)
-            if side.done():
-                side.result()  # it failed before taking its lock: raise that
+            took = asyncio.ensure_future(locked.wait())
+            try:
+                await asyncio.wait([side, took], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                took.cancel()
         try:
+            if side is not None and side.done():
+                side.result()  # it failed before taking its lock: raise that
             async with boundary(self.name), self.pool.acquire() as conn, conn.transaction():
                 if work:
                     await conn.execute(_setup(work))
@@ -191,8 +195,10 @@ class PostgresSink:
                 if batch.checkpoint is not None:
                     await _store_checkpoint(conn, batch.checkpoint)
         finally:
-            if side is not None and not side.done():
-                await asyncio.wait([side])  # its own transaction ends either way; never leave it running
+            if side is not None:
+                await asyncio.wait([side])  # its own transaction ends either way: never leave it running
+                if not side.cancelled():
+                    side.exception()  # seen: where the main transaction failed, its own error is the one raised
         self._health.committed(len(batch.events))
 
     def _prepare(self, events: Sequence[ChangeEvent]) -> list[_Work]:
