@@ -151,8 +151,10 @@ class SinkSpec(_Model):
     """Map 'keyspace.table' to a target table name."""
     write_mode: WriteMode = WriteMode.UPSERT
     """upsert or append."""
-    batch_size: int = Field(default=1000, ge=1, le=100_000)
-    """Rows per batch."""
+    batch_size: int = Field(default=10_000, ge=1, le=100_000)
+    """Most rows per batch (a batch is written when full or after flushIntervalMs). Each batch pays
+    fixed costs (round trips, commits, one ClickHouse part per insert), so larger batches write
+    faster: see the performance figures."""
     flush_interval_ms: int = Field(default=1000, ge=10, le=600_000)
     """Longest wait before a partial batch is written."""
     tls: TLSSpec = TLSSpec()

@@ -37,4 +37,4 @@ def test_config_from_env() -> None:
 def test_docs_reference_is_current() -> None:
     doc = Path(__file__).resolve().parents[2] / "docs" / "operator.md"
     assert reference.main(["--check", str(doc)]) == 0, "run python -m cdc_operator.reference --write docs/operator.md"
-    assert "`spec.sinks[].batchSize` | integer | `1000`" in doc.read_text()
+    assert "`spec.sinks[].batchSize` | integer | `10000`" in doc.read_text()

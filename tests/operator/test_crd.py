@@ -77,7 +77,7 @@ def test_names_scope_and_columns() -> None:
 def test_defaults_and_descriptions_come_from_the_model() -> None:
     spec = schema()["properties"]["spec"]
     sink = spec["properties"]["sinks"]["items"]
-    assert sink["properties"]["batchSize"]["default"] == 1000
+    assert sink["properties"]["batchSize"]["default"] == 10_000
     assert sink["properties"]["batchSize"]["maximum"] == 100_000
     assert sink["properties"]["type"]["enum"] == ["postgres", "timescaledb", "clickhouse"]
     assert sink["properties"]["name"]["description"] == "Unique name within the pipeline."

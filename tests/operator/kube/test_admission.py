@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pipeline_runtime.config.model import SinkSpec
 from tests.operator.kube.cluster import Cluster, pipeline
 
 pytestmark = pytest.mark.kube
@@ -18,7 +19,7 @@ def test_valid_manifest_is_stored_with_defaults(cluster: Cluster) -> None:
     stored = cluster.get("cdcp", "shop")
     assert stored is not None
     spec = stored["spec"]
-    assert spec["sinks"][0]["batchSize"] == 1000
+    assert spec["sinks"][0]["batchSize"] == SinkSpec.model_fields["batch_size"].default == 10_000
     assert spec["sinks"][0]["writeMode"] == "upsert"
     assert spec["runtime"]["maxLagSeconds"] == 60
     assert spec["source"]["cassandra"]["dataVolume"] == "server-data"

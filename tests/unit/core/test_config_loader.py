@@ -30,7 +30,7 @@ def test_manifest_and_bare_spec_load_the_same_model(tmp_path: Path) -> None:
     assert (loaded.name, loaded.namespace) == ("orders", "shop")
     assert loaded.spec.sinks[0].type is SinkType.POSTGRES
     assert loaded.spec.transforms.masking[0].strategy is MaskStrategy.HASH
-    assert loaded.spec.sinks[0].batch_size == 1000
+    assert loaded.spec.sinks[0].batch_size == 10_000
 
     path = tmp_path / "local.yaml"
     path.write_text(yaml.safe_dump(SPEC))
