@@ -44,7 +44,7 @@ class Cluster:
         self.merge_patch("cdcpipeline", name, {"status": patch}, "--subresource=status", *extra)
 
 
-def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 30.0, interval: float = 0.3) -> T:
+def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 60.0, interval: float = 0.3) -> T:
     """Poll ``probe`` until it returns something truthy; fail naming ``what`` and the last value seen."""
     deadline = time.monotonic() + timeout
     last: T | None = None
