@@ -238,7 +238,9 @@ class PostgresSink:
         holds it until it ends: the main transaction waits for it there (``_wait_for``).
         Its rows are distinct from the main transaction's, and the stored deletions that
         cover them are applied to its own rows only, so it never waits for the main
-        transaction: the two cannot deadlock on each other.
+        transaction (the main one may wait for its rows: that only orders them). Any cycle
+        through a third transaction passes through waits PostgreSQL sees, so it is a
+        deadlock error (retried), never a hang.
         """
         async with boundary(self.name), self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
