@@ -34,10 +34,14 @@ def install_dir() -> Path:
     return cache_dir() / "pglite-timescaledb" / VERSION
 
 
+def _complete(target: Path) -> bool:
+    return (target / "node_modules" / PACKAGE / "package.json").exists()
+
+
 def ensure_installed() -> Path:
     """Install the PGlite TimescaleDB build into the cache (once); the folder that holds it."""
     target = install_dir()
-    if (target / "node_modules" / PACKAGE / "package.json").exists():
+    if _complete(target):
         return target
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
@@ -50,10 +54,14 @@ def ensure_installed() -> Path:
     if result.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         raise ServiceError(f"timescaledb: {' '.join(command)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    if target.exists() and not _complete(target):
+        shutil.rmtree(target, ignore_errors=True)  # a broken earlier install
     try:
         staging.rename(target)
     except OSError:  # another process installed it meanwhile
         shutil.rmtree(staging, ignore_errors=True)
+    if not _complete(target):
+        raise ServiceError(f"timescaledb: {PACKAGE}@{VERSION} is not complete in {target} after npm install")
     return target
 
 
