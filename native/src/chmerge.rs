@@ -16,7 +16,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::chnative::{string, varint, version_bytes};
+use crate::chnative::{key_cell, string, varint, version_bytes};
 use crate::upserts::Fast;
 
 /// A column type of the state table, as the Native block names it.
@@ -574,13 +574,7 @@ impl ChMerger {
     fn key_bytes(&self, block: &Block<'_>, row: usize, types: &[Type], out: &mut Vec<u8>) {
         out.clear();
         for (kind, (_, data)) in types.iter().zip(&block.columns).take(self.keys) {
-            let raw = data.raw(row);
-            let zero = raw.split_last().is_some_and(|(&sign, rest)| sign & 0x7f == 0 && rest.iter().all(|&b| b == 0));
-            if matches!(kind, Type::Float32 | Type::Float64) && zero {
-                out.extend(std::iter::repeat_n(0u8, raw.len()));
-            } else {
-                out.extend_from_slice(raw);
-            }
+            key_cell(matches!(kind, Type::Float32 | Type::Float64), data.raw(row), out);
         }
     }
 

@@ -370,14 +370,7 @@ impl<'py> RowWriter<'py> for StageWriter<'_> {
                 return Err(PyValueError::new_err(format!("key column {} is null", field.name)));
             }
             encoder.write_value(field, value, column)?;
-            let encoded = &column.data[start..];
-            let zero =
-                encoded.split_last().is_some_and(|(&sign, rest)| sign & 0x7f == 0 && rest.iter().all(|&b| b == 0));
-            if matches!(field.kind, Kind::Float32 | Kind::Float64) && zero {
-                identity.extend(std::iter::repeat_n(0u8, encoded.len())); // -0.0 and 0.0 are one key
-            } else {
-                identity.extend_from_slice(encoded);
-            }
+            key_cell(matches!(field.kind, Kind::Float32 | Kind::Float64), &column.data[start..], identity);
             identity.push(0xff);
         }
         for (field, cell) in encoder.columns.iter().zip(&row.cells) {
@@ -457,6 +450,17 @@ pub fn version_bytes(
 
 fn out_of_range(kind: Kind) -> PyErr {
     PyOverflowError::new_err(format!("value out of {} range", kind.type_name()))
+}
+
+/// Appends a key cell's Native bytes (little-endian) to a key identity. A float whose only set
+/// bit is the sign is `-0.0`, one key with `0.0` to ClickHouse: it is written as `0.0`'s bytes.
+pub fn key_cell(float: bool, encoded: &[u8], out: &mut Vec<u8>) {
+    let zero = encoded.split_last().is_some_and(|(&sign, rest)| sign & 0x7f == 0 && rest.iter().all(|&b| b == 0));
+    if float && zero {
+        out.extend(std::iter::repeat_n(0u8, encoded.len()));
+    } else {
+        out.extend_from_slice(encoded);
+    }
 }
 
 pub fn varint(out: &mut Vec<u8>, mut value: u64) {

@@ -111,8 +111,8 @@ class TableSql(TableObjects):
 
     def create_tables(self) -> list[str]:
         schema = self.layout.schema
-        keys = ", ".join(ident(n) for n in self.layout.key_names)
-        part = ", ".join(ident(n) for n in self.layout.partition_names)
+        keys = _columns(self.layout.key_names)
+        part = _columns(self.layout.partition_names)
         body = self.key_columns(schema.primary_key) + [
             f"{ident(n)} {t}" + (f" NOT NULL DEFAULT {MIN_TS}" if n == "_del_ts" else "") for n, t in self.row_columns
         ]
@@ -170,7 +170,7 @@ class TableSql(TableObjects):
         version is written for them.
         """
         all_columns = list(keys) + [n for n, _ in (self.row_columns if with_liveness else self.static_columns)]
-        names = ", ".join(ident(n) for n in all_columns)
+        names = _columns(all_columns)
         sets = []
         changes = []
         for column in columns:
@@ -205,7 +205,7 @@ class TableSql(TableObjects):
                 )
         sets.append("_del_ts = greatest(t._del_ts, EXCLUDED._del_ts)")
         changes.append("EXCLUDED._del_ts > t._del_ts")
-        conflict = ", ".join(ident(k) for k in keys)
+        conflict = _columns(keys)
         changed = " OR ".join(f"({c})" for c in changes)
         return (
             f"INSERT INTO {target} AS t ({names}) SELECT {names} FROM {stage} "
@@ -253,10 +253,8 @@ class TableSql(TableObjects):
         condition = " AND ".join([*where, "_del_ts < $1"])
         rows_condition, statics_condition = condition, condition
         if within is not None:
-            rows_condition += (
-                f" AND ({_columns(self.layout.key_names)}) IN (SELECT {_columns(self.layout.key_names)} FROM {within})"
-            )
-            part = self.layout.partition_names
+            keys = _columns(self.layout.key_names)
+            rows_condition += f" AND ({keys}) IN (SELECT {keys} FROM {within})"
             statics_condition += f" AND ({_columns(part)}) IN (SELECT {_columns(part)} FROM {within})"
         rows = f"UPDATE {self.rows} SET _del_ts = $1 WHERE {rows_condition}"
         statics = ""
@@ -312,6 +310,7 @@ class TableSql(TableObjects):
 
 
 def _columns(names: Sequence[str]) -> str:
+    """Quoted identifiers, comma-separated."""
     return ", ".join(ident(n) for n in names)
 
 
