@@ -25,7 +25,7 @@ import asyncpg
 import clickhouse_connect
 import pytest
 
-from devservices.timescaledb import TimescaleServer
+from devservices.timescaledb import TimescaleServer, running_timescaledb
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.cql.types import Kind
 from pipeline_runtime.sinks.base import Sink, TableNaming
@@ -138,13 +138,11 @@ def timescaledb_server() -> Iterator[TimescaleServer]:
     """PGlite + TimescaleDB for the session (node and npm install and run it)."""
     require_tool("node", "TimescaleDB runs here as PGlite, a Node.js package")
     require_tool("npm", "it installs PGlite with the timescaledb extension")
-    with tempfile.TemporaryDirectory(prefix="headrace-timescaledb-") as folder:
-        server = TimescaleServer(Path(folder))
-        try:
-            server.start()
-            yield server
-        finally:
-            server.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix="headrace-timescaledb-") as folder,
+        running_timescaledb(Path(folder)) as server,
+    ):
+        yield server
 
 
 @pytest.fixture
