@@ -46,6 +46,10 @@ fmt: dev ## Format and autofix
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+.PHONY: prereqs
+prereqs: ## Check the tools the project cannot install by itself (Java, Maven, PostgreSQL, Go, Rust, Node.js, openssl)
+	@bash scripts/check-prereqs.sh test
+
 .PHONY: deps
 deps: dev ## Fetch/build the heavy test dependencies into $(HEADRACE_CACHE) (Cassandra jars, envtest binaries, PGlite+TimescaleDB)
 	bash scripts/fetch-cassandra.sh
@@ -53,7 +57,7 @@ deps: dev ## Fetch/build the heavy test dependencies into $(HEADRACE_CACHE) (Cas
 	$(PY) -m devservices timescaledb-install
 
 .PHONY: test
-test: dev ## Run the whole default suite against real Cassandra, PostgreSQL, chdb and kube-apiserver, with coverage
+test: prereqs deps ## Fetch/build what the tests need (cached), then run the whole suite against real servers, with coverage
 	@if command -v cargo >/dev/null; then \
 		PYO3_PYTHON=$(CURDIR)/$(PY) cargo test --release -q -j 1 --manifest-path native/Cargo.toml; \
 	fi
@@ -86,7 +90,10 @@ envtest-down: dev ## Stop the envtest control plane
 	$(PY) -m devservices envtest-down
 
 .PHONY: demo
-demo: dev ## Run a pipeline locally: Cassandra -> PostgreSQL + ClickHouse (chdb), with a workload
+demo: ## Run a pipeline locally: Cassandra -> PostgreSQL + ClickHouse (chdb), with a workload
+	@bash scripts/check-prereqs.sh demo
+	@$(MAKE) --no-print-directory dev
+	bash scripts/fetch-cassandra.sh
 	$(PY) -m examples.demo $(DEMO_ARGS)
 
 .PHONY: bench

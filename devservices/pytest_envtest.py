@@ -29,12 +29,7 @@ from devservices.envtest import (
     missing_binaries,
     running_control_plane,
 )
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: the binaries must be built before the tests)", pytrace=False)
-    pytest.skip(reason)
+from devservices.pytest_require import unavailable
 
 
 def require_envtest_binaries(*, workloads: bool = False) -> Path:
@@ -44,7 +39,7 @@ def require_envtest_binaries(*, workloads: bool = False) -> Path:
     if workloads:
         missing += [name for name in WORKLOAD_BINARIES if not os.access(binary_path(name, folder), os.X_OK)]
     if missing:
-        _unavailable(
+        unavailable(
             f"envtest binary {missing[0]} not found in {folder} (missing: {', '.join(missing)}); "
             "build it with scripts/build-envtest.sh or set KUBEBUILDER_ASSETS"
         )

@@ -9,7 +9,6 @@ naming the tool, except under CI (``CI=true``), where it fails the run.
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import shutil
 import tempfile
@@ -21,20 +20,10 @@ import pytest
 from devservices.cassandra import COMPAT_MODES, CassandraNode, running_cassandra
 from devservices.clickhouse import chdb_dsn as engine_dsn
 from devservices.postgres import PostgresServer, running_postgres
+from devservices.pytest_require import require_module, require_tool
 
 #: The envtest control plane (kube-apiserver + etcd) fixtures: control_plane, kube_namespace ...
 pytest_plugins = ["devservices.pytest_envtest"]
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require_tool(tool: str, why: str) -> None:
-    """Skip (or fail under CI) when ``tool`` is not on PATH."""
-    if shutil.which(tool) is None:
-        message = f"{tool} is not installed: {why}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 class CassandraPool:
@@ -110,5 +99,5 @@ def postgres_dsn(postgres: PostgresServer, request: pytest.FixtureRequest) -> st
 @pytest.fixture(scope="session")
 def chdb_dsn() -> str:
     """DSN of the in-process ClickHouse engine; chdb holds one data path per process, shared by all tests."""
-    pytest.importorskip("chdb", reason="chdb (the in-process ClickHouse engine) is not installed")
+    require_module("chdb", "the in-process ClickHouse engine comes from PyPI (`make dev`)")
     return engine_dsn()

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-lupa = pytest.importorskip("lupa", reason="lupa runs the Lua health check; pip install lupa")
+from devservices.pytest_require import require_module
+
+lupa = require_module("lupa", "it runs the Lua health check (`make dev` installs it)")
 
 HEALTH = Path(__file__).resolve().parents[2] / "argocd" / "headrace.io" / "CDCPipeline"
 CASES = yaml.safe_load((HEALTH / "health_test.yaml").read_text())["tests"]

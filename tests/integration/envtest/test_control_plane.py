@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from kubernetes import client, config
 
 from devservices.envtest import DEFAULT_K8S_VERSION, ControlPlane
+from devservices.pytest_require import require_binary
 
 pytestmark = pytest.mark.kube
 
@@ -99,8 +99,7 @@ def test_rbac_is_enforced(control_plane: ControlPlane, kube_namespace: str) -> N
 
 
 def test_helm_installs_a_chart(control_plane: ControlPlane, kube_namespace: str, tmp_path: Path) -> None:
-    if not os.access(control_plane.assets_dir / "helm", os.X_OK):
-        pytest.skip("helm is not built (scripts/build-envtest.sh helm)")
+    require_binary(control_plane.assets_dir / "helm", "`make deps` (scripts/build-envtest.sh) builds it")
     version = control_plane.helm("version", "--short").stdout
     assert version.startswith("v3."), version
     control_plane.helm("create", str(tmp_path / "demo"))

@@ -17,6 +17,7 @@ import pytest
 from devservices import envtest
 from devservices.envtest import MissingBinaryError, start_control_plane
 from devservices.process import ServiceError
+from devservices.pytest_require import require_binary
 
 
 def write_script(path: Path, body: str) -> None:
@@ -83,8 +84,7 @@ def test_apiserver_failure_names_it_and_stops_etcd(tmp_path: Path) -> None:
     real_etcd = envtest.binary_path("etcd", envtest.assets_dir())
     if not os.access(real_etcd, os.X_OK):
         real_etcd = Path(shutil.which("etcd") or "/nonexistent")
-    if not os.access(real_etcd, os.X_OK):
-        pytest.skip("needs a real etcd (scripts/build-envtest.sh installs one)")
+    require_binary(real_etcd, "`make deps` (scripts/build-envtest.sh) builds etcd")
     assets = fake_assets(tmp_path / "assets", etcd="", apiserver="echo 'Error: unknown flag: --frobnicate' >&2; exit 1")
     (assets / "etcd").unlink()
     (assets / "etcd").symlink_to(real_etcd)

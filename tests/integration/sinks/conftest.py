@@ -25,6 +25,7 @@ import asyncpg
 import clickhouse_connect
 import pytest
 
+from devservices.pytest_require import require_module, require_tool
 from devservices.timescaledb import TimescaleServer, running_timescaledb
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.cql.types import Kind
@@ -33,14 +34,13 @@ from pipeline_runtime.sinks.clickhouse import ClickHouseSink
 from pipeline_runtime.sinks.clickhouse import sink as clickhouse_sink
 from pipeline_runtime.sinks.postgres import PostgresSink
 from pipeline_runtime.sinks.timescale import TimescaleSink
-from tests.conftest import require_tool
 
 _numbers = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
 def chdb_dsn() -> Iterator[str]:
-    pytest.importorskip("chdb", reason="chdb (the in-process ClickHouse engine) is not installed")
+    require_module("chdb", "the in-process ClickHouse engine comes from PyPI (`make dev`)")
     with tempfile.TemporaryDirectory(prefix="headrace-chdb-") as folder:
         yield f"chdb://{folder}"
 

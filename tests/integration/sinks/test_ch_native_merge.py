@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from devservices.pytest_require import unavailable
 from pipeline_runtime.cql.schema import Column, ColumnKind, TableSchema
 from pipeline_runtime.cql.types import parse_type
 from pipeline_runtime.events import Cell, ChangeEvent, ColumnChange, Liveness, Op, Position, SourcePosition
@@ -32,9 +33,12 @@ from pipeline_runtime.sinks.clickhouse.flat import read_columns
 from pipeline_runtime.sinks.clickhouse.sql import ident
 from tests.unit.sinks.test_ch_flat import SCHEMA, random_event
 
-pytestmark = pytest.mark.skipif(
-    native_module() is None, reason="headrace_native is not built: `make dev` (pip install ./native) builds it"
-)
+
+@pytest.fixture(autouse=True)
+def _compiled_core() -> None:
+    if native_module() is None:
+        unavailable("headrace_native is not built: `make dev` (pip install ./native) builds it")
+
 
 BASE = dt.datetime(2024, 1, 1)
 #: Every type a flat table stores, each with few values (some only in sign or scale) for frequent ties.

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from devservices.pytest_require import unavailable
 from pipeline_runtime.cql.schema import ColumnKind, TableSchema
 from pipeline_runtime.errors import RowRejectedError, SinkUnavailableError
 from pipeline_runtime.events import (
@@ -45,9 +46,12 @@ from pipeline_runtime.sinks.postgres.typemap import pg_encoder
 from tests.integration.sinks.test_sink_types import SAMPLES
 from tests.integration.sinks.workload import column
 
-pytestmark = pytest.mark.skipif(
-    native_module() is None, reason="headrace_native is not built: `make dev` (pip install ./native) builds it"
-)
+
+@pytest.fixture(autouse=True)
+def _compiled_core() -> None:
+    if native_module() is None:
+        unavailable("headrace_native is not built: `make dev` (pip install ./native) builds it")
+
 
 SRC = SourcePosition("n", Position(1, 1))
 UTC_PLUS_2 = dt.timezone(dt.timedelta(hours=2))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -10,19 +9,19 @@ import pytest
 import yaml
 
 from devservices.envtest import binary_path
+from devservices.pytest_require import require_binary
 from tests.operator.kube.cluster import Cluster, condition, pipeline, wait_for
 from tests.operator.kube.conftest import operator_runner
 from tests.operator.kube.runtime import report
 
 pytestmark = pytest.mark.kube
 
+BUILD_HELM = "`make deps` (scripts/build-envtest.sh) builds it"
 CHART = Path(__file__).resolve().parents[3] / "charts" / "headrace"
 
 
 def helm(cluster: Cluster, *args: str) -> str:
-    helm_binary = binary_path("helm", cluster.plane.assets_dir)
-    if not os.access(helm_binary, os.X_OK):
-        pytest.skip(f"helm not built in {cluster.plane.assets_dir}; build it with scripts/build-envtest.sh")
+    helm_binary = require_binary(binary_path("helm", cluster.plane.assets_dir), BUILD_HELM)
     result = subprocess.run([str(helm_binary), *args], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -77,9 +76,7 @@ def test_operator_runs_with_the_chart_rbac(cassandra: Cluster, monkeypatch: pyte
 
 
 def test_chart_refuses_replicas_without_peering(cluster: Cluster) -> None:
-    helm_binary = binary_path("helm", cluster.plane.assets_dir)
-    if not os.access(helm_binary, os.X_OK):
-        pytest.skip("helm not built")
+    helm_binary = require_binary(binary_path("helm", cluster.plane.assets_dir), BUILD_HELM)
     result = subprocess.run(
         [str(helm_binary), "template", "h", str(CHART), "--set", "replicaCount=2"],
         capture_output=True,

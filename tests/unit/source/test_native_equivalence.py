@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devservices.pytest_require import require_module
 from pipeline_runtime import native as native_choice
 from pipeline_runtime.events import Bound, ChangeEvent, Position, SourcePosition
 from pipeline_runtime.source.commitlog import fast
@@ -33,9 +34,7 @@ from pipeline_runtime.source.schema.rows import SchemaRows
 from pipeline_runtime.source.tailer import CdcRawTailer
 from tests.unit.source.fixture_data import FIXTURES, RECORDINGS, copy_recording, drain, registry, segment_path
 
-native = pytest.importorskip(
-    native_choice.NATIVE_MODULE, reason="headrace_native is not built: `make dev` (pip install ./native) builds it"
-)
+native = require_module(native_choice.NATIVE_MODULE, "`make dev` (pip install ./native) builds the compiled core")
 
 Outcome = tuple[str, Any]
 

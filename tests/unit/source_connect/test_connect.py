@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import ssl
 import subprocess
 
 import pytest
 
 from devservices.process import free_port
+from devservices.pytest_require import require_tool
 from pipeline_runtime.config.model import CassandraSource, SecretRef, TLSSpec
 from pipeline_runtime.errors import ConfigError
 from pipeline_runtime.source.connect import CassandraUnavailableError, connect, ssl_context
@@ -16,8 +16,7 @@ from pipeline_runtime.source.connect import CassandraUnavailableError, connect, 
 
 @pytest.fixture(scope="module")
 def pem(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed: it makes the test certificates")
+    require_tool("openssl", "it makes the test certificates (Debian package openssl)")
     folder = tmp_path_factory.mktemp("pki")
     subprocess.run(
         [
