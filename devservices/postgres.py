@@ -4,6 +4,13 @@
 socket inside the work folder, so parallel runs never collide. PostgreSQL
 refuses to run as root: as root, the server runs as the ``postgres`` system
 user (created by Debian's postgresql-common), which then owns the folder.
+
+``durable`` decides whether the server may lose acknowledged commits:
+``True`` (the default) keeps PostgreSQL's own defaults (``fsync``,
+``synchronous_commit`` and ``full_page_writes`` on), as a production server
+runs and as ``make bench`` measures; ``False`` turns all three off, which is
+faster and fine for tests that never crash the machine, but a figure measured
+that way says nothing about a real deployment.
 """
 
 from __future__ import annotations
@@ -22,6 +29,23 @@ from devservices.process import ManagedProcess, ServiceError, free_port
 
 SERVICE_USER = "postgres"
 
+#: What ``durable=False`` changes: every setting that trades crash safety for speed.
+UNSAFE_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+#: Set either way.
+COMMON_SETTINGS = {"max_connections": "200", "shared_buffers": "256MB"}
+#: Reported by ``server_settings()`` (what a benchmark should name beside its figures).
+REPORTED_SETTINGS = (
+    "server_version",
+    "fsync",
+    "synchronous_commit",
+    "full_page_writes",
+    "wal_level",
+    "wal_sync_method",
+    "shared_buffers",
+    "max_wal_size",
+    "checkpoint_timeout",
+)
+
 
 def pg_bindir() -> Path:
     """The newest installed PostgreSQL's bin folder."""
@@ -39,6 +63,9 @@ class PostgresServer:
     """One running PostgreSQL and how to reach it."""
 
     workdir: Path
+    #: Crash-safe settings (PostgreSQL's defaults) when True; fsync, synchronous_commit and
+    #: full_page_writes off when False (tests only: fast, loses commits on a machine crash).
+    durable: bool = True
     host: str = "127.0.0.1"
     port: int = 0
     user: str = "postgres"
@@ -52,6 +79,20 @@ class PostgresServer:
     @property
     def log_file(self) -> Path:
         return self.workdir / "postgres.log"
+
+    def settings(self) -> dict[str, str]:
+        """The ``-c`` settings this server is started with."""
+        return ({} if self.durable else dict(UNSAFE_SETTINGS)) | COMMON_SETTINGS
+
+    def server_settings(self) -> dict[str, str]:
+        """The running server's own view of the settings that decide durability and speed."""
+        names = ", ".join(f"'{name}'" for name in REPORTED_SETTINGS)  # constants, not input
+        out = self.psql(f"SELECT name, setting, unit FROM pg_settings WHERE name IN ({names}) ORDER BY name")  # noqa: S608
+        settings = {}
+        for line in out.splitlines():
+            name, value, unit = line.split("|")
+            settings[name] = f"{value} {unit}".strip() if unit else value
+        return settings
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
@@ -115,16 +156,7 @@ class PostgresServer:
                 str(self.port),
                 "-k",
                 str(self.workdir),
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=200",
-                "-c",
-                "shared_buffers=256MB",
+                *(arg for name, value in self.settings().items() for arg in ("-c", f"{name}={value}")),
             ],
             self.log_file,
             user=run_as,
@@ -171,9 +203,9 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_postgres(workdir: Path) -> Iterator[PostgresServer]:
-    """Start PostgreSQL in ``workdir``, yield it, and always stop it."""
-    server = PostgresServer(workdir=workdir)
+def running_postgres(workdir: Path, *, durable: bool = True) -> Iterator[PostgresServer]:
+    """Start PostgreSQL in ``workdir``, yield it, and always stop it (``durable``: see the module doc)."""
+    server = PostgresServer(workdir=workdir, durable=durable)
     try:
         server.start()
         yield server

@@ -80,7 +80,7 @@ def postgres() -> Iterator[PostgresServer]:
     # The server may run as the postgres user: its folder must not sit under root's private tmp.
     workdir = Path(tempfile.mkdtemp(prefix="headrace-pg-"))
     try:
-        with running_postgres(workdir) as server:
+        with running_postgres(workdir, durable=False) as server:  # fast: tests never crash the machine
             yield server
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

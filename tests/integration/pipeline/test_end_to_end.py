@@ -328,7 +328,7 @@ async def test_a_sink_outage_stalls_keeps_the_backlog_and_loses_nothing(
     session = cassandra_v7.session()
     insert = session.prepare(f"INSERT INTO {keyspace}.events (id, body) VALUES (?, ?)")
     pg_dir = Path(tempfile.mkdtemp(prefix="headrace-pg-"))
-    with running_postgres(pg_dir) as server:
+    with running_postgres(pg_dir, durable=False) as server:
         dsn = server.create_database("outage")
         pipeline = load_pipeline(write_config(tmp_path, keyspace, cassandra_v7, dsn, chdb_dsn))
         runtime = Runtime(pipeline, local_options(cassandra_v7, tmp_path, retry_max_delay=0.5))
