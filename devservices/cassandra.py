@@ -9,7 +9,10 @@ Settings favour tests: 1 MiB commitlog segments (so segments roll quickly),
 periodic sync every 50 ms (so ``_cdc.idx`` follows writes closely), a small
 heap and small memtables. ``compat_mode`` picks the commitlog format:
 ``CASSANDRA_4`` (stock 5.0 default: descriptor version 7, messaging 12) or
-``NONE`` (version 8, messaging 13).
+``NONE`` (version 8, messaging 13). ``commitlog_compression`` names a
+compressor class (``LZ4Compressor``, ``SnappyCompressor``, ``DeflateCompressor``,
+``ZstdCompressor``) to write compressed commitlog segments; None (the default)
+writes them uncompressed, as a stock ``cassandra.yaml`` does.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from devservices.process import ManagedProcess, ServiceError, cache_dir, free_po
 
 DEFAULT_VERSION = os.environ.get("CASSANDRA_VERSION", "5.0.8")
 COMPAT_MODES = ("CASSANDRA_4", "NONE")
+COMMITLOG_COMPRESSORS = ("LZ4Compressor", "SnappyCompressor", "DeflateCompressor", "ZstdCompressor")
 REPO = Path(__file__).resolve().parent.parent
 
 #: Java 17 module openings Cassandra 5.0 needs (conf/jvm17-server.options).
@@ -97,6 +101,10 @@ class CassandraNode:
 
     workdir: Path
     compat_mode: str
+    #: Compressor class of the commitlog (``commitlog_compression``), None for plain segments.
+    commitlog_compression: str | None = None
+    #: ``commitlog_segment_size`` in MiB: small by default so segments roll quickly in tests.
+    commitlog_segment_mib: int = 1
     host: str = "127.0.0.1"
     port: int = 0
     storage_port: int = 0
@@ -132,7 +140,14 @@ class CassandraNode:
 
     def settings(self) -> dict[str, Any]:
         """The cassandra.yaml this node runs with."""
-        return {
+        if self.commitlog_compression is not None and self.commitlog_compression not in COMMITLOG_COMPRESSORS:
+            raise ValueError(
+                f"commitlog_compression must be one of {COMMITLOG_COMPRESSORS}, not {self.commitlog_compression!r}"
+            )
+        compression = {}
+        if self.commitlog_compression is not None:
+            compression["commitlog_compression"] = [{"class_name": self.commitlog_compression}]
+        return compression | {
             "cluster_name": "headrace-test",
             "num_tokens": 1,
             "partitioner": "org.apache.cassandra.dht.Murmur3Partitioner",
@@ -155,7 +170,7 @@ class CassandraNode:
             "hints_directory": str(self.workdir / "hints"),
             "commitlog_sync": "periodic",
             "commitlog_sync_period": "50ms",
-            "commitlog_segment_size": "1MiB",
+            "commitlog_segment_size": f"{self.commitlog_segment_mib}MiB",
             "cdc_enabled": True,
             "cdc_total_space": "256MiB",
             "cdc_free_space_check_interval": "250ms",
@@ -264,12 +279,23 @@ class CassandraNode:
 
 @contextlib.contextmanager
 def running_cassandra(
-    workdir: Path, compat_mode: str = "CASSANDRA_4", version: str = DEFAULT_VERSION
+    workdir: Path,
+    compat_mode: str = "CASSANDRA_4",
+    version: str = DEFAULT_VERSION,
+    *,
+    commitlog_compression: str | None = None,
+    commitlog_segment_mib: int = 1,
 ) -> Iterator[CassandraNode]:
     """Start a node in ``workdir``, yield it, and always stop it."""
     if compat_mode not in COMPAT_MODES:
         raise ValueError(f"compat_mode must be one of {COMPAT_MODES}, not {compat_mode!r}")
-    node = CassandraNode(workdir=workdir, compat_mode=compat_mode, version=version)
+    node = CassandraNode(
+        workdir=workdir,
+        compat_mode=compat_mode,
+        version=version,
+        commitlog_compression=commitlog_compression,
+        commitlog_segment_mib=commitlog_segment_mib,
+    )
     started = time.monotonic()
     try:
         node.start()

@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -90,15 +89,6 @@ WORKLOAD = [
 ]
 
 
-class CompressedNode(CassandraNode):
-    """A node whose commitlog is LZ4-compressed."""
-
-    def settings(self) -> dict[str, Any]:
-        settings = super().settings()
-        settings["commitlog_compression"] = [{"class_name": "LZ4Compressor"}]
-        return settings
-
-
 def wait_for_durable(cdc_raw: Path, timeout: float = 20.0) -> None:
     """Wait until idx offsets stop moving (periodic sync every 50 ms)."""
     deadline = time.monotonic() + timeout
@@ -119,8 +109,8 @@ def wait_for_durable(cdc_raw: Path, timeout: float = 20.0) -> None:
 def record(name: str, compat_mode: str, compressed: bool) -> None:
     target = FIXTURES / name
     with tempfile.TemporaryDirectory(prefix=f"headrace-fixture-{name}-") as tmp:
-        node_cls = CompressedNode if compressed else CassandraNode
-        node = node_cls(workdir=Path(tmp), compat_mode=compat_mode)
+        compression = "LZ4Compressor" if compressed else None
+        node = CassandraNode(workdir=Path(tmp), compat_mode=compat_mode, commitlog_compression=compression)
         try:
             node.start()
             session = node.session()
