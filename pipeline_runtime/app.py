@@ -156,7 +156,7 @@ class Runtime:
                 pipeline=self.pipeline.name,
                 node=self.options.node,
                 source=self.source,
-                transform=PlannedTransform(transformer, self.source),
+                transform=PlannedTransform(transformer, self.source, self._count_dropped),
                 sinks=sinks,
                 metrics=self.metrics,
                 dead_letters=JsonlDeadLetters(self.options.dead_letter_file(self.pipeline.name)),
@@ -200,11 +200,11 @@ class Runtime:
         if self.runner is None:
             reasons.append("starting: connecting to Cassandra")
             return reasons
+        stuck = self.runner.stuck_sinks()
+        reasons += stuck
         for sink in self.runner.sinks:
             health = sink.health()
-            if sink.name in self.runner.sink_errors:
-                reasons.append(self.runner.sink_errors[sink.name])
-            elif not health.healthy:
+            if not health.healthy and not any(reason.startswith(f"sink {sink.name}:") for reason in stuck):
                 reasons.append(f"sink {sink.name} is {health.state}: {health.last_error or 'not open yet'}")
         return reasons
 
@@ -220,7 +220,6 @@ class Runtime:
         if runner is None:
             return NodeStatus(cdc_raw_bytes=cdc_bytes, cdc_raw_share=share, last_report_time=dt.datetime.now(dt.UTC))
         lag = runner.progress.lag_seconds()
-        self.metrics.lag_seconds.labels(**labels).set(lag)
         committed = runner.progress.committed
         sinks = {}
         for sink in runner.sinks:
@@ -262,6 +261,10 @@ class Runtime:
 
     def _cdc_total_space(self) -> int:
         return self.pipeline.spec.source.cassandra.cdc_total_space_mb * 1024 * 1024
+
+    def _count_dropped(self, table: str, reason: str, cells: int) -> None:
+        labels = {"pipeline": self.pipeline.name, "node": self.options.node}
+        self.metrics.cells_dropped.labels(**labels, table=table, reason=reason).inc(cells)
 
     def _export_skipped(self) -> None:
         """Updates of counter tables and views are skipped by the decoder: count them as metrics."""

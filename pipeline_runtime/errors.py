@@ -17,8 +17,10 @@ boundary never catches a driver's exception type.
     │   └── IndexFileError          a _cdc.idx file cannot be parsed
     ├── SinkError
     │   ├── SinkUnavailableError    retryable: connection lost, server down
+    │   │   └── SinkTimeoutError    retryable: a sink call did not finish in time
     │   ├── SchemaDriftError        fatal until a human acts: drop / type change
     │   └── RowRejectedError        a row-level failure: dead-letter the row
+    │       └── ValueEncodingError  a value the sink cannot store, named by column and type
     └── CheckpointError
 
 ``retryable`` tells the caller whether waiting and trying again may help.
@@ -90,6 +92,10 @@ class SinkUnavailableError(SinkError):
     retryable = True
 
 
+class SinkTimeoutError(SinkUnavailableError):
+    """A sink call (write, open, checkpoint read, table creation) did not finish within its timeout."""
+
+
 class SchemaDriftError(SinkError):
     """The sink's table differs from Cassandra in a way Headrace never applies silently."""
 
@@ -102,6 +108,21 @@ class SchemaDriftError(SinkError):
 
 class RowRejectedError(SinkError):
     """The sink rejected the batch because of the rows in it, not the connection."""
+
+
+class ValueEncodingError(RowRejectedError):
+    """One value cannot be stored by the sink: a row-level rejection, named without the value itself.
+
+    Raised on purpose by encoders that know the column; a plain ``ValueError`` or
+    ``TypeError`` from inside a sink is a bug, never taken for a bad row.
+    """
+
+    def __init__(self, table: str, column: str, cql_type: str, reason: str) -> None:
+        super().__init__(f"table {table}, column {column} ({cql_type}): {reason}")
+        self.table = table
+        self.column = column
+        self.cql_type = cql_type
+        self.reason = reason
 
 
 class CheckpointError(HeadraceError):

@@ -25,6 +25,7 @@ class Metrics:
     events_failed: Counter
     events_skipped: Counter
     events_dead_lettered: Counter
+    cells_dropped: Counter
     decode_errors: Counter
     batches: Counter
     batch_seconds: Histogram
@@ -51,13 +52,13 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         ),
         events_written=Counter(
             "headrace_events_written",
-            "Change events a sink committed",
+            "Change events a sink committed (dead letters excluded)",
             [*node, "table", "sink", "op"],
             registry=registry,
         ),
         events_failed=Counter(
             "headrace_events_failed",
-            "Change events in writes that failed and will be retried",
+            "Change events in sink write attempts that failed and will be retried (each attempt counted as it fails)",
             [*node, "table", "sink"],
             registry=registry,
         ),
@@ -69,8 +70,14 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         ),
         events_dead_lettered=Counter(
             "headrace_events_dead_lettered",
-            "Events written to the dead-letter destination",
+            "Events a sink rejected row by row, kept in the dead-letter file instead",
             [*node, "table", "sink"],
+            registry=registry,
+        ),
+        cells_dropped=Counter(
+            "headrace_cells_dropped",
+            "Cells not replicated on purpose, by table and reason (column_not_in_schema)",
+            [*node, "table", "reason"],
             registry=registry,
         ),
         decode_errors=Counter(
@@ -84,9 +91,18 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             buckets=_BATCH_BUCKETS,
             registry=registry,
         ),
-        retries=Counter("headrace_retries", "Retried sink operations", [*node, "sink"], registry=registry),
+        retries=Counter(
+            "headrace_retries",
+            "Failed sink calls that will be retried, counted as each fails",
+            [*node, "sink"],
+            registry=registry,
+        ),
         lag_seconds=Gauge(
-            "headrace_lag_seconds", "Now minus the writetime of the newest committed event", node, registry=registry
+            "headrace_lag_seconds",
+            "Seconds since the oldest change not yet committed in every sink became durable in the commitlog "
+            "(0 when caught up)",
+            node,
+            registry=registry,
         ),
         committed_segment=Gauge(
             "headrace_committed_segment_id", "Segment id of the lowest committed position", node, registry=registry

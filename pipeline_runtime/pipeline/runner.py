@@ -5,7 +5,15 @@ committed over its sinks, so a crash anywhere re-delivers (the sinks make
 that harmless) and never skips. Sinks advance in lockstep: a batch is
 written to every sink before the next one is read, so one sink's outage
 stalls the pipeline, which retries with backoff, stops deleting segments and
-reports the growing backlog; nothing is dropped.
+reports the growing backlog; nothing is dropped. A transient problem (a sink
+outage, a sink call past its timeout, a half-rewritten ``_cdc.idx``) never
+ends the process; only damage, drift and bugs do, with the position kept.
+
+Lag is the age of the oldest change that is durable in the commitlog but not
+yet committed in every sink: now minus the time Cassandra synced the segment
+data it was read from (``SourceBatch.durable_at``). It does not depend on the
+writetimes clients chose, and it keeps growing while a backlog drains or a
+sink is down.
 """
 
 from __future__ import annotations
@@ -13,14 +21,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from opentelemetry import trace
 
+from pipeline_runtime.checkpoint.positions import lowest_committed
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.errors import HeadraceError, SinkError, SourceError
 from pipeline_runtime.events import ChangeEvent, Position
@@ -29,19 +40,31 @@ from pipeline_runtime.pipeline.cleanup import consumed, delete_segments
 from pipeline_runtime.pipeline.lifecycle import Lifecycle, RuntimeState
 from pipeline_runtime.pipeline.protocols import ChangeSource, EventTransform
 from pipeline_runtime.sinks.base import Batch, Checkpoint, Sink
-from pipeline_runtime.sinks.deadletter import DeadLetterStore
-from pipeline_runtime.sinks.retry import Backoff, retrying
+from pipeline_runtime.sinks.deadletter import DeadLetter, DeadLetterStore
+from pipeline_runtime.sinks.retry import Backoff, bounded, retrying
 from pipeline_runtime.sinks.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("headrace.pipeline")
 T = TypeVar("T")
 DEFAULT_BACKOFF = Backoff()
+#: A sink call running longer than this makes /readyz name the sink, before its timeout ends it.
+STUCK_AFTER_SECONDS = 30.0
+
+
+def _entry_end(event: ChangeEvent) -> Position:
+    return event.source.position
 
 
 @dataclass(frozen=True)
 class BatchPolicy:
-    """When a batch is written: ``max_events`` reached or ``max_wait`` seconds since its first event."""
+    """When a batch is written: ``max_events`` reached or ``max_wait`` seconds since its first event.
+
+    ``max_events`` is a maximum: a batch is cut before the entry that would overflow it.
+    The events of one commitlog entry (one mutation) are never split over two batches,
+    since a position is the end of an entry; a single mutation with more rows than
+    ``max_events`` is written as one batch of its own.
+    """
 
     max_events: int = 1000
     max_wait: float = 1.0
@@ -53,9 +76,10 @@ class Progress:
 
     committed: Position | None = None
     last_commit_monotonic: float | None = None
-    #: Writetime (µs) of the oldest event read but not yet committed.
-    oldest_pending_writetime: int | None = None
+    #: Wall-clock time (s) at which the oldest change read but not yet committed became durable.
+    oldest_pending_durable: float | None = None
     events_committed: int = 0
+    events_dead_lettered: int = 0
     last_error: str | None = None
     rate_window: list[tuple[float, int]] = field(default_factory=list)
 
@@ -67,11 +91,16 @@ class Progress:
         (t0, n0), (t1, n1) = self.rate_window[0], self.rate_window[-1]
         return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
-    def lag_seconds(self) -> float:
-        """Age of the oldest change not yet in every sink (0 when caught up)."""
-        if self.oldest_pending_writetime is None:
+    def lag_seconds(self, now: float | None = None) -> float:
+        """Age of the oldest change durable in the commitlog but not yet in every sink (0 when caught up)."""
+        if self.oldest_pending_durable is None:
             return 0.0
-        return max(0.0, time.time() - self.oldest_pending_writetime / 1e6)
+        return max(0.0, (time.time() if now is None else now) - self.oldest_pending_durable)
+
+    def pending_since(self, durable_at: float) -> None:
+        """Note that changes durable since ``durable_at`` were read and wait for a commit."""
+        if self.oldest_pending_durable is None or durable_at < self.oldest_pending_durable:
+            self.oldest_pending_durable = durable_at
 
 
 class Runner:
@@ -98,18 +127,26 @@ class Runner:
         self.metrics = metrics
         self.batching = batching
         self.backoff = backoff
-        self.writers = {sink.name: BatchWriter(sink, dead_letters, backoff) for sink in self.sinks}
-        self._retries_seen: dict[str, int] = {}
+        self.writers = {
+            sink.name: BatchWriter(
+                sink, dead_letters, backoff, on_failure=functools.partial(self._failed_attempt, sink, "write")
+            )
+            for sink in self.sinks
+        }
         #: Per table: the source schema last seen, its sink-side form and column shape.
         self._sink_schemas: dict[
             tuple[str, str], tuple[TableSchema, TableSchema | None, tuple[tuple[str, str], ...]]
         ] = {}
-        #: Sinks that failed their last operation, with why: the runtime is not ready while any is here.
+        #: Sinks whose last call failed, with why: the runtime is not ready while any is here.
         self.sink_errors: dict[str, str] = {}
+        #: Sink calls under way: sink name -> (operation, monotonic start).
+        self.in_flight: dict[str, tuple[str, float]] = {}
         self.lifecycle = Lifecycle()
         self.progress = Progress()
         self._tables_ready: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
         self._labels = {"pipeline": pipeline, "node": node}
+        # Read at every scrape, so the figure is never older than the scrape.
+        metrics.lag_seconds.labels(**self._labels).set_function(self.progress.lag_seconds)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -155,48 +192,69 @@ class Runner:
 
     async def _open_sinks(self) -> None:
         for sink in self.sinks:
-            await self._with_retry(sink, "open", functools.partial(self._retrying, sink, sink.open))
+            await self._call(sink, "open", sink.open)
 
     async def _start_position(self) -> Position | None:
         """The lowest position committed for this node over all sinks (None: from the start)."""
-        positions: list[Position | None] = []
+        per_sink = {}
         for sink in self.sinks:
             read = functools.partial(sink.committed_positions, self.pipeline)
-            committed = await self._with_retry(sink, "read checkpoint", functools.partial(self._retrying, sink, read))
-            positions.append(committed.get(self.node))
-        if any(p is None for p in positions):
-            return None
-        return min(p for p in positions if p is not None)
+            per_sink[sink.name] = await self._call(sink, "read checkpoint", read)
+        return lowest_committed(per_sink, [self.node])[self.node]
 
     # -- data path -------------------------------------------------------------------------------
 
     async def _replicate(self, start: Position | None) -> None:
+        """Follow the source from ``start``; a retryable source error re-reads from the last commit."""
+        delays = Backoff(initial=self.backoff.initial, maximum=self.backoff.maximum, attempts=2**31).delays()
+        position = start
+        while True:
+            try:
+                await self._follow(position)
+                return
+            except SourceError as exc:
+                self.metrics.decode_errors.labels(**self._labels, kind=type(exc).__name__).inc()
+                if not exc.retryable:
+                    raise
+                delay = next(delays)
+                self.progress.last_error = f"source: {exc}"
+                log.warning("source unavailable, reading again", extra={"error": str(exc), "retry_in": delay})
+                await asyncio.sleep(delay)
+                position = self.progress.committed
+
+    async def _follow(self, start: Position | None) -> None:
         pending: list[ChangeEvent] = []
         pending_position: Position | None = None
         dirty_since: float | None = None  # when the first uncommitted event or position move arrived
+        limit = self.batching.max_events
         try:
             async for chunk in self.source.read(start):
                 now = time.monotonic()
-                for event in chunk.events:
-                    self.metrics.events_decoded.labels(**self._labels, table=event.qualified_table, op=event.op).inc()
-                    selected = self.transform.event(event)
-                    if selected is None:
+                if chunk.events:
+                    self._count(self.metrics.events_decoded, chunk.events)
+                    self.progress.pending_since(chunk.durable_at or time.time())
+                # The events of one entry are consecutive and share its end position.
+                for _, entry in itertools.groupby(chunk.events, key=_entry_end):
+                    selected = [e for e in map(self.transform.event, entry) if e is not None]
+                    if not selected:
                         continue
-                    pending.append(selected)
-                    stamp = selected.max_timestamp
-                    if self.progress.oldest_pending_writetime is None or stamp < self.progress.oldest_pending_writetime:
-                        self.progress.oldest_pending_writetime = stamp
+                    if pending and len(pending) + len(selected) > limit:
+                        # This entry would overflow the batch: commit up to the end of the one before.
+                        await self._commit(pending, pending[-1].source.position)
+                        pending, pending_position, dirty_since = [], None, None
+                        self.progress.pending_since(chunk.durable_at or time.time())
+                    pending += selected
+                    dirty_since = now if dirty_since is None else dirty_since
                 if chunk.position is not None and chunk.position != self.progress.committed:
                     pending_position = chunk.position
                     dirty_since = now if dirty_since is None else dirty_since
                 if pending_position is None or dirty_since is None:
                     continue
-                if len(pending) >= self.batching.max_events or now - dirty_since >= self.batching.max_wait:
+                if len(pending) >= limit or now - dirty_since >= self.batching.max_wait:
                     await self._commit(pending, pending_position)
                     pending, pending_position, dirty_since = [], None, None
-        except SourceError as exc:
-            # Everything read before the damage is valid: deliver it, then stop at the damage.
-            self.metrics.decode_errors.labels(**self._labels, kind=type(exc).__name__).inc()
+        except SourceError:
+            # Everything read before the error is valid: deliver it, then stop (or re-read) there.
             if pending_position is not None:
                 await self._commit(pending, pending_position)
             raise
@@ -210,29 +268,37 @@ class Runner:
                 started = time.monotonic()
                 with tracer.start_as_current_span("headrace.write") as write_span:
                     write_span.set_attribute("headrace.sink", sink.name)
-                    batch = Batch(events, checkpoint)
-                    dead = await self._with_retry(
-                        sink, "write", functools.partial(self.writers[sink.name].write, batch), events
-                    )
-                if dead:
-                    self.metrics.events_dead_lettered.labels(**self._labels, table="*", sink=sink.name).inc(dead)
+                    write = functools.partial(self.writers[sink.name].write, Batch(events, checkpoint))
+                    letters = await self._stalling(sink, "write", write)
                 self.metrics.batch_seconds.labels(**self._labels, sink=sink.name).observe(time.monotonic() - started)
                 self.metrics.batches.labels(**self._labels, sink=sink.name).inc()
-                for event in events:
-                    self.metrics.events_written.labels(
-                        **self._labels, table=event.qualified_table, sink=sink.name, op=event.op
-                    ).inc()
+                self._count_written(sink, events, letters)
         now = time.monotonic()
         self.progress.committed = position
         self.progress.last_commit_monotonic = now
-        self.progress.oldest_pending_writetime = None
+        self.progress.oldest_pending_durable = None
         self.progress.events_committed += len(events)
         self.progress.rate_window.append((now, self.progress.events_committed))
         self.progress.last_error = None
         self.metrics.committed_segment.labels(**self._labels).set(position.segment_id)
         self.metrics.committed_offset.labels(**self._labels).set(position.offset)
-        self.metrics.lag_seconds.labels(**self._labels).set(0)
         self._cleanup(position)
+
+    def _count(self, counter: Any, events: Sequence[ChangeEvent], **labels: str) -> None:
+        """Add ``events`` to a per-table, per-op counter: one increment per series, not per event."""
+        for (table, op), n in Counter((e.qualified_table, e.op) for e in events).items():
+            counter.labels(**self._labels, **labels, table=table, op=op).inc(n)
+
+    def _count_written(self, sink: Sink, events: Sequence[ChangeEvent], letters: Sequence[DeadLetter]) -> None:
+        """Written counts only what the sink holds; dead letters count apart, per table."""
+        if not letters:
+            self._count(self.metrics.events_written, events, sink=sink.name)
+            return
+        rejected = {id(letter.event) for letter in letters}
+        self._count(self.metrics.events_written, [e for e in events if id(e) not in rejected], sink=sink.name)
+        for table, n in Counter(letter.event.qualified_table for letter in letters).items():
+            self.metrics.events_dead_lettered.labels(**self._labels, table=table, sink=sink.name).inc(n)
+        self.progress.events_dead_lettered += len(letters)
 
     async def _ensure_tables(self, events: list[ChangeEvent]) -> None:
         """Create each batch table in each sink, again whenever its columns changed (ADD COLUMN)."""
@@ -252,8 +318,7 @@ class Runner:
                 key = (sink.name, schema.qualified_name, shape)
                 if key in self._tables_ready:
                     continue
-                create = functools.partial(sink.ensure_table, schema)
-                await self._with_retry(sink, "create table", functools.partial(self._retrying, sink, create))
+                await self._call(sink, "create table", functools.partial(sink.ensure_table, schema))
                 self._tables_ready.add(key)
 
     def _cleanup(self, committed: Position) -> None:
@@ -263,51 +328,75 @@ class Runner:
 
     # -- failures --------------------------------------------------------------------------------
 
-    async def _retrying(self, sink: Sink, call: Callable[[], Awaitable[T]]) -> T:
-        """One round of the sink's own capped, jittered retries."""
-        return await retrying(call, self.backoff, on_retry=lambda error, delay: self._count_retry(sink))
+    def stuck_sinks(self, now: float | None = None) -> list[str]:
+        """Why sinks are not ready: their last failure, or a call running past ``STUCK_AFTER_SECONDS``."""
+        now = time.monotonic() if now is None else now
+        reasons = []
+        for sink in self.sinks:
+            if sink.name in self.in_flight:
+                what, since = self.in_flight[sink.name]
+                if now - since >= STUCK_AFTER_SECONDS:
+                    reasons.append(
+                        f"sink {sink.name}: {what} running for {now - since:.0f} s "
+                        f"(timeout {self.backoff.call_timeout:g} s)"
+                    )
+                    continue
+            if sink.name in self.sink_errors:
+                reasons.append(self.sink_errors[sink.name])
+        return reasons
 
-    def _count_retry(self, sink: Sink) -> None:
+    def _failed_attempt(self, sink: Sink, what: str, error: HeadraceError, events: Sequence[ChangeEvent]) -> None:
+        """Report a failed attempt that will be retried, as it happens: metrics, readiness, log with the cause."""
         self.metrics.retries.labels(**self._labels, sink=sink.name).inc()
+        for table, n in Counter(e.qualified_table for e in events).items():
+            self.metrics.events_failed.labels(**self._labels, table=table, sink=sink.name).inc(n)
+        health = sink.health()
+        health.retries += 1
+        health.last_error = type(error).__name__
+        self.progress.last_error = self.sink_errors[sink.name] = f"sink {sink.name}: {what} failed: {error}"
+        log.warning(
+            "sink call failed, retrying",
+            extra={"sink": sink.name, "operation": what, "error": str(error), "events": len(events)},
+        )
 
-    async def _with_retry(
-        self, sink: Sink, what: str, call: Callable[[], Awaitable[T]], events: Sequence[ChangeEvent] = ()
-    ) -> T:
+    async def _call(self, sink: Sink, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """A sink call other than a write: each attempt bounded and reported, retried until it succeeds."""
+
+        async def once() -> T:
+            try:
+                return await bounded(call, self.backoff.call_timeout, f"sink {sink.name}: {what}")
+            except HeadraceError as error:
+                if error.retryable:
+                    self._failed_attempt(sink, what, error, ())
+                raise
+
+        return await self._stalling(sink, what, lambda: retrying(once, self.backoff))
+
+    async def _stalling(self, sink: Sink, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Await ``call()`` (which retries a while by itself) until it succeeds: a sink outage stalls, never drops.
 
-        Each time a round of retries runs out, the runtime is STALLED, reports why, waits the
-        backoff's longest delay and starts another round. Fatal errors propagate. The ``events``
-        of a failed write round count in ``headrace_events_failed`` (they are written later).
+        Each time a round of retries runs out, the runtime is STALLED, waits the backoff's
+        longest delay and starts another round. Fatal errors propagate.
         """
         while True:
+            self.in_flight[sink.name] = (what, time.monotonic())
             try:
                 result = await call()
             except SinkError as exc:
                 if not exc.retryable:
                     raise
-                self.progress.last_error = f"sink {sink.name}: {what} failed: {exc}"
-                self.sink_errors[sink.name] = self.progress.last_error
-                for event in events:
-                    self.metrics.events_failed.labels(**self._labels, table=event.qualified_table, sink=sink.name).inc()
                 if self.lifecycle.state is RuntimeState.RUNNING:
-                    self.lifecycle.move(RuntimeState.STALLED, self.progress.last_error)
+                    self.lifecycle.move(RuntimeState.STALLED, self.progress.last_error or str(exc))
                 log.warning(
                     "sink unavailable, stalled",
                     extra={"sink": sink.name, "operation": what, "error": str(exc), "retry_in": self.backoff.maximum},
                 )
+                self.in_flight.pop(sink.name, None)
                 await asyncio.sleep(self.backoff.maximum)
                 continue
             finally:
-                self._sync_write_retries(sink)
+                self.in_flight.pop(sink.name, None)
             self.sink_errors.pop(sink.name, None)
             if self.lifecycle.state is RuntimeState.STALLED and not self.sink_errors:
                 self.lifecycle.move(RuntimeState.RUNNING)
             return result
-
-    def _sync_write_retries(self, sink: Sink) -> None:
-        """Writes retry inside ``BatchWriter``, which counts on the sink's health: mirror that in metrics."""
-        seen = self._retries_seen.get(sink.name, 0)
-        now = sink.health().retries
-        if now > seen:
-            self.metrics.retries.labels(**self._labels, sink=sink.name).inc(now - seen)
-            self._retries_seen[sink.name] = now

@@ -4,25 +4,37 @@
 made from the source's current schema on the first event of a table, checked
 against the personal-data policy, and made again when an event names a
 column the plan has never seen (an ``ALTER TABLE ... ADD``), so new columns
-reach the sinks instead of being dropped.
+reach the sinks instead of being dropped. Cells of a column the current schema
+no longer has (dropped in Cassandra after the write) cannot reach a sink: they
+are counted with ``on_dropped`` and logged once per table and column.
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
 
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.events import ChangeEvent
 from pipeline_runtime.pipeline.protocols import ChangeSource
 from pipeline_runtime.transforms import Transformer
 
+log = logging.getLogger(__name__)
+
+#: Told of cells dropped on purpose: table, reason, how many.
+DropObserver = Callable[[str, str, int], None]
+
 
 class PlannedTransform:
     """Adapts ``Transformer`` to the runner's ``EventTransform``."""
 
-    def __init__(self, transformer: Transformer, source: ChangeSource) -> None:
+    def __init__(self, transformer: Transformer, source: ChangeSource, on_dropped: DropObserver | None = None) -> None:
         self.transformer = transformer
         self.source = source
+        self.on_dropped = on_dropped
         #: Per table, every source column name the current plan was made with.
         self._known: dict[str, frozenset[str]] = {}
+        self._reported: set[tuple[str, str]] = set()
 
     def table(self, schema: TableSchema) -> TableSchema | None:
         """The sink-side schema of ``schema`` (planning it if needed)."""
@@ -33,7 +45,22 @@ class PlannedTransform:
         known = self._known.get(event.qualified_table)
         if known is None or not known.issuperset(event.cells):
             self._plan(self.source.schema(event.keyspace, event.table))
+            self._count_unknown(event)
         return self.transformer.event(event)
+
+    def _count_unknown(self, event: ChangeEvent) -> None:
+        unknown = sorted(set(event.cells) - self._known[event.qualified_table])
+        if not unknown:
+            return
+        if self.on_dropped is not None:
+            self.on_dropped(event.qualified_table, "column_not_in_schema", len(unknown))
+        for column in unknown:
+            if (event.qualified_table, column) not in self._reported:
+                self._reported.add((event.qualified_table, column))
+                log.warning(
+                    "cells of a column no longer in the schema are not replicated",
+                    extra={"table": event.qualified_table, "column": column},
+                )
 
     def _plan(self, schema: TableSchema) -> None:
         names = frozenset(c.name for c in schema.columns)

@@ -1,9 +1,11 @@
-"""Capped exponential backoff with full jitter, for errors marked ``retryable``.
+"""Capped exponential backoff with full jitter, and a time bound on every sink call.
 
 Full jitter (a uniform delay between 0 and the capped exponential) keeps the
 runtimes of many Cassandra nodes from retrying against a recovering sink in
 lockstep. Only ``HeadraceError``s with ``retryable = True`` are retried; the
-last error is re-raised when the attempts run out.
+last error is re-raised when the attempts run out. ``bounded`` turns a call
+that hangs (a half-open connection, a server stuck on a lock) into a
+retryable ``SinkTimeoutError`` instead of an invisible wait.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pipeline_runtime.errors import HeadraceError
+from pipeline_runtime.errors import HeadraceError, SinkTimeoutError
 
 T = TypeVar("T")
 
@@ -30,6 +32,8 @@ class Backoff:
     multiplier: float = 2.0
     attempts: int = 8
     """Calls in total, the first one included."""
+    call_timeout: float = 120.0
+    """Seconds one sink call may take before it counts as failed (and is retried)."""
 
     def delays(self, rng: random.Random | None = None) -> Iterator[float]:
         """The delays before attempts 2..n."""
@@ -59,3 +63,11 @@ async def retrying(
             if on_retry is not None:
                 on_retry(error, delay)
             await sleep(delay)
+
+
+async def bounded(call: Callable[[], Awaitable[T]], seconds: float, what: str) -> T:
+    """Await ``call()`` for at most ``seconds``; past that it is cancelled and a ``SinkTimeoutError`` names ``what``."""
+    try:
+        return await asyncio.wait_for(call(), seconds)
+    except TimeoutError as exc:
+        raise SinkTimeoutError(f"{what} did not finish within {seconds:g} s") from exc

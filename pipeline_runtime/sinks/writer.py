@@ -1,44 +1,63 @@
-"""Writes batches through a sink with retries, bisection and dead letters.
+"""Writes batches through a sink with timeouts, retries, bisection and dead letters.
 
-Retryable errors (connection loss, serialization failures, deadlocks, too
-many parts) are retried with capped, jittered backoff. A row-level rejection
-bisects the batch: halves are written without the checkpoint (writes are
-idempotent, so that is safe), down to the single events that fail; those go
-to the dead-letter store, and only then is the checkpoint committed with an
-empty batch. Bisecting costs O(bad rows x log batch size) writes.
+Every attempt is bounded by ``Backoff.call_timeout``. Retryable errors
+(connection loss, timeouts, serialization failures, deadlocks, too many parts)
+are retried with capped, jittered backoff, and each failed attempt is reported
+to ``on_failure`` as it happens, so metrics and readiness show an outage while
+it lasts, not after it.
+
+Only a row-level rejection (``RowRejectedError``: a data exception from the
+server, or a ``ValueEncodingError`` naming the column a value cannot be stored
+in) bisects the batch: halves are written without the checkpoint (writes are
+idempotent, so that is safe), down to the single events that fail; those go to
+the dead-letter store, and only then is the checkpoint committed with an empty
+batch. Bisecting costs O(bad rows x log batch size) writes. Anything else (a
+fatal ``SinkError``, a bug) fails the batch and keeps the position.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pipeline_runtime.errors import HeadraceError, RowRejectedError
 from pipeline_runtime.events import ChangeEvent
 from pipeline_runtime.sinks.base import Batch, Sink
 from pipeline_runtime.sinks.deadletter import DeadLetter, DeadLetterStore
-from pipeline_runtime.sinks.retry import Backoff, retrying
+from pipeline_runtime.sinks.retry import Backoff, bounded, retrying
 
 log = logging.getLogger(__name__)
+
+#: Told of every failed attempt that will be retried: the error and the events the attempt carried.
+FailureObserver = Callable[[HeadraceError, Sequence[ChangeEvent]], None]
+
+
+def _ignore(error: HeadraceError, events: Sequence[ChangeEvent]) -> None:
+    pass
 
 
 class BatchWriter:
     """The runtime's way into a sink; never loses an event without a dead letter."""
 
-    def __init__(self, sink: Sink, dead_letters: DeadLetterStore, policy: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        dead_letters: DeadLetterStore,
+        policy: Backoff | None = None,
+        on_failure: FailureObserver = _ignore,
+    ) -> None:
         self.sink = sink
         self.dead_letters = dead_letters
         self.policy = policy or Backoff()
+        self.on_failure = on_failure
 
-    async def write(self, batch: Batch) -> int:
-        """Write the batch; returns how many events were dead-lettered."""
+    async def write(self, batch: Batch) -> list[DeadLetter]:
+        """Write the batch and its checkpoint; returns the events that were dead-lettered."""
         try:
             await self._attempt(batch)
-            return 0
+            return []
         except RowRejectedError as error:
-            log.warning(
-                "sink %s rejected a batch of %d events; bisecting", self.sink.name, len(batch.events), exc_info=False
-            )
+            log.warning("sink %s rejected a batch of %d events; bisecting", self.sink.name, len(batch.events))
             letters = await self._bisect(list(batch.events), error)
         await self.dead_letters.write(letters)
         for letter in letters:
@@ -50,18 +69,21 @@ class BatchWriter:
                 letter.event.qualified_table,
                 source.node,
                 source.position,
+                extra={"sink": self.sink.name, "table": letter.event.qualified_table},
             )
         await self._attempt(Batch((), batch.checkpoint))
-        return len(letters)
+        return letters
 
     async def _attempt(self, batch: Batch) -> None:
-        await retrying(lambda: self.sink.write(batch), self.policy, on_retry=self._retried)
+        async def once() -> None:
+            try:
+                await bounded(lambda: self.sink.write(batch), self.policy.call_timeout, f"sink {self.sink.name}: write")
+            except HeadraceError as error:
+                if error.retryable:
+                    self.on_failure(error, batch.events)
+                raise
 
-    def _retried(self, error: HeadraceError, delay: float) -> None:
-        health = self.sink.health()
-        health.retries += 1
-        health.last_error = type(error).__name__
-        log.warning("sink %s: retryable %s; retrying in %.2fs", self.sink.name, type(error).__name__, delay)
+        await retrying(once, self.policy)
 
     async def _bisect(self, events: Sequence[ChangeEvent], error: RowRejectedError) -> list[DeadLetter]:
         if len(events) == 1:

@@ -52,6 +52,8 @@ class SourceBatch:
     position: Position | None
     entries: int = 0
     completed_segment: SegmentName | None = None
+    #: Wall-clock time (s since the epoch) at which this batch's data became durable in the commitlog.
+    durable_at: float | None = None
 
 
 @dataclass(slots=True)

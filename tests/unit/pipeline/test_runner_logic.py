@@ -8,7 +8,9 @@ and ClickHouse is tested in tests/integration/pipeline.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,12 +18,12 @@ import pytest
 
 from pipeline_runtime.cql.schema import Column, ColumnKind, TableSchema
 from pipeline_runtime.cql.types import CqlType, Kind
-from pipeline_runtime.errors import SchemaDriftError, SinkUnavailableError
+from pipeline_runtime.errors import IndexFileError, RowRejectedError, SchemaDriftError, SinkUnavailableError
 from pipeline_runtime.events import Cell, ChangeEvent, Op, Position, SourcePosition
 from pipeline_runtime.observability.metrics import create_metrics
 from pipeline_runtime.pipeline.cleanup import consumed, delete_segments
 from pipeline_runtime.pipeline.lifecycle import Lifecycle, RuntimeState
-from pipeline_runtime.pipeline.runner import BatchPolicy, Runner
+from pipeline_runtime.pipeline.runner import STUCK_AFTER_SECONDS, BatchPolicy, Runner
 from pipeline_runtime.sinks.base import Batch, SinkHealth, SinkState
 from pipeline_runtime.sinks.deadletter import JsonlDeadLetters
 from pipeline_runtime.sinks.retry import Backoff
@@ -109,9 +111,9 @@ class MemorySink:
             cell = e.cells["v"]
             assert isinstance(cell, Cell)
             self.rows[e.partition_key["id"]] = cell.value
-        assert batch.checkpoint is not None
-        self.checkpoint = batch.checkpoint.position
-        self.batches.append(batch)
+        if batch.checkpoint is not None:  # bisected halves carry none
+            self.checkpoint = batch.checkpoint.position
+            self.batches.append(batch)
 
     async def committed_positions(self, pipeline: str) -> dict[str, Position]:
         return {"n0": self.checkpoint} if self.checkpoint else {}
@@ -166,11 +168,11 @@ async def test_a_sink_outage_stalls_and_retries_without_dropping() -> None:
     r = runner(source, [flaky])
     await run_until_drained(r, source)
     assert flaky.rows == {i: f"v{i}" for i in range(7)}
-    # Three attempts per round (two retries), the round runs out and the runtime stalls; the next
-    # round's first attempt fails once more, its retry succeeds: 2 + 1 retries in all.
-    assert r.metrics.retries.labels(pipeline="p", node="n0", sink="flaky")._value.get() == 3
-    # One round ran out: the batch it carried counts as failed (and was written in the next round).
-    assert r.metrics.events_failed.labels(pipeline="p", node="n0", table="ks.t", sink="flaky")._value.get() == 3
+    # Three attempts per round, the round runs out and the runtime stalls; the next round's first
+    # attempt fails once more, its retry succeeds: four failed attempts, each counted as it failed,
+    # each carrying the first batch's three events (written in the end).
+    assert r.metrics.retries.labels(pipeline="p", node="n0", sink="flaky")._value.get() == 4
+    assert r.metrics.events_failed.labels(pipeline="p", node="n0", table="ks.t", sink="flaky")._value.get() == 12
     assert r.progress.last_error is None
 
 
@@ -296,3 +298,159 @@ async def test_a_damaged_segment_stops_the_runner_after_the_good_entries_and_kee
     assert len(delivered) >= 8  # entries 129-139 hold fx writes
     assert segment.exists()  # never deleted: it was not consumed
     assert r.metrics.decode_errors.labels(pipeline="p", node="node-1", kind="SegmentCorruptError")._value.get() == 1
+
+
+def metric(r: Runner, name: str, **labels: str) -> float:
+    value = r.metrics.registry.get_sample_value(name, {"pipeline": "p", "node": "n0", **labels})
+    return 0.0 if value is None else value
+
+
+async def test_an_outage_shows_in_metrics_and_readiness_while_it_lasts() -> None:
+    source = ListSource(chunks(4))
+    down = MemorySink("down", failures=10**9)
+    r = runner(source, [down])
+    r.backoff = Backoff(initial=0.001, maximum=0.05, attempts=2)
+    r.writers["down"].policy = r.backoff
+    stop = asyncio.Event()
+    task = asyncio.create_task(r.run(stop))
+    await asyncio.sleep(0.5)
+    # Read during the outage, not after it.
+    assert metric(r, "headrace_retries_total", sink="down") >= 3
+    assert metric(r, "headrace_events_failed_total", table="ks.t", sink="down") >= 9
+    assert r.lifecycle.state is RuntimeState.STALLED
+    assert any("sink down: write failed: down is down" in reason for reason in r.stuck_sinks())
+    down.failures = 0
+    await asyncio.wait_for(source.drained.wait(), 5)
+    await asyncio.sleep(0.2)
+    assert r.stuck_sinks() == []
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert down.rows == {i: f"v{i}" for i in range(4)}
+
+
+async def test_a_hung_sink_call_times_out_is_retried_and_named_while_it_hangs() -> None:
+    class HangingSink(MemorySink):
+        hangs = 2
+
+        async def write(self, batch: Batch) -> None:
+            if self.hangs:
+                self.hangs -= 1
+                await asyncio.sleep(3600)
+            await super().write(batch)
+
+    source = ListSource(chunks(3))
+    sink = HangingSink("slow")
+    r = runner(source, [sink])
+    r.backoff = Backoff(initial=0.001, maximum=0.01, attempts=3, call_timeout=0.3)
+    r.writers["slow"].policy = r.backoff
+    stop = asyncio.Event()
+    task = asyncio.create_task(r.run(stop))
+    await asyncio.sleep(0.15)
+    hanging = r.stuck_sinks(now=time.monotonic() + STUCK_AFTER_SECONDS)
+    assert hanging and hanging[0].startswith("sink slow: write running for"), hanging
+    await asyncio.wait_for(source.drained.wait(), 5)
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert sink.rows == {i: f"v{i}" for i in range(3)}
+    assert metric(r, "headrace_retries_total", sink="slow") == 2
+    assert (sink.health().retries, sink.health().last_error) == (2, "SinkTimeoutError")
+
+
+async def test_batch_size_is_a_maximum_and_never_splits_an_entry() -> None:
+    # Chunks of 5 entries with 2 events each (one mutation, two rows): a 999-style overflow before.
+    def entry_events(base: int) -> list[ChangeEvent]:
+        return [
+            dataclasses.replace(event(base * 10 + k), source=SourcePosition("n0", Position(1, 1000 + base)))
+            for k in range(2)
+        ]
+
+    batches = [
+        SourceBatch([e for b in range(c * 5, c * 5 + 5) for e in entry_events(b)], Position(1, 1000 + c * 5 + 4))
+        for c in range(3)
+    ]
+    source = ListSource(batches)
+    sink = MemorySink("s")
+    await run_until_drained(runner(source, [sink], max_events=3), source)
+    sizes = [len(b.events) for b in sink.batches if b.events]
+    assert max(sizes) <= 3, sizes
+    assert sum(sizes) == 30
+    for b in sink.batches:
+        assert b.checkpoint is not None
+        # A batch's checkpoint is the end of its last entry: every event of that entry is in it.
+        ends = {e.source.position for e in b.events}
+        assert not b.events or max(ends) == b.checkpoint.position
+    assert sink.checkpoint == Position(1, 1014)
+
+
+async def test_a_single_entry_larger_than_the_batch_is_written_whole() -> None:
+    big = [dataclasses.replace(event(i), source=SourcePosition("n0", Position(1, 500))) for i in range(7)]
+    source = ListSource([SourceBatch(big, Position(1, 500))])
+    sink = MemorySink("s")
+    await run_until_drained(runner(source, [sink], max_events=3), source)
+    assert [len(b.events) for b in sink.batches] == [7]
+
+
+async def test_a_retryable_source_error_re_reads_from_the_last_commit_and_keeps_running() -> None:
+    class FlakySource(ListSource):
+        reads = 0
+
+        async def read(self, start: Position | None) -> AsyncIterator[SourceBatch]:
+            self.reads += 1
+            self.started_from.append(start)
+            for chunk in self.chunks:
+                if start is not None and chunk.position is not None and chunk.position <= start:
+                    continue
+                if self.reads == 1 and chunk.position == Position(1, 103):
+                    raise IndexFileError("CommitLog-7-1_cdc.idx is empty (being rewritten)")
+                yield chunk
+            self.drained.set()
+            while True:
+                await asyncio.sleep(0.01)
+                yield SourceBatch([], None)
+
+    source = FlakySource(chunks(6))
+    sink = MemorySink("s")
+    r = runner(source, [sink])
+    await run_until_drained(r, source)
+    assert r.lifecycle.state is RuntimeState.STOPPED
+    assert sink.rows == {i: f"v{i}" for i in range(6)}
+    assert source.started_from[0] is None and source.started_from[1] == Position(1, 102)
+    assert metric(r, "headrace_decode_errors_total", kind="IndexFileError") == 1
+
+
+async def test_dead_letters_count_per_table_and_not_as_written(tmp_path: Path) -> None:
+    class PickySink(MemorySink):
+        async def write(self, batch: Batch) -> None:
+            if any(e.partition_key["id"] == 4 for e in batch.events):
+                raise RowRejectedError("sink picky: PostgreSQL 22021: invalid byte sequence")
+            await super().write(batch)
+
+    source = ListSource(chunks(6))
+    sink = PickySink("picky")
+    r = runner(source, [sink])
+    await run_until_drained(r, source)
+    assert sorted(sink.rows) == [0, 1, 2, 3, 5]
+    assert metric(r, "headrace_events_dead_lettered_total", table="ks.t", sink="picky") == 1
+    assert metric(r, "headrace_events_written_total", table="ks.t", sink="picky", op="upsert") == 5
+    assert r.progress.events_dead_lettered == 1
+    assert sink.checkpoint == Position(1, 105)
+
+
+async def test_lag_is_the_age_of_the_oldest_uncommitted_durable_change_not_its_writetime() -> None:
+    # Writetimes 10,000 s in the past (USING TIMESTAMP), data durable 2 s ago, and a sink that is down.
+    old = [dataclasses.replace(event(i), cells={"v": Cell("x", 1_000_000)}) for i in range(2)]
+    source = ListSource([SourceBatch(old, Position(1, 200), durable_at=time.time() - 2.0)])
+    down = MemorySink("down", failures=10**9)
+    r = runner(source, [down])
+    stop = asyncio.Event()
+    task = asyncio.create_task(r.run(stop))
+    await asyncio.sleep(0.3)
+    lag = metric(r, "headrace_lag_seconds")
+    assert 2.0 <= lag < 10.0, lag
+    down.failures = 0
+    await asyncio.wait_for(source.drained.wait(), 5)
+    await asyncio.sleep(0.3)
+    assert metric(r, "headrace_lag_seconds") == 0.0
+    stop.set()
+    await asyncio.wait_for(task, 5)
