@@ -25,6 +25,14 @@ class MissingExtensionError(SinkError):
         self.extension = extension
 
 
+def internal_failure(exc: BaseException) -> str:
+    """How a non-driver exception raised inside a sink is reported: a bug that keeps the position, not a bad row."""
+    return (
+        f"internal error {type(exc).__name__}: {exc} (not a row-level rejection: the batch is not committed "
+        "and the position is kept; please report it)"
+    )
+
+
 @asynccontextmanager
 async def translated(sink: str, translate: Translate) -> AsyncIterator[None]:
     """Raise whatever the block raises as ``translate`` makes it a Headrace error (cancellation passes).

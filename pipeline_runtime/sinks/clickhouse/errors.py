@@ -2,7 +2,9 @@
 
 ClickHouse error codes decide: network and overload conditions (too many
 parts, memory limit, timeouts, table being altered) are retryable; value
-and parsing errors are row-level, so the writer bisects the batch.
+and parsing errors the server reports are row-level, so the writer bisects the
+batch. A ``ValueError`` or ``TypeError`` raised inside the sink is a bug, not a
+bad row: it fails the batch and keeps the position.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from clickhouse_connect.driver import exceptions as ch
 
 from pipeline_runtime.errors import HeadraceError, RowRejectedError, SinkError, SinkUnavailableError
-from pipeline_runtime.sinks.errors import translated
+from pipeline_runtime.sinks.errors import internal_failure, translated
 
 #: TOO_MANY_PARTS, MEMORY_LIMIT_EXCEEDED, TIMEOUT_EXCEEDED, SOCKET_TIMEOUT, NETWORK_ERROR,
 #: TOO_MANY_SIMULTANEOUS_QUERIES, TABLE_IS_READ_ONLY, ALL_CONNECTION_TRIES_FAILED, KEEPER_EXCEPTION
@@ -41,8 +43,10 @@ def translate(exc: BaseException, sink: str) -> HeadraceError:
     message = f"sink {sink}: ClickHouse{f' code {code}' if code else ''}: {exc}"
     if isinstance(exc, (ch.OperationalError, OSError, asyncio.TimeoutError)) or code in RETRYABLE_CODES:
         return SinkUnavailableError(message)
-    if isinstance(exc, (ch.DataError, ValueError, TypeError, OverflowError)) or code in ROW_CODES:
+    if isinstance(exc, ch.DataError) or code in ROW_CODES:
         return RowRejectedError(message)
+    if code is None and not isinstance(exc, ch.ClickHouseError):
+        return SinkError(f"sink {sink}: {internal_failure(exc)}")
     return SinkError(message)
 
 

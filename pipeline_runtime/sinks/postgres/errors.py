@@ -5,7 +5,9 @@ as serialization failures and deadlocks (40), resource limits (53), operator
 intervention (57) and system errors (58) are worth retrying; data exceptions
 (22) and constraint violations (23) are caused by rows in the batch, so the
 writer bisects the batch and dead-letters those rows. Everything else is a
-plain, fatal ``SinkError``.
+plain, fatal ``SinkError``: a ``ValueError`` or ``TypeError`` raised inside the
+sink is a bug, not a bad row (encoders that find a value the column cannot
+hold raise ``ValueEncodingError``, which passes through as row-level).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from contextlib import AbstractAsyncContextManager
 import asyncpg
 
 from pipeline_runtime.errors import HeadraceError, RowRejectedError, SinkError, SinkUnavailableError
-from pipeline_runtime.sinks.errors import translated
+from pipeline_runtime.sinks.errors import internal_failure, translated
 
 _RETRYABLE_CLASSES = ("08", "40", "53", "57", "58")
 _ROW_CLASSES = ("22", "23")
@@ -36,10 +38,7 @@ def translate(exc: BaseException, sink: str) -> HeadraceError:
         return SinkError(message)
     if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
         return SinkUnavailableError(f"sink {sink}: connection to PostgreSQL failed: {exc}")
-    if isinstance(exc, (ValueError, TypeError, OverflowError)):
-        # Raised by asyncpg's codecs while encoding a value for COPY.
-        return RowRejectedError(f"sink {sink}: a value cannot be encoded: {exc}")
-    return SinkError(f"sink {sink}: {type(exc).__name__}: {exc}")
+    return SinkError(f"sink {sink}: {internal_failure(exc)}")
 
 
 def boundary(sink: str) -> AbstractAsyncContextManager[None]:

@@ -16,6 +16,7 @@ import datetime as dt
 import random
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -23,7 +24,7 @@ import pytest
 
 from devservices.pytest_require import unavailable
 from pipeline_runtime.cql.schema import ColumnKind, TableSchema
-from pipeline_runtime.errors import RowRejectedError, SinkUnavailableError
+from pipeline_runtime.errors import RowRejectedError, SinkError, SinkUnavailableError
 from pipeline_runtime.events import (
     Cell,
     ChangeEvent,
@@ -37,12 +38,15 @@ from pipeline_runtime.events import (
 from pipeline_runtime.native import native_module
 from pipeline_runtime.sinks.base import Batch, Checkpoint
 from pipeline_runtime.sinks.changes import Layout
+from pipeline_runtime.sinks.deadletter import JsonlDeadLetters
 from pipeline_runtime.sinks.postgres import PostgresSink
 from pipeline_runtime.sinks.postgres.ddl import ensure_tables
 from pipeline_runtime.sinks.postgres.records import RecordBuilder
 from pipeline_runtime.sinks.postgres.sink import PARALLEL_MIN_ROWS, _chunks
 from pipeline_runtime.sinks.postgres.sql import TableSql
 from pipeline_runtime.sinks.postgres.typemap import pg_encoder
+from pipeline_runtime.sinks.retry import Backoff
+from pipeline_runtime.sinks.writer import BatchWriter
 from tests.integration.sinks.test_sink_types import SAMPLES
 from tests.integration.sinks.workload import column
 
@@ -183,13 +187,31 @@ async def test_extreme_dates_are_stored_as_dates(postgres_dsn: str) -> None:
     ("column_name", "value"),
     [("c4", 2**15), ("c3", 2**31), ("real", 1e300), ("c9", "not a double"), ("c11", "not bytes")],
 )
-async def test_bad_values_are_row_errors(column_name: str, value: Any) -> None:
-    """ValueError, TypeError or OverflowError: the boundary makes them RowRejectedError (bisect, dead letter)."""
+async def test_values_no_decoder_produces_are_bugs_not_bad_rows(
+    column_name: str, value: Any, postgres_dsn: str, tmp_path: Path
+) -> None:
+    """A smallint of 2**15 or a text where a double belongs cannot come from Cassandra: the encoder's
+    ValueError/TypeError/OverflowError is a bug. It fails the batch, dead-letters nothing and commits nothing."""
     builder = RecordBuilder(Layout(schema()), pg_encoder)
     (event,) = random_events(1, seed=1)
     event.cells[column_name] = Cell(value, 10)
     with pytest.raises((ValueError, TypeError, OverflowError)):
         builder.copy_data([event])
+
+    sink = PostgresSink("pg", postgres_dsn)
+    await sink.open()
+    try:
+        await sink.ensure_table(schema())
+        letters = JsonlDeadLetters(tmp_path / "dead.jsonl")
+        writer = BatchWriter(sink, letters, Backoff(initial=0.01, attempts=2))
+        with pytest.raises(SinkError) as caught:
+            await writer.write(Batch([event], Checkpoint("bug", "n", Position(1, 1))))
+        assert not isinstance(caught.value, RowRejectedError) and not caught.value.retryable
+        assert "internal error" in str(caught.value) and "position is kept" in str(caught.value)
+        assert not (tmp_path / "dead.jsonl").exists()
+        assert await sink.committed_positions("bug") == {}
+    finally:
+        await sink.close()
 
 
 def test_native_declines_what_the_fast_path_declines() -> None:
