@@ -124,6 +124,7 @@ class Runtime:
     metrics: Metrics = field(default_factory=create_metrics)
     runner: Runner | None = None
     source: CdcRawSource | None = None
+    dead_letters: JsonlDeadLetters | None = None
     session: Any = None
     http: HealthServer | None = None
     started_at: float = field(default_factory=time.monotonic)
@@ -149,6 +150,7 @@ class Runtime:
                 DriverSchemaSource(self.session),
                 lambda schema: schema.cdc and table_selected(spec.source.tables, schema),
             )
+            self.dead_letters = JsonlDeadLetters(self.options.dead_letter_file(self.pipeline.name))
             self.source = CdcRawSource(self.options.cdc_raw, self.options.node, registry)
             batch_size = min(s.batch_size for s in spec.sinks)
             flush = min(s.flush_interval_ms for s in spec.sinks) / 1000
@@ -159,7 +161,7 @@ class Runtime:
                 transform=PlannedTransform(transformer, self.source, self._count_dropped),
                 sinks=sinks,
                 metrics=self.metrics,
-                dead_letters=JsonlDeadLetters(self.options.dead_letter_file(self.pipeline.name)),
+                dead_letters=self.dead_letters,
                 batching=BatchPolicy(max_events=batch_size, max_wait=flush),
                 backoff=Backoff(maximum=self.options.retry_max_delay),
             )
@@ -238,6 +240,8 @@ class Runtime:
             last_error=runner.progress.last_error,
             last_report_time=dt.datetime.now(dt.UTC),
             config_hash=os.environ.get("HEADRACE_CONFIG_HASH"),
+            dead_letters=self.dead_letters.count if self.dead_letters is not None else 0,
+            dead_letter_file=str(self.dead_letters.path) if self.dead_letters is not None else None,
             sinks=sinks,
         )
 

@@ -49,6 +49,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.eventsPerSecond",
         "description": "Changes decoded per second over all nodes",
     },
+    {
+        "name": "Dead-Letters",
+        "type": "integer",
+        "jsonPath": ".status.deadLetters",
+        "description": "Events sinks rejected, kept in the runtimes' dead-letter files",
+    },
     {"name": "Paused", "type": "boolean", "jsonPath": ".spec.paused", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -51,6 +51,7 @@ class ConditionType(StrEnum):
     READY = "Ready"
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
+    DEAD_LETTERS = "DeadLetters"
 
 
 class ConditionStatus(StrEnum):
@@ -63,7 +64,7 @@ class Condition(_Status):
     """A Kubernetes-style condition (metav1.Condition's fields)."""
 
     type: ConditionType
-    """Ready, Progressing or Degraded."""
+    """Ready, Progressing, Degraded or DeadLetters."""
     status: ConditionStatus
     """True, False or Unknown."""
     reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
@@ -115,6 +116,10 @@ class NodeStatus(_Status):
     """When the runtime wrote this entry; a stale time means the runtime is not running."""
     config_hash: str | None = None
     """The configuration hash the runtime runs with (tells whether a rollout finished)."""
+    dead_letters: int = Field(default=0, ge=0)
+    """Events sinks rejected row by row, kept in deadLetterFile (counted from the file, so restarts keep it)."""
+    dead_letter_file: str | None = None
+    """Where this runtime keeps dead letters (one JSON line each, with the reason and source position)."""
     sinks: dict[str, NodeSinkStatus] = {}
     """Per sink name."""
 
@@ -138,7 +143,7 @@ class PipelineStatus(_Status):
     phase: Phase = Phase.PENDING
     """Pending, Running, Degraded, Paused or Failed."""
     conditions: list[Condition] = []
-    """Ready, Progressing and Degraded."""
+    """Ready, Progressing, Degraded and DeadLetters."""
     nodes: dict[str, NodeStatus] = {}
     """Per Cassandra pod; each runtime writes its own entry."""
     sinks: dict[str, SinkStatus] = {}
@@ -149,5 +154,7 @@ class PipelineStatus(_Status):
     """Largest lag over the nodes (for kubectl get)."""
     events_per_second: float = 0.0
     """Sum of the nodes' rates (for kubectl get)."""
+    dead_letters: int = Field(default=0, ge=0)
+    """Dead-lettered events over the nodes (for kubectl get); the DeadLetters condition says where."""
     config_hash: str | None = None
     """Hash of the configuration the operator rendered last."""

@@ -75,11 +75,25 @@ class JsonlDeadLetters:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._count: int | None = None
+
+    @property
+    def count(self) -> int:
+        """Letters in the file, including those written before this process started."""
+        if self._count is None:
+            try:
+                with self.path.open("rb") as handle:
+                    self._count = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+            except FileNotFoundError:
+                self._count = 0
+        return self._count
 
     async def write(self, letters: Sequence[DeadLetter]) -> None:
         if letters:
             lines = "".join(json.dumps(letter.record(), sort_keys=True) + "\n" for letter in letters)
+            before = self.count
             await asyncio.to_thread(self._append, lines)
+            self._count = before + len(letters)
 
     def _append(self, lines: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -168,3 +168,21 @@ def test_draining_runtime_shows_in_progressing() -> None:
     progressing = condition(status, ConditionType.PROGRESSING)
     assert progressing.reason == "Draining" and "4096 bytes" in progressing.message
     assert status.ready_nodes == "1/1"
+
+
+def test_dead_letters_raise_their_own_condition_with_count_and_file() -> None:
+    letters = report(dead_letters=3, dead_letter_file="/var/lib/cassandra/headrace-dead-letters/shop.jsonl")
+    status = assess(observe(nodes={"cassandra-0": letters, "cassandra-1": report(dead_letters=1)}))
+    dead = condition(status, ConditionType.DEAD_LETTERS)
+    assert dead.status is ConditionStatus.TRUE and dead.reason == "EventsDeadLettered"
+    assert dead.message.startswith("4 events were rejected by a sink")
+    assert "3 on cassandra-0 in /var/lib/cassandra/headrace-dead-letters/shop.jsonl" in dead.message
+    assert "1 on cassandra-1" in dead.message
+    assert status.dead_letters == 4
+    assert status.phase is Phase.RUNNING  # changes still flow; the condition is what asks for attention
+
+
+def test_no_dead_letters_is_a_false_condition() -> None:
+    status = assess(observe())
+    dead = condition(status, ConditionType.DEAD_LETTERS)
+    assert (dead.status, dead.reason, status.dead_letters) == (ConditionStatus.FALSE, "NoDeadLetters", 0)

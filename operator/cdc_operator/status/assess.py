@@ -32,6 +32,7 @@ def assess(seen: Observation) -> PipelineStatus:
     """The operator's part of ``status`` (everything but ``nodes``)."""
     phase, verdicts = _decide(seen)
     current = [seen.nodes[p] for p in seen.pods if p in seen.nodes]
+    verdicts[ConditionType.DEAD_LETTERS] = _dead_letters(seen)
     lags = [n.lag_seconds for n in current if n.lag_seconds is not None]
     ready = sum(1 for p in seen.pods if _state(seen, p) is NodeState.READY)
     return PipelineStatus(
@@ -41,8 +42,26 @@ def assess(seen: Observation) -> PipelineStatus:
         ready_nodes=f"{ready}/{len(seen.pods)}",
         max_lag_seconds=max(lags) if lags else None,
         events_per_second=round(sum(n.events_per_second for n in current), 3),
+        dead_letters=sum(n.dead_letters for n in seen.nodes.values()),
         sinks=_sinks(seen),
         config_hash=seen.config_hash,
+    )
+
+
+def _dead_letters(seen: Observation) -> Verdict:
+    """True while any runtime's dead-letter file holds events: rows a sink rejected are not in it."""
+    holding = {pod: node for pod, node in sorted(seen.nodes.items()) if node.dead_letters}
+    if not holding:
+        return false("NoDeadLetters", "no sink rejected any row")
+    where = ", ".join(
+        f"{node.dead_letters} on {pod} in {node.dead_letter_file or 'its dead-letter file'}"
+        for pod, node in holding.items()
+    )
+    total = sum(node.dead_letters for node in holding.values())
+    return true(
+        "EventsDeadLettered",
+        f"{total} events were rejected by a sink and are not in it: {where}. Each line names the sink, table, "
+        "reason and source position; fix the cause, replay or discard them, then remove the file",
     )
 
 
