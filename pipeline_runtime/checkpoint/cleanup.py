@@ -2,7 +2,11 @@
 
 ARCHITECTURE.md §3: a segment and its ``_cdc.idx`` go only when the idx says
 COMPLETED (Cassandra will write no more into it) and every sink has
-committed past the segment's end. Otherwise the segment stays and counts
+committed past the segment's end. The one exception is a segment the source
+proved *reclaimable* (``pipeline_runtime.source.orphans``): no idx, no entry,
+and no longer written by Cassandra, such as the spare segment every graceful
+Cassandra stop leaves behind. It holds nothing any sink needs, so it goes
+without waiting for a commit. Otherwise the segment stays and counts
 towards the backlog; past a share of ``cdc_total_space`` the pipeline turns
 Degraded, early enough for a human to act before Cassandra blocks writes.
 """
@@ -37,6 +41,8 @@ class SegmentStatus:
     """Offset of the end of its data, as the idx gives it."""
     completed: bool
     size_bytes: int = 0
+    reclaimable: bool = False
+    """Proved by the source to hold no entry and to be written no more (no idx, one link, a newer segment)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +53,9 @@ class Decision:
 
 
 def decide(segment: SegmentStatus, committed: Mapping[str, Position | None]) -> Decision:
-    """Delete only a COMPLETED segment that every sink has committed past."""
+    """Delete a COMPLETED segment that every sink has committed past, or one proved reclaimable (it holds nothing)."""
+    if segment.reclaimable:
+        return Decision(Verdict.DELETE)
     if not segment.completed:
         return Decision(Verdict.KEEP_OPEN)
     behind = tuple(sorted(s for s, p in committed.items() if not is_past(p, segment.segment_id, segment.end_offset)))

@@ -1,6 +1,7 @@
 """Deleting the cdc_raw segments every sink holds, by the checkpoint's rule.
 
-The rule itself (COMPLETED and committed past its end by every sink) lives in
+The rule itself (COMPLETED and committed past its end by every sink, or proved
+to hold nothing and to be written no more) lives in
 ``pipeline_runtime.checkpoint.cleanup``; this module applies it to the files.
 """
 
@@ -21,7 +22,9 @@ def consumed(segments: list[SegmentInfo], committed: Mapping[str, Position | Non
     return [
         s
         for s in segments
-        if decide(SegmentStatus(s.segment_id, s.durable_offset, s.completed, s.size), committed).verdict
+        if decide(
+            SegmentStatus(s.segment_id, s.durable_offset, s.completed, s.size, reclaimable=s.reclaimable), committed
+        ).verdict
         is Verdict.DELETE
     ]
 

@@ -4,7 +4,15 @@ from pipeline_runtime.source.commitlog.mutation import DecodeStats, MutationDeco
 from pipeline_runtime.source.commitlog.segment import Entry, SegmentReader
 from pipeline_runtime.source.schema.driver import DriverSchemaSource
 from pipeline_runtime.source.schema.registry import SchemaRegistry, StaticSchemaSource, cdc_tables
-from pipeline_runtime.source.tailer import CdcRawSource, CdcRawTailer, SegmentInfo, SourceBatch, TailerSettings
+from pipeline_runtime.source.tailer import (
+    CdcRawSource,
+    CdcRawTailer,
+    IndexStatus,
+    SegmentInfo,
+    SourceBatch,
+    SourceCounters,
+    TailerSettings,
+)
 
 __all__ = [
     "CdcRawSource",
@@ -12,11 +20,13 @@ __all__ = [
     "DecodeStats",
     "DriverSchemaSource",
     "Entry",
+    "IndexStatus",
     "MutationDecoder",
     "SchemaRegistry",
     "SegmentInfo",
     "SegmentReader",
     "SourceBatch",
+    "SourceCounters",
     "StaticSchemaSource",
     "TailerSettings",
     "cdc_tables",

@@ -10,7 +10,16 @@
     ├── SchemaError
     │   ├── UnknownTableError        table id unknown after a schema refresh
     │   └── UnknownColumnError       column name unknown after a refresh
-    └── IndexFileError               a ``_cdc.idx`` cannot be parsed
+    ├── IndexFileError               a ``_cdc.idx`` cannot be read (retryable)
+    └── CdcRawUnavailableError       cdc_raw or a segment file cannot be read now (retryable)
+
+``retryable`` separates the two kinds: ``IndexFileError`` and
+``CdcRawUnavailableError`` are True (permissions, I/O errors, a volume not
+mounted: waiting and reading again from the committed position may help);
+every ``SegmentError``, ``DecodeError`` and ``SchemaError`` is False (damage or
+a schema the decoder cannot follow: retrying reads the same bytes again). An
+empty or half-written ``_cdc.idx`` raises nothing at all: the tailer keeps the
+last offset it read and looks again at its next poll.
 
 Only these leave the source: the decoder turns IndexError, ValueError and
 struct errors raised by malformed bytes into ``DecodeError`` at one place
@@ -34,6 +43,7 @@ from pipeline_runtime.errors import (
 )
 
 __all__ = [
+    "CdcRawUnavailableError",
     "DecodeError",
     "IndexFileError",
     "MutationDecodeError",
@@ -46,6 +56,16 @@ __all__ = [
     "UnknownTableError",
     "UnsupportedSegmentError",
 ]
+
+
+class CdcRawUnavailableError(SourceError):
+    """cdc_raw, or a segment file in it, cannot be read right now (permissions, I/O error, volume gone).
+
+    Retryable: nothing was read past the last delivered batch, so reading
+    again from the committed position loses nothing.
+    """
+
+    retryable = True
 
 
 class MutationDecodeError(SegmentCorruptError):

@@ -81,6 +81,11 @@ class SegmentReader:
         # Logical end of the current section; position == section_end means "at a marker".
         self._section_end = 0
 
+    @property
+    def physical_position(self) -> int:
+        """File offset of the next unread byte (equals ``position`` unless the segment is compressed)."""
+        return self._physical
+
     def read_header(self) -> SegmentHeader:
         """Parse the header once (needs the file to hold it)."""
         if self.header is None:
