@@ -56,6 +56,7 @@ def ssl_context(tls: TLSSpec, read: SecretReader) -> ssl.SSLContext | None:
 
 def connect(source: CassandraSource, read: SecretReader) -> Any:
     """A connected session on ``source.contact_point``, 127.0.0.1 when unset (the caller shuts its cluster down)."""
+    from cassandra import ProtocolVersion  # noqa: PLC0415
     from cassandra.auth import PlainTextAuthProvider  # noqa: PLC0415
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile  # noqa: PLC0415
     from cassandra.policies import DCAwareRoundRobinPolicy, RoundRobinPolicy  # noqa: PLC0415
@@ -71,6 +72,8 @@ def connect(source: CassandraSource, read: SecretReader) -> Any:
     )
     cluster = Cluster(
         [host],
+        # Cassandra 4.0+ speaks v5; without it the driver starts at v6 and logs a downgrade each start.
+        protocol_version=ProtocolVersion.V5,
         port=source.port,
         auth_provider=auth,
         ssl_context=ssl_context(source.tls, read),

@@ -1,7 +1,9 @@
 """Column masking, applied before any sink write and before any log line.
 
-``hash`` is HMAC-SHA256 over the value's canonical text (the same text for
-the same Cassandra value, whatever the driver's Python type), keyed by a
+``hash`` is HMAC-SHA256 over the value's UTF-8 text: a text (varchar, ascii)
+value's own characters, and for every other type its canonical text
+(``cql/canonical.py``: the same text for the same Cassandra value, whatever the
+driver's Python type), keyed by a
 secret read from a mounted file or an environment variable: deterministic,
 so joins across tables and sinks still work, and allowed on key columns.
 ``redact`` writes a constant, ``null`` removes the value, ``truncate`` keeps
