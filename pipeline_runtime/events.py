@@ -1,4 +1,4 @@
-"""Change events: what the source produces and the sinks consume (ARCHITECTURE.md §2).
+"""Change events: what the source produces and the sinks consume (README, 'How it works').
 
 One event per row-level change. Cassandra cannot tell an insert from an update,
 so a write is an ``UPSERT`` of the cells it carries. Every cell keeps its

@@ -1,6 +1,6 @@
 """When a cdc_raw segment may be deleted, and when the backlog turns Degraded.
 
-ARCHITECTURE.md §3: a segment and its ``_cdc.idx`` go only when the idx says
+The rule (README, 'How it works'; docs/runtime.md): a segment and its ``_cdc.idx`` go only when the idx says
 COMPLETED (Cassandra will write no more into it) and every sink has
 committed past the segment's end. The one exception is a segment the source
 proved *reclaimable* (``pipeline_runtime.source.orphans``): no idx, no entry,

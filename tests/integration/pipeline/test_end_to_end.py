@@ -1,6 +1,6 @@
 """The whole runtime against real servers: Cassandra 5.0 -> runtime (from YAML) -> PostgreSQL + ClickHouse.
 
-The oracle is ARCHITECTURE.md §4: after a workload and a quiet period, each
+The oracle (docs/sinks.md, 'Why writes are exactly-once in effect'): after a workload and a quiet period, each
 sink table, read as its users read it (the view), equals ``SELECT *`` from
 Cassandra after the pipeline's transforms (here: the email column hashed).
 """

@@ -1,4 +1,4 @@
-"""The correctness oracle (ARCHITECTURE.md §4) against every sink.
+"""The correctness oracle (docs/sinks.md, 'Why writes are exactly-once in effect') against every sink.
 
 Each event is delivered twice, in shuffled order, in batches of random sizes;
 the sink's view must equal what Cassandra's SELECT * would show.
