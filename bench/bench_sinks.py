@@ -1,10 +1,24 @@
 """Sink throughput: PostgreSQL upserts with the writetime guard, ClickHouse (chdb) inserts.
 
 10-column rows (key + 9 mixed columns), batch sizes 1k and 10k. Each batch
-holds fresh keys and then the same keys again with newer cells, so both the
-insert path and the guarded update path of the merge are measured. Rows/s
-counts events written, end to end through ``Sink.write`` (shaping, staging,
-merge and checkpoint included). Starts its own PostgreSQL via devservices.
+holds fresh keys and then the same keys again with newer cells (other
+values), so both the insert path and the guarded update path of the merge
+are measured. Rows/s counts events written, end to end through
+``Sink.write`` (shaping, staging, merge and checkpoint included).
+
+PostgreSQL is started by devservices with its durable defaults (``fsync``,
+``synchronous_commit``, ``full_page_writes`` on), as a production server
+runs; the same cases then run against a second server with those three off,
+labelled ``unsafe``, and ``durable/unsafe`` gives the ratio measured in the
+same run. The server's own settings are recorded in the JSON.
+
+After every case the sink is read back as its users read it (ClickHouse:
+the view over FINAL): over all rows, the server counts rows and distinct keys
+and sums a column that both writes set differently, and counts the names of
+the newer write; and about 1,000 rows (both ends of every batch and a seeded
+spread) are compared with what the newer write said, column by column
+(``devservices.sinkview``). Anything else fails the benchmark
+(``RowsDidNotLand``) with the first differences.
 """
 
 from __future__ import annotations
@@ -12,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gc
+import random
 import tempfile
 import time
 import uuid
@@ -19,7 +34,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
+from devservices.clickhouse import chdb_client
 from devservices.postgres import running_postgres
+from devservices.sinkview import compare, differences, keyed
 from pipeline_runtime.cql.schema import Column, ColumnKind, TableSchema
 from pipeline_runtime.cql.types import parse_type
 from pipeline_runtime.events import Cell, ChangeEvent, ColumnChange, Liveness, Op, Position, SourcePosition
@@ -29,6 +48,12 @@ from pipeline_runtime.sinks.postgres import PostgresSink
 
 ROWS = 60_000
 SIZES = (1_000, 10_000)
+FIRST_TS, SECOND_TS = 1_000, 2_000
+SAMPLE = 800
+
+
+class RowsDidNotLand(AssertionError):
+    """The sink does not hold what the benchmark wrote."""
 
 
 def schema() -> TableSchema:
@@ -54,21 +79,27 @@ def schema() -> TableSchema:
     )
 
 
+def values(i: int, ts: int) -> dict[str, Any]:
+    """Row ``i`` as the write at ``ts`` sets it (each write sets other values)."""
+    return {
+        "id": i,
+        "name": f"name-{i}-{ts}",
+        "score": (i + ts) % 1000,
+        "amount": Decimal(i + ts) / 100,
+        "ratio": i / 7 + ts,
+        "active": (i + ts // 1000) % 2 == 0,
+        "created": dt.datetime(2024, 1, 1) + dt.timedelta(seconds=i, milliseconds=ts),
+        "ref": uuid.UUID(int=i * 10_000 + ts),
+        "note": "x" * 20,
+        "count": i * 3 + ts,
+    }
+
+
 def events(count: int, start: int, ts: int) -> list[ChangeEvent]:
-    created = dt.datetime(2024, 1, 1)
     out = []
     for i in range(start, start + count):
-        cells: dict[str, ColumnChange] = {
-            "name": Cell(f"name-{i}", ts),
-            "score": Cell(i % 1000, ts),
-            "amount": Cell(Decimal(i) / 100, ts),
-            "ratio": Cell(i / 7, ts),
-            "active": Cell(i % 2 == 0, ts),
-            "created": Cell(created, ts),
-            "ref": Cell(uuid.UUID(int=i), ts),
-            "note": Cell("x" * 20, ts),
-            "count": Cell(i * 3, ts),
-        }
+        row = values(i, ts)
+        cells: dict[str, ColumnChange] = {name: Cell(value, ts) for name, value in row.items() if name != "id"}
         source = SourcePosition("bench", Position(ts, i))
         out.append(ChangeEvent(Op.UPSERT, "bench", "events", {"id": i}, source, {}, cells, Liveness(ts)))
     return out
@@ -79,8 +110,8 @@ async def measure(sink: Sink, size: int) -> float:
     await sink.ensure_table(schema())
     batches = []
     for start in range(0, ROWS // 2, size):
-        batches.append(events(size, start, 1_000))
-        batches.append(events(size, start, 2_000))  # same keys, newer cells: the guarded update path
+        batches.append(events(size, start, FIRST_TS))
+        batches.append(events(size, start, SECOND_TS))  # same keys, newer cells: the guarded update path
     # The runtime holds one batch at a time, not all of them: keep the pre-built input out of
     # the garbage collector's full passes, which would otherwise scan it once per few batches.
     gc.collect()
@@ -97,20 +128,104 @@ async def measure(sink: Sink, size: int) -> float:
     return written / elapsed
 
 
+def sample_ids() -> list[int]:
+    """Keys whose rows are compared column by column: both ends of every batch, and a seeded spread."""
+    keys = ROWS // 2
+    edges = {i for size in SIZES for start in range(0, keys, size) for i in (start, start + size - 1)}
+    return sorted(edges | set(random.Random(7).sample(range(keys), SAMPLE)))
+
+
+def expected_totals() -> dict[str, int]:
+    keys = ROWS // 2
+    return {
+        "rows": keys,
+        "keys": keys,
+        "sum_count": sum(values(i, SECOND_TS)["count"] for i in range(keys)),
+        "newer_names": keys,
+    }
+
+
+async def postgres_check(dsn: str) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Totals over every row (server side) and the sampled rows, read as users read the table."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        totals = await connection.fetchrow(
+            'SELECT count(*) AS rows, count(DISTINCT id) AS keys, sum("count") AS sum_count,'
+            f" count(*) FILTER (WHERE name LIKE '%-{SECOND_TS}') AS newer_names FROM bench.events"
+        )
+        rows = await connection.fetch("SELECT * FROM bench.events WHERE id = ANY($1::bigint[])", sample_ids())
+    finally:
+        await connection.close()
+    return {k: int(v) for k, v in dict(totals).items()}, [dict(r) for r in rows]
+
+
+def clickhouse_check(client: Any, database: str) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """The same through the ClickHouse sink's view (FINAL, deleted rows hidden)."""
+    result = client.query(
+        f"SELECT count() AS rows, uniqExact(id) AS keys, sum(count) AS sum_count,"
+        f" countIf(name LIKE '%-{SECOND_TS}') AS newer_names FROM `{database}`.events"
+    )
+    totals = dict(zip(result.column_names, (int(v) for v in result.result_rows[0]), strict=True))
+    ids = ",".join(map(str, sample_ids()))
+    result = client.query(f"SELECT * FROM `{database}`.events WHERE id IN ({ids})")
+    rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+    return totals, rows
+
+
+def check_landed(sink: str, totals: dict[str, int], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fail unless every key is there once with the newer write, and the sampled rows equal it column by column."""
+    want = expected_totals()
+    if totals != want:
+        raise RowsDidNotLand(f"{sink}: totals over all rows {totals}, expected {want}")
+    table = schema()
+    ids = sample_ids()
+    expected = keyed(table, (values(i, SECOND_TS) for i in ids), sink=False)
+    actual = keyed(table, rows, sink=True)
+    result = compare("bench.events", sink, expected, actual)
+    if not result.equal:
+        raise RowsDidNotLand("\n".join(differences(result, expected, actual, source="written")))
+    return {"rows_in_sink": totals["rows"], "rows_compared_column_by_column": len(ids)}
+
+
 def run() -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="headrace-bench-pg-") as folder:
-        Path(folder).chmod(0o777)
-        with running_postgres(Path(folder)) as server:
-            for size in SIZES:
-                dsn = server.create_database(f"bench_{size}")
-                rate = asyncio.run(measure(PostgresSink("pg", dsn, TableNaming()), size))
-                results.append(_row("sinks.postgres_upsert", size, rate))
+    rates: dict[tuple[str, int], float] = {}
+    for durable in (True, False):
+        mode = "durable" if durable else "unsafe"
+        with tempfile.TemporaryDirectory(prefix="headrace-bench-pg-") as folder:
+            Path(folder).chmod(0o777)
+            with running_postgres(Path(folder), durable=durable) as server:
+                settings = server.server_settings()
+                print(f"# PostgreSQL ({mode}): {settings}", flush=True)
+                for size in SIZES:
+                    dsn = server.create_database(f"bench_{size}")
+                    rate = asyncio.run(measure(PostgresSink("pg", dsn, TableNaming()), size))
+                    check = check_landed(f"postgres[{mode},{size}]", *asyncio.run(postgres_check(dsn)))
+                    rates[(mode, size)] = rate
+                    name = "sinks.postgres_upsert" if durable else "sinks.postgres_upsert.unsafe_fsync_off"
+                    results.append(_row(name, size, rate) | check | {"server": "postgres", "settings": settings})
+    for size in SIZES:
+        ratio = rates[("durable", size)] / rates[("unsafe", size)]
+        results.append(
+            {
+                "benchmark": f"sinks.postgres_upsert[{size}]",
+                "metric": "durable/unsafe",
+                "value": round(ratio, 2),
+                "unit": "x",
+                "batch_size": size,
+            }
+        )
     with tempfile.TemporaryDirectory(prefix="headrace-bench-chdb-") as folder:
+        client = chdb_client(Path(folder))
+        version = client.query("SELECT version()").result_rows[0][0]
         for size in SIZES:
             sink = ClickHouseSink("ch", f"chdb://{folder}", TableNaming(target=f"bench_{size}"))
             rate = asyncio.run(measure(sink, size))
-            results.append(_row("sinks.clickhouse_insert", size, rate))
+            check = check_landed(f"clickhouse[{size}]", *clickhouse_check(client, f"bench_{size}"))
+            settings = {"engine": f"chdb (ClickHouse {version}, in-process)"}
+            results.append(
+                _row("sinks.clickhouse_insert", size, rate) | check | {"server": "chdb", "settings": settings}
+            )
     return results
 
 

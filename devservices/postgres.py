@@ -91,7 +91,10 @@ class PostgresServer:
         settings = {}
         for line in out.splitlines():
             name, value, unit = line.split("|")
-            settings[name] = f"{value} {unit}".strip() if unit else value
+            if not unit:
+                settings[name] = value
+            else:  # "32768" of "8kB" units is 256 MB: say both
+                settings[name] = f"{value} x {unit}" if unit[0].isdigit() else f"{value} {unit}"
         return settings
 
     def dsn(self, database: str = "postgres") -> str:
