@@ -571,7 +571,9 @@ impl<'a, 'py> Walk<'a, 'py> {
         let row_cell = RowCell { ts: row_ts, ttl: row_ttl, ldt: row_ldt };
         let visit = |walk: &mut Self, column: &ColumnSpec| -> Result<(), Failure> {
             let change = match &column.kind {
-                ColumnKind::Complex(codec) => walk.complex(codec, has_complex_deletion, row_cell, emit)?,
+                ColumnKind::Complex(codec) => {
+                    walk.complex(codec, column.dropped_at, has_complex_deletion, row_cell, emit)?
+                }
                 ColumnKind::Simple(codec) => walk.simple(column, codec, row_cell, emit)?,
             };
             if let (Some(cells), Some(change)) = (&cells, change)
@@ -637,7 +639,7 @@ impl<'a, 'py> Walk<'a, 'py> {
         let flags = self.cursor.byte()?;
         let (ts, ttl, ldt) = self.cell_times(flags, row)?;
         let raw: &[u8] = if flags & CELL_EMPTY != 0 { &[] } else { self.cursor.value(column.fixed)? };
-        if !emit || column.dropped {
+        if !emit || column.dropped || column.dropped_at.is_some_and(|dropped_at| ts <= dropped_at) {
             return Ok(None);
         }
         let events = &self.runtime.events;
@@ -657,12 +659,15 @@ impl<'a, 'py> Walk<'a, 'py> {
     fn complex(
         &mut self,
         codec: &ComplexSpec,
+        dropped_at: Option<i64>,
         has_complex_deletion: bool,
         row: RowCell,
         emit: bool,
     ) -> Result<Option<Bound<'py, PyAny>>, Failure> {
         let py = self.py;
+        let shadowed = |ts: i64| dropped_at.is_some_and(|dropped_at| ts <= dropped_at);
         let deletion = if has_complex_deletion { self.complex_deletion()? } else { None };
+        let deletion = deletion.filter(|deletion| !shadowed(deletion.timestamp));
         let count = self.cursor.int32()?;
         if count < 0 {
             return Err(Failure::Invalid(format!("negative cell count {count}")));
@@ -680,7 +685,7 @@ impl<'a, 'py> Walk<'a, 'py> {
                 let length = self.length()?;
                 self.cursor.take(length)?
             };
-            if !emit {
+            if !emit || shadowed(ts) {
                 continue;
             }
             let deleted = flags & CELL_DELETED != 0;

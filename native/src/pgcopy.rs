@@ -336,6 +336,9 @@ impl PgCopyEncoder {
             Wire::Text | Wire::Jsonb => {
                 let Ok(text) = value.cast_exact::<PyString>() else { return Ok(false) };
                 let text = text.to_str()?;
+                if wire == Wire::Text && text.as_bytes().contains(&0) {
+                    return Ok(false); // PostgreSQL text has no U+0000: the column's encoder names the row's fault
+                }
                 let jsonb = usize::from(wire == Wire::Jsonb);
                 length(out, text.len() + jsonb)?;
                 if jsonb == 1 {
@@ -394,14 +397,25 @@ impl PgCopyEncoder {
                 out.extend_from_slice(&number.to_be_bytes());
             }
             Wire::Timestamptz => {
+                if value.is_exact_instance_of::<PyInt>() {
+                    // The column encoder's form, range-checked there: microseconds since 2000-01-01.
+                    int8(out, value.extract()?);
+                    return Ok(true);
+                }
                 let Ok(moment) = value.cast_exact::<PyDateTime>() else { return Ok(false) };
                 int8(out, micros_since_year_one(moment)? - (PG_EPOCH_ORDINAL - 1) * USECS_PER_DAY);
             }
             Wire::Date => {
-                let Ok(day) = value.cast_exact::<PyDate>() else { return Ok(false) };
-                let days = ordinal(day.get_year(), day.get_month(), day.get_day()) - PG_EPOCH_ORDINAL;
+                let days = if value.is_exact_instance_of::<PyInt>() {
+                    // The column encoder's form, range-checked there: days since 2000-01-01.
+                    value.extract::<i64>()?
+                } else {
+                    let Ok(day) = value.cast_exact::<PyDate>() else { return Ok(false) };
+                    ordinal(day.get_year(), day.get_month(), day.get_day()) - PG_EPOCH_ORDINAL
+                };
+                let Ok(days) = i32::try_from(days) else { return Ok(false) };
                 length(out, 4)?;
-                out.extend_from_slice(&i32::try_from(days).expect("a Python date fits").to_be_bytes());
+                out.extend_from_slice(&days.to_be_bytes());
             }
             Wire::Numeric => {
                 let text = if value.get_type().is(self.decimal.bind(py)) || value.is_exact_instance_of::<PyInt>() {
@@ -409,7 +423,9 @@ impl PgCopyEncoder {
                 } else {
                     return Ok(false);
                 };
-                numeric(text.to_str()?, out)?;
+                if !numeric(text.to_str()?, out)? {
+                    return Ok(false); // beyond numeric's limits: the column encoder names the row's fault
+                }
             }
             Wire::Inet => {
                 // ipaddress.IPv4Address / IPv6Address: what the column encoder returns.
@@ -478,11 +494,14 @@ fn optional_int8(out: &mut Vec<u8>, value: Option<i64>) {
     }
 }
 
-/// Appends the text of a `Decimal` or `int` as PostgreSQL's binary numeric.
+/// Appends the text of a `Decimal` or `int` as PostgreSQL's binary numeric; false (nothing
+/// written) for a value beyond numeric's limits (a scale over 16383, a weight over `i16`).
 ///
 /// Value = digits x 10^exponent, regrouped into base-10000 digits around the decimal point:
-/// `ndigits, weight, sign, dscale` then the digits, trailing zero groups left out.
-fn numeric(text: &str, out: &mut Vec<u8>) -> PyResult<()> {
+/// `ndigits, weight, sign, dscale` then the digits, trailing zero groups left out. A negative
+/// exponent's scale is kept; a positive one (`1E+3`) is stored with scale 0, as numeric has no
+/// negative display scale.
+fn numeric(text: &str, out: &mut Vec<u8>) -> PyResult<bool> {
     let invalid = || PyValueError::new_err(format!("invalid numeric value {text:?}"));
     let (negative, body) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
@@ -498,7 +517,7 @@ fn numeric(text: &str, out: &mut Vec<u8>) -> PyResult<()> {
         out.extend_from_slice(&[0, 0, 0, 0]);
         out.extend_from_slice(&sign.to_be_bytes());
         out.extend_from_slice(&[0, 0]);
-        return Ok(());
+        return Ok(true);
     }
     let (mantissa, exponent) = match body.find(['E', 'e']) {
         Some(at) => (&body[..at], body[at + 1..].parse::<i64>().map_err(|_| invalid())?),
@@ -510,8 +529,7 @@ fn numeric(text: &str, out: &mut Vec<u8>) -> PyResult<()> {
     }
     let exponent = exponent - fraction.len() as i64;
     let digits: Vec<u8> = whole.bytes().chain(fraction.bytes()).map(|b| b - b'0').collect();
-    let dscale =
-        u16::try_from((-exponent).max(0)).ok().filter(|&s| s <= 0x3FFF).ok_or_else(|| out_of_range(Wire::Numeric))?;
+    let Some(dscale) = u16::try_from((-exponent).max(0)).ok().filter(|&s| s <= 0x3FFF) else { return Ok(false) };
     let significant = match digits.iter().position(|&d| d != 0) {
         Some(first) => &digits[first..],
         None => &[][..],
@@ -521,6 +539,9 @@ fn numeric(text: &str, out: &mut Vec<u8>) -> PyResult<()> {
     if !significant.is_empty() {
         let first_power = significant.len() as i64 - 1 + exponent;
         weight = first_power.div_euclid(4);
+        if i16::try_from(weight).is_err() {
+            return Ok(false);
+        }
         let last_group = exponent.div_euclid(4);
         groups = vec![0; usize::try_from(weight - last_group + 1).map_err(|_| invalid())?];
         for (i, &digit) in significant.iter().enumerate() {
@@ -532,8 +553,8 @@ fn numeric(text: &str, out: &mut Vec<u8>) -> PyResult<()> {
             groups.pop();
         }
     }
-    let weight = i16::try_from(weight).map_err(|_| out_of_range(Wire::Numeric))?;
-    let count = i16::try_from(groups.len()).map_err(|_| out_of_range(Wire::Numeric))?;
+    let Ok(weight) = i16::try_from(weight) else { return Ok(false) };
+    let Ok(count) = i16::try_from(groups.len()) else { return Ok(false) };
     length(out, 8 + 2 * groups.len())?;
     out.extend_from_slice(&count.to_be_bytes());
     out.extend_from_slice(&weight.to_be_bytes());
@@ -543,7 +564,7 @@ fn numeric(text: &str, out: &mut Vec<u8>) -> PyResult<()> {
     for group in groups {
         out.extend_from_slice(&group.to_be_bytes());
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -552,7 +573,7 @@ mod tests {
 
     fn encoded(text: &str) -> (i16, i16, u16, u16, Vec<i16>) {
         let mut out = Vec::new();
-        numeric(text, &mut out).unwrap();
+        assert!(numeric(text, &mut out).unwrap());
         let word = |i: usize| i16::from_be_bytes([out[4 + 2 * i], out[5 + 2 * i]]);
         let count = word(0);
         let digits = (0..count as usize).map(|i| word(4 + i)).collect();
@@ -569,5 +590,17 @@ mod tests {
         assert_eq!(encoded("1.5E-7"), (1, -2, 0, 8, vec![15]));
         assert_eq!(encoded("100000000"), (1, 2, 0, 0, vec![1]));
         assert_eq!(encoded("-0"), (0, 0, 0, 0, vec![]));
+        assert_eq!(encoded("1E+3"), (1, 0, 0, 0, vec![1000]));
+    }
+
+    #[test]
+    fn numerics_beyond_the_limits_are_refused_unwritten() {
+        for text in ["1E-16384", "1E+131072", "1E+1000000000", "-9E-99999999999"] {
+            let mut out = Vec::new();
+            assert!(!numeric(text, &mut out).unwrap(), "{text}");
+            assert!(out.is_empty(), "{text}");
+        }
+        let mut out = Vec::new();
+        assert!(numeric("1E-16383", &mut out).unwrap());
     }
 }

@@ -56,6 +56,9 @@ pub struct ColumnSpec {
     pub name: Py<PyString>,
     pub fixed: i64,
     pub dropped: bool,
+    /// A live column dropped before and added again: its drop time (µs). Cells and complex deletions
+    /// written at or before it are ignored, as Cassandra does (`DeserializationHelper.isDropped`).
+    pub dropped_at: Option<i64>,
     /// The simple column's value decoder, or the complex column's cell decoders.
     pub kind: ColumnKind,
 }
@@ -166,6 +169,7 @@ fn column_spec(column: &Bound<'_, PyAny>, kinds: &DecoderKinds) -> PyResult<Colu
         name: column.getattr(intern!(py, "name"))?.cast_into::<PyString>()?.unbind(),
         fixed: column.getattr(intern!(py, "fixed"))?.extract()?,
         dropped: column.getattr(intern!(py, "dropped"))?.extract()?,
+        dropped_at: column.getattr(intern!(py, "dropped_at"))?.extract()?,
         kind,
     })
 }

@@ -11,9 +11,12 @@ Rules (docs/sinks.md has the full table):
 - numbers stay numbers; varint and decimal are written as exact JSON number
   literals (never through float); NaN and infinities become strings;
 - blob is ``"0x<hex>"``, uuid/timeuuid their lowercase text, inet its text;
-- timestamp is ISO-8601 UTC with milliseconds, date ``YYYY-MM-DD`` (or the
-  signed day number when outside Python's range), time nanoseconds since
+- timestamp is ISO-8601 UTC with milliseconds (or the signed millisecond
+  count as text when outside Python's years 1-9999), date ``YYYY-MM-DD`` (or
+  the signed day number when outside Python's range), time nanoseconds since
   midnight, duration ``{"months","days","nanoseconds"}``;
+- a zero-length value of a type whose values are never empty (``EMPTY``,
+  e.g. ``blobAsInt(0x)`` inside a tuple) is ``""``, distinct from null;
 - list, tuple and vector are arrays; set is an array ordered by each
   element's canonical text; map is an object when its key is text or ascii,
   otherwise an array of ``[key, value]`` pairs ordered by the key's text;
@@ -31,6 +34,7 @@ from decimal import Decimal
 from typing import Any
 
 from pipeline_runtime.cql.types import CqlType, Kind
+from pipeline_runtime.cql.values import EMPTY, Timestamp
 
 JsonValue = Any
 """What ``to_json`` returns: None, bool, int, float, str, Decimal, list or dict."""
@@ -45,6 +49,8 @@ def to_json(value: Any, cql_type: CqlType) -> JsonValue:
     if value is None:
         return None
     kind = cql_type.kind
+    if value is EMPTY:
+        return None if kind is Kind.EMPTY else ""
     converter = _SCALARS.get(kind)
     if converter is not None:
         return converter(value)
@@ -159,6 +165,8 @@ def _blob(value: Any) -> str:
 
 
 def _timestamp(value: Any) -> str:
+    if isinstance(value, Timestamp):
+        return str(value.milliseconds)
     if isinstance(value, (int, float)):
         value = _EPOCH + dt.timedelta(milliseconds=value)
     if value.tzinfo is not None:

@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline_runtime.cql.canonical import dumps, to_json
 from pipeline_runtime.cql.schema import Column, TableSchema
@@ -37,10 +37,16 @@ from pipeline_runtime.events import (
     SourcePosition,
 )
 
-Encoder = Callable[[CqlType], Callable[[Any], Any]]
-"""Gives, for a CQL type, the function that turns a driver value into the sink's native value.
 
-Resolved once per column, not per value: shaping is the runtime's hottest loop."""
+class Encoder(Protocol):
+    """Gives, for a column's CQL type, the function that turns a driver value into the sink's native value.
+
+    Resolved once per column, not per value: shaping is the runtime's hottest loop. ``table``
+    and ``column`` name the ``ValueEncodingError`` of a value the sink cannot hold.
+    """
+
+    def __call__(self, cql_type: CqlType, table: str = "", column: str = "") -> Callable[[Any], Any]: ...
+
 
 ElementState = list[Any]
 """``[value (canonical JSON text, None = tombstone), writetime µs, expiry s or None]``."""
@@ -295,11 +301,12 @@ class Shaper:
         self.layout = Layout(schema)
         stored = {c.name for c in (*self.layout.regulars, *self.layout.statics)}
         #: name -> (column, value encoder); columns the sink does not store are absent.
+        table = schema.qualified_name
         self._columns: dict[str, tuple[Column, Callable[[Any], Any]]] = {
-            c.name: (c, encoder(c.type)) for c in schema.columns if c.name in stored
+            c.name: (c, encoder(c.type, table, c.name)) for c in schema.columns if c.name in stored
         }
-        self._partition = [(c.name, encoder(c.type)) for c in schema.partition_key]
-        self._clustering = [(c.name, encoder(c.type)) for c in schema.clustering]
+        self._partition = [(c.name, encoder(c.type, table, c.name)) for c in schema.partition_key]
+        self._clustering = [(c.name, encoder(c.type, table, c.name)) for c in schema.clustering]
 
     def key(
         self, values: Mapping[str, Any], columns: list[tuple[str, Callable[[Any], Any]]], event: ChangeEvent

@@ -16,10 +16,23 @@ from typing import Any
 
 from pipeline_runtime.cql.canonical import dumps, to_json
 from pipeline_runtime.cql.types import CqlType, Kind
+from pipeline_runtime.cql.values import EMPTY, Timestamp, date_days
+from pipeline_runtime.errors import ValueEncodingError
 from pipeline_runtime.events import Cell, ChangeEvent, Liveness, Op
 from pipeline_runtime.sinks.changes import Layout
 
 Encoder = Callable[[Any], Any]
+
+
+class UnstorableValueError(ValueError):
+    """Raised by a scalar encoder for a value its sink cannot hold; ``column_encoder`` names the column.
+
+    ``reason`` says why without quoting the value (values never reach logs).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def native_classes() -> dict[str, Any]:
@@ -34,13 +47,23 @@ def native_classes() -> dict[str, Any]:
     }
 
 
-def column_encoder(
-    cql_type: CqlType, scalars: Mapping[Kind, Encoder], native_array: Callable[[CqlType], bool]
+def column_encoder(  # noqa: PLR0917 - the sinks' factories pass them straight through
+    cql_type: CqlType,
+    scalars: Mapping[Kind, Encoder],
+    native_array: Callable[[CqlType], bool],
+    table: str = "",
+    column: str = "",
+    json_check: Callable[[str], str | None] | None = None,
 ) -> Encoder:
     """Driver value -> sink value for ``cql_type``; None stays None.
 
     Scalars use the sink's own encoders, vectors the sink stores as native arrays
-    encode element by element, and everything else is canonical JSON text.
+    encode element by element, and everything else is canonical JSON text
+    (``json_check`` gives the reason a sink cannot store a JSON text, or None).
+    A zero-length value (``EMPTY``) is stored as NULL: no scalar column type can
+    tell it from null (docs/sinks.md). A value the sink cannot hold raises
+    ``ValueEncodingError`` naming ``table``, ``column`` and the CQL type: that
+    row is dead-lettered, the rest of the batch is written.
     """
     encoder = scalars.get(cql_type.kind)
     if encoder is None:
@@ -50,32 +73,62 @@ def column_encoder(
             def encoder(value: Any) -> Any:
                 return [element(v) for v in value]
 
-        else:
+        elif json_check is None:
 
             def encoder(value: Any) -> Any:
                 return dumps(to_json(value, cql_type))
 
+        else:
+            check = json_check
+
+            def encoder(value: Any) -> Any:
+                text = dumps(to_json(value, cql_type))
+                reason = check(text)
+                if reason is not None:
+                    raise UnstorableValueError(reason)
+                return text
+
     plain = encoder
 
     def encode(value: Any) -> Any:
-        return None if value is None else plain(value)
+        if value is None or value is EMPTY:
+            return None
+        try:
+            return plain(value)
+        except UnstorableValueError as exc:
+            raise ValueEncodingError(table or "?", column or "?", cql_type.cql(), exc.reason) from None
 
     return encode
 
 
+_EPOCH_DATE = dt.date(1970, 1, 1)
+#: Days since 1970 of ``datetime.date``'s first and last day (years 1 and 9999).
+_DATE_MIN_DAYS = dt.date.min.toordinal() - _EPOCH_DATE.toordinal()
+_DATE_MAX_DAYS = dt.date.max.toordinal() - _EPOCH_DATE.toordinal()
+
+
 def to_date(value: Any) -> dt.date:
-    """A CQL ``date`` as a ``datetime.date``: from a date, datetime, days since 1970 or the driver's ``Date``."""
+    """A CQL ``date`` as a ``datetime.date``: from a date, datetime, days since 1970 or the driver's ``Date``.
+
+    Raises ``UnstorableValueError`` for a day outside ``datetime.date``'s years 1-9999.
+    """
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
         return value
-    if isinstance(value, int):
-        return dt.date(1970, 1, 1) + dt.timedelta(days=value)
-    return value.date()  # type: ignore[no-any-return]  # cassandra.util.Date; ValueError out of range
+    days = date_days(value)
+    if not _DATE_MIN_DAYS <= days <= _DATE_MAX_DAYS:
+        raise UnstorableValueError("the date is outside years 1-9999, which this sink's date type holds")
+    return _EPOCH_DATE + dt.timedelta(days=days)
 
 
 def to_utc(value: Any) -> dt.datetime:
-    """A CQL ``timestamp`` as an aware datetime: naive ones are UTC, numbers are milliseconds since 1970."""
+    """A CQL ``timestamp`` as an aware datetime: naive ones are UTC, numbers are milliseconds since 1970.
+
+    Raises ``UnstorableValueError`` for a ``Timestamp`` (outside ``datetime``'s years 1-9999).
+    """
+    if isinstance(value, Timestamp):
+        raise UnstorableValueError("the timestamp is outside years 1-9999, which this sink's timestamp type holds")
     if isinstance(value, (int, float)):
         return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=value)
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)  # type: ignore[no-any-return]

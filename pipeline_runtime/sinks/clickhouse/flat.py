@@ -58,14 +58,15 @@ class FlatRows:
         #: Only tables whose every stored column is a single-cell regular column qualify.
         self.eligible = not layout.statics and not any(c.type.multi_cell for c in layout.regulars)
         self._keys = len(schema.primary_key)
-        self._partition = [(c.name, ch_encoder(c.type)) for c in schema.partition_key]
-        self._clustering = [(c.name, ch_encoder(c.type)) for c in layout.clustering]
+        table = schema.qualified_name
+        self._partition = [(c.name, ch_encoder(c.type, table, c.name)) for c in schema.partition_key]
+        self._clustering = [(c.name, ch_encoder(c.type, table, c.name)) for c in layout.clustering]
         #: name -> (slot of the value, encoder, the type the encoder returns unchanged or None);
         #: columns the sink does not store are absent.
         self._slots: dict[str, tuple[int, Callable[[Any], Any], type | None]] = {}
         for index, column in enumerate(layout.regulars):
             native = _NATIVE.get(column.type.kind)
-            self._slots[column.name] = (self._keys + 3 * index, ch_encoder(column.type), native)
+            self._slots[column.name] = (self._keys + 3 * index, ch_encoder(column.type, table, column.name), native)
         self._cells = [self._keys + 3 * i for i in range(len(layout.regulars))]
         self._arrays = [self._keys + 3 * i for i, c in enumerate(layout.regulars) if is_array(c.type)]
         self._width = self._keys + 3 * len(layout.regulars) + 3

@@ -400,7 +400,7 @@ def _native(sql: TableSql) -> _Native | None:
     layout = sql.layout
 
     def spec(column: Column) -> tuple[str, str, Callable[[Any], Any]]:
-        return column.name, stage_type(column.type), ch_encoder(column.type)
+        return column.name, stage_type(column.type), ch_encoder(column.type, layout.schema.qualified_name, column.name)
 
     stage = module.ChStageEncoder(
         native_classes(),

@@ -5,6 +5,13 @@ decimal are kept as exact decimal text in ``String``: ClickHouse's Decimal
 needs a fixed scale and Int256 a bound, Cassandra's have neither. Types
 without a ClickHouse counterpart (collections, tuples, UDTs, durations) are
 canonical JSON text, identical to what the PostgreSQL sink stores as jsonb.
+
+``timestamp`` and ``date`` are stored for every value Python's ``datetime``
+and ``date`` hold (years 1-9999: the sink reads stored rows back through
+clickhouse-connect, which returns those types); the engine keeps them
+exactly as ticks and days even outside ClickHouse's documented 1900-2299.
+A value beyond years 1-9999 raises ``ValueEncodingError``: that row is
+dead-lettered.
 """
 
 from __future__ import annotations
@@ -99,9 +106,12 @@ _ENCODERS: Mapping[Kind, Callable[[Any], Any]] = {
 }
 
 
-def ch_encoder(cql_type: CqlType) -> Callable[[Any], Any]:
-    """The function from a driver value of ``cql_type`` to its sink value (None stays None)."""
-    return column_encoder(cql_type, _ENCODERS, is_array)
+def ch_encoder(cql_type: CqlType, table: str = "", column: str = "") -> Callable[[Any], Any]:
+    """The function from a driver value of ``cql_type`` to its sink value (None stays None).
+
+    ``table`` and ``column`` name the ``ValueEncodingError`` of a value ClickHouse cannot take.
+    """
+    return column_encoder(cql_type, _ENCODERS, is_array, table, column)
 
 
 def ch_value(value: Any, cql_type: CqlType) -> Any:

@@ -16,9 +16,10 @@ from typing import Any
 
 from pipeline_runtime.cql.canonical import dumps
 from pipeline_runtime.cql.types import CqlType, Kind
+from pipeline_runtime.cql.values import EMPTY
 from pipeline_runtime.events import LIVE_TIMESTAMP, Cell, ChangeEvent, Op
 from pipeline_runtime.native import native_module
-from pipeline_runtime.sinks.changes import Layout, RowDelta
+from pipeline_runtime.sinks.changes import Encoder, Layout, RowDelta
 from pipeline_runtime.sinks.encoding import native_classes
 from pipeline_runtime.sinks.postgres.typemap import copy_wire
 
@@ -27,8 +28,10 @@ Record = tuple[Any, ...]
 CopyData = tuple[bytes, int]
 
 #: Kinds whose driver values asyncpg's binary COPY takes unchanged (it still type-checks them,
-#: so a wrong type becomes a row-level rejection, not corrupt data).
-_AS_IS = frozenset({Kind.TEXT, Kind.ASCII, Kind.INT, Kind.BIGINT, Kind.SMALLINT, Kind.DOUBLE, Kind.BOOLEAN})
+#: so a wrong type becomes a row-level rejection, not corrupt data). Not text: its encoder
+#: names the column of a U+0000, which PostgreSQL cannot store. ``EMPTY`` (a zero-length
+#: value) needs the encoder too: it takes these kinds off the fast path (``fast``).
+_AS_IS = frozenset({Kind.INT, Kind.BIGINT, Kind.SMALLINT, Kind.DOUBLE, Kind.BOOLEAN})
 
 
 class RecordBuilder:
@@ -39,23 +42,25 @@ class RecordBuilder:
     so the per-event loop of ``fast`` does no lookups it could have done earlier.
     """
 
-    def __init__(self, layout: Layout, encoder: Callable[[Any], Callable[[Any], Any]]) -> None:
+    def __init__(self, layout: Layout, encoder: Encoder) -> None:
         self.layout = layout
         self._regulars = [(c.name, c.type.multi_cell) for c in layout.regulars]
         self._statics = [(c.name, c.type.multi_cell) for c in layout.statics]
         keys = len(layout.key_names)
+        table = layout.schema.qualified_name
         #: name -> (record index of the value, encoder or None when the driver's value is already right).
         self._slots: dict[str, tuple[int, Callable[[Any], Any] | None]] = {}
         index = keys
         for column in layout.regulars:
             if not column.type.multi_cell:
-                self._slots[column.name] = (index, _plain(column.type, encoder))
+                self._slots[column.name] = (index, _plain(column.type, encoder(column.type, table, column.name)))
             index += 2 if column.type.multi_cell else 3
         self._width = index + 3
         #: Columns of the table that only the general path handles (multi-cell, static, key, skipped kinds).
         self._general = frozenset(layout.schema.by_name) - self._slots.keys()
-        self._partition = [(c.name, _plain(c.type, encoder)) for c in layout.schema.partition_key]
-        self._clustering = [(c.name, _plain(c.type, encoder)) for c in layout.clustering]
+        keyed = [*layout.schema.partition_key]
+        self._partition = [(c.name, _plain(c.type, encoder(c.type, table, c.name))) for c in keyed]
+        self._clustering = [(c.name, _plain(c.type, encoder(c.type, table, c.name))) for c in layout.clustering]
         #: An empty record: no cells, no liveness, no deletion.
         self._blank: list[Any] = [None] * self._width
         self._blank[-1] = LIVE_TIMESTAMP
@@ -128,7 +133,8 @@ class RecordBuilder:
                     row[index] = None
                     row[index + 2] = None
                 else:
-                    row[index] = value if encode is None else encode(value)
+                    # A zero-length value is stored as NULL, as the column encoders store it.
+                    row[index] = encode(value) if encode is not None else None if value is EMPTY else value
                     row[index + 2] = change.local_deletion_time if change.ttl is not None else None
                 row[index + 1] = change.timestamp
             liveness = event.liveness
@@ -145,16 +151,15 @@ class RecordBuilder:
         return (*delta.key, *_cells(delta, self._statics), delta.deleted_at)
 
 
-def _native_encoder(
-    layout: Layout, encoder: Callable[[Any], Callable[[Any], Any]], general: frozenset[str]
-) -> Any | None:
+def _native_encoder(layout: Layout, encoder: Encoder, general: frozenset[str]) -> Any | None:
     module = native_module()
     if module is None:
         return None
+    table = layout.schema.qualified_name
 
     def spec(column: Any) -> tuple[str, str, Callable[[Any], Any]]:
         wire = "multi" if column.type.multi_cell else copy_wire(column.type)
-        return column.name, wire, encoder(column.type)
+        return column.name, wire, encoder(column.type, table, column.name)
 
     return module.PgCopyEncoder(
         native_classes(),
@@ -165,9 +170,9 @@ def _native_encoder(
     )
 
 
-def _plain(cql_type: CqlType, encoder: Callable[[Any], Callable[[Any], Any]]) -> Callable[[Any], Any] | None:
+def _plain(cql_type: CqlType, encode: Callable[[Any], Any]) -> Callable[[Any], Any] | None:
     """The encoder for non-null values, or None when asyncpg takes the driver's value unchanged."""
-    return None if cql_type.kind in _AS_IS else encoder(cql_type)
+    return None if cql_type.kind in _AS_IS else encode
 
 
 def _cells(delta: RowDelta, columns: Sequence[tuple[str, bool]]) -> list[Any]:

@@ -48,7 +48,7 @@ from pipeline_runtime.sinks.postgres.ddl import ensure_tables
 from pipeline_runtime.sinks.postgres.errors import boundary
 from pipeline_runtime.sinks.postgres.records import CopyData, Record, RecordBuilder
 from pipeline_runtime.sinks.postgres.sql import TableSql, ident
-from pipeline_runtime.sinks.postgres.typemap import pg_encoder
+from pipeline_runtime.sinks.postgres.typemap import pg_encoder, register_codecs
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,9 @@ class PostgresSink:
 
     async def open(self) -> None:
         async with boundary(self.name):
-            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size)
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=self._pool_size, init=register_codecs
+            )
         try:
             async with boundary(self.name), self._pool.acquire() as conn:
                 await self._prepare_database(conn)

@@ -373,6 +373,9 @@ class MutationDecoder:
                 raw = r.take(fixed) if fixed >= 0 else r.take(r.uvint())
             if not emit or column.dropped:
                 continue
+            dropped_at = column.dropped_at
+            if dropped_at is not None and ts <= dropped_at:
+                continue  # written before the column was dropped: Cassandra ignores it
             if cell_flags & _CELL_DELETED:
                 cells[column.name] = Cell(None, ts, None, ldt, True)
             else:
@@ -496,6 +499,9 @@ def _complex(  # noqa: PLR0917 - hot path
     emit: bool,
 ) -> CollectionChange | None:
     deletion = r.complex_deletion() if has_complex_deletion else None
+    dropped_at = column.dropped_at
+    if deletion is not None and dropped_at is not None and deletion.timestamp <= dropped_at:
+        deletion = None  # ``isDroppedComplexDeletion``
     count = r.int32()
     if count < 0:
         raise DecodeError(f"negative cell count {count}")
@@ -519,7 +525,7 @@ def _complex(  # noqa: PLR0917 - hot path
             ldt = r.decode_ldt(ldt, ttl)
         path_raw = r.take(r.uvint())
         raw = b"" if cell_flags & _CELL_EMPTY else r.take(r.uvint())
-        if not emit:
+        if not emit or (dropped_at is not None and ts <= dropped_at):
             continue
         value: Any = None
         if codec.field_names:

@@ -70,13 +70,19 @@ class ColumnPlan:
     codec: ComplexCodec | None = None
     #: Cells of dropped columns are read (to move past them) but not reported.
     dropped: bool = False
+    #: A live column dropped before and added again: when it was dropped (µs). Cassandra ignores
+    #: its cells, and its complex deletions, written at or before that time
+    #: (``DeserializationHelper.isDropped``), so they are not reported.
+    dropped_at: int | None = None
 
 
-def column_plan(name: str, cql_type: CqlType, keyspace: str, dropped: bool = False) -> ColumnPlan:
+def column_plan(
+    name: str, cql_type: CqlType, keyspace: str, dropped: bool = False, dropped_at: int | None = None
+) -> ColumnPlan:
     cql_type = effective_type(cql_type)
     if cql_type.multi_cell:
         codec = complex_codec(cql_type, keyspace)
-        return ColumnPlan(name, True, -1, _no_value, None, codec, dropped)
+        return ColumnPlan(name, True, -1, _no_value, None, codec, dropped, dropped_at)
     width = cql_type.fixed_width
     return ColumnPlan(
         name,
@@ -86,6 +92,7 @@ def column_plan(name: str, cql_type: CqlType, keyspace: str, dropped: bool = Fal
         empty_value(cql_type, keyspace),
         None,
         dropped,
+        dropped_at,
     )
 
 
@@ -189,6 +196,12 @@ class TablePlan:
         return values
 
 
+def live_column_plan(schema: TableSchema, name: str, cql_type: CqlType) -> ColumnPlan:
+    """The plan of a live column, remembering when a column of that name was last dropped."""
+    dropped = schema.dropped.get(name)
+    return column_plan(name, cql_type, schema.keyspace, dropped_at=None if dropped is None else dropped.dropped_at)
+
+
 def build_plan(schema: TableSchema, emit: bool, on_unknown: UnknownColumn, skip_reason: str | None = None) -> TablePlan:
     """Compile ``schema`` into a plan; dropped columns are readable but marked."""
     keyspace = schema.keyspace
@@ -200,7 +213,7 @@ def build_plan(schema: TableSchema, emit: bool, on_unknown: UnknownColumn, skip_
             continue
     for column in schema.columns:
         if column.kind in (ColumnKind.REGULAR, ColumnKind.STATIC):
-            by_name[column.name.encode("utf-8")] = column_plan(column.name, column.type, keyspace)
+            by_name[column.name.encode("utf-8")] = live_column_plan(schema, column.name, column.type)
     if skip_reason is None:
         if schema.is_counter:
             skip_reason = "counter"

@@ -6,6 +6,12 @@ cassandra-driver, so every value goes through the driver's own deserializer
 the few natives where a direct ``int.from_bytes``/``struct`` call gives the
 very same object faster. Serialized forms inside a cell are the native
 protocol's (v3+: int32 lengths in frozen collections, tuples and UDTs).
+
+Where the driver's value loses what Cassandra holds, the decoder differs from
+it, at every nesting depth (``pipeline_runtime.cql.values``, docs/commitlog.md):
+timestamps outside ``datetime``'s range, zero-length values (``EMPTY``, not
+None), and sets whose elements Python's ``==`` merges but Cassandra keeps
+apart (``-0.0`` and ``0.0`` in a ``set<double>``).
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from cassandra import cqltypes
+from cassandra import cqltypes, util
 
 from pipeline_runtime.cql.types import CqlType, Kind
+from pipeline_runtime.cql.values import EMPTY, timestamp_from_millis
 from pipeline_runtime.source.errors import DecodeError
 
 #: Native protocol version whose value encoding matches Cassandra's internal one.
@@ -49,6 +56,45 @@ _NATIVE_DRIVER_TYPES: dict[Kind, type[Any]] = {
     Kind.UUID: cqltypes.UUIDType,
     Kind.VARINT: cqltypes.IntegerType,
     Kind.EMPTY: cqltypes.EmptyType if hasattr(cqltypes, "EmptyType") else cqltypes.BytesType,
+}
+
+
+class _ExactTimestampType(cqltypes.DateType):  # type: ignore[misc]
+    """``timestamp`` decoded exactly, over its whole 64-bit range (inside collections, tuples, UDTs too)."""
+
+    @staticmethod
+    def deserialize(byts: bytes, protocol_version: int) -> Any:
+        return _timestamp(byts)
+
+
+def _sorted_set(items: list[Any]) -> Any:
+    result = util.SortedSet()
+    result._items = items
+    return result
+
+
+class _ExactSetType(cqltypes.SetType):  # type: ignore[misc]
+    """A frozen set with every element Cassandra keeps, in Cassandra's order.
+
+    The driver's ``SortedSet`` drops an element equal (``==``) to one it holds, so
+    ``{-0.0, 0.0}`` (two elements for Cassandra, which orders doubles by
+    ``Double.compare``) came back with one. The elements arrive distinct and
+    sorted; they are kept as they are.
+    """
+
+    adapter = staticmethod(_sorted_set)
+
+
+def _empty_aware(cls: type[Any]) -> type[Any]:
+    """``cls`` returning ``EMPTY`` for a zero-length value, where the driver returns None."""
+    if cls.empty_binary_ok:
+        return cls
+    return type(cls.__name__, (cls,), {"support_empty_values": True})
+
+
+_DRIVER_TYPES: dict[Kind, type[Any]] = {
+    kind: _empty_aware(_ExactTimestampType if kind is Kind.TIMESTAMP else cls)
+    for kind, cls in _NATIVE_DRIVER_TYPES.items()
 }
 
 _DOUBLE = struct.Struct(">d")
@@ -89,6 +135,12 @@ def _blob(data: bytes) -> bytes:
     return bytes(data)
 
 
+def _timestamp(data: bytes) -> Any:
+    if len(data) != 8:
+        raise DecodeError(f"a timestamp value has 8 bytes, not {len(data)}")
+    return timestamp_from_millis(int.from_bytes(data, "big", signed=True))
+
+
 #: Natives whose direct decoding is the driver's result, object for object.
 _FAST: dict[Kind, ValueDecoder] = {
     Kind.INT: _signed,
@@ -104,19 +156,20 @@ _FAST: dict[Kind, ValueDecoder] = {
     Kind.UUID: _uuid,
     Kind.TIMEUUID: _uuid,
     Kind.BLOB: _blob,
+    Kind.TIMESTAMP: _timestamp,
 }
 
 
 def driver_type(cql_type: CqlType, keyspace: str) -> type[Any]:
     """The cassandra-driver type class for ``cql_type`` (frozen form for nested types)."""
     kind = cql_type.kind
-    if kind in _NATIVE_DRIVER_TYPES:
-        return _NATIVE_DRIVER_TYPES[kind]
+    if kind in _DRIVER_TYPES:
+        return _DRIVER_TYPES[kind]
     args = [driver_type(a, keyspace) for a in cql_type.args]
     if kind is Kind.LIST:
         return cqltypes.ListType.apply_parameters(args, None)  # type: ignore[no-any-return]
     if kind is Kind.SET:
-        return cqltypes.SetType.apply_parameters(args, None)  # type: ignore[no-any-return]
+        return _ExactSetType.apply_parameters(args, None)  # type: ignore[no-any-return]
     if kind is Kind.MAP:
         return cqltypes.MapType.apply_parameters(args, None)  # type: ignore[no-any-return]
     if kind is Kind.TUPLE:
@@ -128,7 +181,7 @@ def driver_type(cql_type: CqlType, keyspace: str) -> type[Any]:
     if kind is Kind.VECTOR:
         return cqltypes.VectorType.apply_parameters([args[0], cql_type.dimension], None)  # type: ignore[no-any-return]
     bytes_type: type[Any] = cqltypes.BytesType
-    return bytes_type  # custom types: the driver hands back raw bytes too
+    return bytes_type  # custom types: the driver hands back raw bytes too (b"" when empty)
 
 
 def value_decoder(cql_type: CqlType, keyspace: str) -> ValueDecoder:
@@ -141,8 +194,9 @@ def value_decoder(cql_type: CqlType, keyspace: str) -> ValueDecoder:
 
 
 def empty_value(cql_type: CqlType, keyspace: str) -> Any:
-    """What the driver returns for a zero-length value of this type (e.g. ``blobAsInt(0x)``)."""
-    return driver_type(cql_type, keyspace).from_binary(b"", PROTOCOL_VERSION)
+    """A zero-length value of this type (e.g. ``blobAsInt(0x)``): ``EMPTY``, or ``''``/``b''`` for text and blob."""
+    value = driver_type(cql_type, keyspace).from_binary(b"", PROTOCOL_VERSION)
+    return EMPTY if value is None else value
 
 
 def _through_driver(deserialize: Callable[[bytes, int], Any], cql_type: CqlType, data: bytes) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from pipeline_runtime.cql.schema import TableSchema
-from pipeline_runtime.source.commitlog.plan import ColumnPlan, TablePlan, build_plan, column_plan
+from pipeline_runtime.source.commitlog.plan import ColumnPlan, TablePlan, build_plan, column_plan, live_column_plan
 from pipeline_runtime.source.errors import UnknownColumnError, UnknownTableError
 from pipeline_runtime.source.schema.rows import SchemaRows, build_schemas
 
@@ -111,7 +111,7 @@ class SchemaRegistry:
         if schema is not None:
             column = schema.column(name)
             if column is not None:
-                return column_plan(name, column.type, schema.keyspace)
+                return live_column_plan(schema, name, column.type)
             dropped = schema.dropped.get(name)
             if dropped is not None:
                 return column_plan(name, dropped.type, schema.keyspace, dropped=True)

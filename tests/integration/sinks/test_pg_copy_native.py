@@ -44,7 +44,7 @@ from pipeline_runtime.sinks.postgres.ddl import ensure_tables
 from pipeline_runtime.sinks.postgres.records import RecordBuilder
 from pipeline_runtime.sinks.postgres.sink import PARALLEL_MIN_ROWS, _chunks
 from pipeline_runtime.sinks.postgres.sql import TableSql
-from pipeline_runtime.sinks.postgres.typemap import pg_encoder
+from pipeline_runtime.sinks.postgres.typemap import pg_encoder, register_codecs
 from pipeline_runtime.sinks.retry import Backoff
 from pipeline_runtime.sinks.writer import BatchWriter
 from tests.integration.sinks.test_sink_types import SAMPLES
@@ -143,6 +143,7 @@ async def test_native_copy_stores_what_asyncpg_stores(postgres_dsn: str) -> None
     assert records is not None and data is not None
     assert data[1] == len(records) == 300
     conn = await asyncpg.connect(postgres_dsn)
+    await register_codecs(conn)
     try:
         await ensure_tables(conn, sql)
         await _stage(conn, sql, "from_python")
@@ -171,6 +172,7 @@ async def test_extreme_dates_are_stored_as_dates(postgres_dsn: str) -> None:
     data = builder.copy_data([event])
     assert data is not None
     conn = await asyncpg.connect(postgres_dsn)
+    await register_codecs(conn)
     try:
         await ensure_tables(conn, sql)
         await _stage(conn, sql, "extremes")
