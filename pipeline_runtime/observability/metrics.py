@@ -36,6 +36,9 @@ class Metrics:
     cdc_raw_bytes: Gauge
     cdc_raw_share: Gauge
     segments_deleted: Counter
+    segments_reclaimed: Counter
+    segments_without_cdc: Counter
+    index_not_ready: Counter
 
 
 def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
@@ -117,6 +120,24 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         segments_deleted=Counter(
             "headrace_segments_deleted",
             "cdc_raw segments deleted after every sink committed past them",
+            node,
+            registry=registry,
+        ),
+        segments_reclaimed=Counter(
+            "headrace_segments_reclaimed",
+            "Empty cdc_raw segments left by graceful Cassandra stops, proved empty and deleted",
+            node,
+            registry=registry,
+        ),
+        segments_without_cdc=Counter(
+            "headrace_segments_without_cdc",
+            "cdc_raw segments passed over unread: no _cdc.idx while a later segment has one (no CDC data synced)",
+            node,
+            registry=registry,
+        ),
+        index_not_ready=Counter(
+            "headrace_cdc_index_not_ready",
+            "_cdc.idx reads that found the file empty or half-written (Cassandra rewriting it); read again next poll",
             node,
             registry=registry,
         ),

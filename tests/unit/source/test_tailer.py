@@ -54,8 +54,10 @@ def test_segments_without_idx_are_skipped_once_a_later_one_has_data(tmp_path: Pa
     (log,) = folder.glob("*.log")
     segment_id = int(log.name.split("-")[2][:-4])
     (folder / f"CommitLog-7-{segment_id - 1}.log").write_bytes(bytes(64))
-    events = [e for b in drain(CdcRawTailer(folder, "n", registry("v7"))) for e in b.events]
+    tailer = CdcRawTailer(folder, "n", registry("v7"))
+    events = [e for b in drain(tailer) for e in b.events]
     assert events and {e.source.position.segment_id for e in events} == {segment_id}
+    assert tailer.counters.segments_without_cdc == 1  # passed over on purpose, and counted
 
 
 async def test_async_source_yields_batches_then_heartbeats(tmp_path: Path) -> None:
@@ -71,3 +73,22 @@ async def test_async_source_yields_batches_then_heartbeats(tmp_path: Path) -> No
     assert seen[-1].position == seen[-2].position
     assert [s.segment_id for s in source.backlog()] == [seen[0].position.segment_id if seen[0].position else 0]
     assert source.schema("fx", "ops").name == "ops"
+
+
+async def test_source_counts_accumulate_over_every_read(tmp_path: Path) -> None:
+    """The runner turns these into metrics: they must not restart from zero when it calls ``read`` again."""
+    folder = copy_recording("v7", tmp_path)
+    source = CdcRawSource(folder, "n", registry("v7"), TailerSettings(poll_interval=0.01), idle_heartbeat=0.05)
+
+    async def read_once() -> None:
+        async with asyncio.timeout(10):
+            async for batch in source.read(None):
+                if not batch.events and batch.entries == 0 and batch.completed_segment is None:
+                    return
+
+    await read_once()
+    once = dict(source.decode_stats.skipped)
+    assert once and all(count > 0 for count in once.values())  # counter-table updates, walked and not reported
+    await read_once()
+    assert source.decode_stats.skipped == {reason: 2 * count for reason, count in once.items()}
+    assert source.tailer is not None and source.tailer.stats is source.decode_stats
