@@ -24,9 +24,13 @@ A segment is reclaimable only when every one of these holds:
    segment any more. The segment being written and the spare both have 2;
 3. a segment with a higher id exists in cdc_raw: Cassandra has moved on;
 4. it holds no entry: a valid header naming its own id (or an empty or
-   all-zero file), the end of data before any entry, and only zeros after it.
+   all-zero file), the end of data before any entry, and only zeros after it;
+5. its link count last changed ``SETTLE_SECONDS`` ago or more (its ctime):
+   Cassandra's own cleanup of a replayed segment at startup deletes the
+   commitlog name, then checks and deletes the cdc_raw one; the runtime keeps
+   clear of that sequence.
 
-1-3 are cheap and checked first; 4 reads the file. Such a segment holds
+1-3 and 5 are cheap and checked first; 4 reads the file. Such a segment holds
 nothing any sink needs, so the checkpoint deletes it without waiting for a
 commit past it.
 """
@@ -43,6 +47,8 @@ from pipeline_runtime.source.commitlog.descriptor import parse_header
 from pipeline_runtime.source.commitlog.segment import SegmentReader
 
 _CHUNK = 1 << 20
+#: Rule 5: seconds since the segment's link count (ctime) last changed.
+SETTLE_SECONDS = 5.0
 #: Bytes read for the header check: 20 fixed bytes + up to 65535 bytes of params.
 _HEADER_READ = 20 + 65535 + 4
 
@@ -54,11 +60,13 @@ class OrphanFacts:
     has_index: bool
     links: int
     newer_segment: bool
+    #: Rule 5: the inode's ctime is at least ``SETTLE_SECONDS`` old.
+    settled: bool = True
 
 
 def may_reclaim(facts: OrphanFacts, holds_no_entries: Callable[[], bool]) -> bool:
-    """Rules 1-4; ``holds_no_entries`` (which reads the file) runs only when 1-3 hold."""
-    return not facts.has_index and facts.links == 1 and facts.newer_segment and holds_no_entries()
+    """Rules 1-5; ``holds_no_entries`` (which reads the file) runs only when the others hold."""
+    return not facts.has_index and facts.links == 1 and facts.newer_segment and facts.settled and holds_no_entries()
 
 
 def _zeros_from(path: Path, offset: int) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from enum import Enum, StrEnum
@@ -36,7 +37,7 @@ from pipeline_runtime.source.errors import (
     SchemaError,
     SegmentError,
 )
-from pipeline_runtime.source.orphans import OrphanFacts, holds_no_entries, may_reclaim
+from pipeline_runtime.source.orphans import SETTLE_SECONDS, OrphanFacts, holds_no_entries, may_reclaim
 from pipeline_runtime.source.schema.registry import SchemaRegistry
 
 
@@ -355,12 +356,16 @@ class CdcRawSource:
         registry: SchemaRegistry,
         settings: TailerSettings | None = None,
         idle_heartbeat: float = 1.0,
+        *,
+        settle_seconds: float = SETTLE_SECONDS,
     ) -> None:
         self.cdc_raw = cdc_raw
         self.node = node
         self.registry = registry
         self.settings = settings or TailerSettings()
         self.idle_heartbeat = idle_heartbeat
+        #: A segment is reclaimable only once its link count has not changed for this long (orphans rule 5).
+        self.settle_seconds = settle_seconds
         self.tailer: CdcRawTailer | None = None
         #: Decoder counts (skipped counter/view updates by reason), cumulative over every ``read``.
         self.decode_stats = DecodeStats()
@@ -431,6 +436,7 @@ class CdcRawSource:
             key=lambda s: s.segment_id,
         )
         newest = segments[-1].segment_id if segments else None
+        now = time.time()
         found: list[SegmentInfo] = []
         seen: set[tuple[int, int, int, int]] = set()
         for name in segments:
@@ -451,7 +457,12 @@ class CdcRawSource:
                     index_size = index.stat().st_size
                 except OSError:
                     index_size = 0
-            facts = OrphanFacts(state is not None, stat.st_nlink, newest is not None and name.segment_id < newest)
+            facts = OrphanFacts(
+                has_index=state is not None,
+                links=stat.st_nlink,
+                newer_segment=newest is not None and name.segment_id < newest,
+                settled=now - stat.st_ctime >= self.settle_seconds,
+            )
             key = (name.segment_id, stat.st_ino, stat.st_size, stat.st_mtime_ns)
             seen.add(key)
 
