@@ -1,8 +1,12 @@
 """Create and evolve a table's storage in ClickHouse; refuse drops and retypes.
 
 Runs synchronously (the sink calls it in a worker thread). New Cassandra
-columns become ``ADD COLUMN``s and the view is rebuilt; a column that
-vanished or changed type raises ``SchemaDriftError`` and changes nothing.
+columns become ``ADD COLUMN IF NOT EXISTS`` and the view is replaced in one
+statement; a column that vanished or changed type raises ``SchemaDriftError``
+and changes nothing. Every statement is safe to run concurrently with the same
+statement from another runtime; should ClickHouse still report that an object
+already exists (a race it lost), the error is retryable and the next attempt
+finds the object.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ def ensure_tables(client: Any, sql: TableSql) -> None:
     _evolve(client, sql, sql.table + "__state", sql.state, sql.state_columns)
     if sql.has_statics:
         _evolve(client, sql, sql.table + "__static", sql.statics, sql.static_columns)
-    client.command(f"DROP VIEW IF EXISTS {sql.view}")
+    # Several runtimes (every replica's, every pipeline's) run this at once: each statement must
+    # succeed whoever ran it first, so no DROP-then-CREATE window and no plain ADD COLUMN.
     client.command(sql.create_view())
 
 
@@ -53,5 +58,5 @@ def _evolve(client: Any, sql: TableSql, name: str, qualified: str, expected: lis
     missing = [(n, t) for n, t in expected if n not in existing]
     if missing:
         # Added before the bookkeeping columns would be nicer to read, but ADD COLUMN appends; order is irrelevant.
-        adds = ", ".join(f"ADD COLUMN {ident(n)} {t}" for n, t in missing)
+        adds = ", ".join(f"ADD COLUMN IF NOT EXISTS {ident(n)} {t}" for n, t in missing)
         client.command(f"ALTER TABLE {qualified} {adds}")

@@ -174,14 +174,16 @@ class TableSql(TableObjects):
         alive = self._row_alive("r")
         select_rows = ", ".join(keys + statics + regulars)
         if not self.has_statics:
-            return f"CREATE VIEW {self.view} AS SELECT {select_rows} FROM {self.state} AS r FINAL WHERE {alive}"
+            return (
+                f"CREATE OR REPLACE VIEW {self.view} AS SELECT {select_rows} FROM {self.state} AS r FINAL WHERE {alive}"
+            )
         part = ", ".join(ident(n) for n in layout.partition_names)
         st_keys = [f"st.{ident(c.name)} AS {ident(c.name)}" for c in layout.schema.partition_key]
         st_keys += [f"CAST(NULL, 'Nullable({ch_type(c.type)})') AS {ident(c.name)}" for c in layout.clustering]
         nulls = [f"{self._null(c)} AS {ident(c.name)}" for c in layout.regulars]
         static_alive = " OR ".join(f"{self._present(self._visible('st', c), c)}" for c in layout.statics)
         return (
-            f"CREATE VIEW {self.view} AS "
+            f"CREATE OR REPLACE VIEW {self.view} AS "
             f"SELECT {select_rows} FROM {self.state} AS r FINAL "
             f"LEFT JOIN (SELECT * FROM {self.statics} FINAL) AS st USING ({part}) WHERE {alive} "
             f"UNION ALL SELECT {', '.join(st_keys + statics + nulls)} FROM {self.statics} AS st FINAL "

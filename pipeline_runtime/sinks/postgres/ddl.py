@@ -16,7 +16,7 @@ from pipeline_runtime.errors import SchemaDriftError
 from pipeline_runtime.sinks.postgres.sql import FUNCTIONS, TableSql, ident, storage_columns
 from pipeline_runtime.sinks.postgres.typemap import pg_type
 
-_DDL_LOCK = 0x4845414452414345  # "HEADRACE": one key for all Headrace DDL in a database
+DDL_LOCK = 0x4845414452414345  # "HEADRACE": one key for all Headrace DDL in a database
 
 _EXISTING = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type
@@ -28,7 +28,7 @@ ORDER BY a.attnum
 
 async def ensure_tables(conn: asyncpg.Connection, sql: TableSql) -> None:
     """Create the table's storage and view, or add new columns; raise on drift."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", DDL_LOCK)
     await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(sql.schema)}")
     for function in FUNCTIONS:
         await conn.execute(function.format(schema=ident(sql.schema)))

@@ -44,7 +44,7 @@ from pipeline_runtime.sinks.changes import (
     tombstone_from_record,
     tombstone_record,
 )
-from pipeline_runtime.sinks.postgres.ddl import ensure_tables
+from pipeline_runtime.sinks.postgres.ddl import DDL_LOCK, ensure_tables
 from pipeline_runtime.sinks.postgres.errors import boundary
 from pipeline_runtime.sinks.postgres.records import CopyData, Record, RecordBuilder
 from pipeline_runtime.sinks.postgres.sql import TableSql, ident
@@ -127,7 +127,9 @@ class PostgresSink:
         self._health.state = SinkState.OPEN
 
     async def _prepare_database(self, conn: asyncpg.Connection) -> None:
+        # Under the DDL lock: CREATE ... IF NOT EXISTS alone still fails (23505) when runtimes race.
         await conn.execute(
+            f"SELECT pg_advisory_xact_lock({DDL_LOCK}); "
             f"CREATE SCHEMA IF NOT EXISTS {CHECKPOINT_SCHEMA}; "
             f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (pipeline text NOT NULL, node text NOT NULL, "
             'segment_id bigint NOT NULL, "offset" bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), '
