@@ -24,6 +24,7 @@ import pytest
 
 from devservices.pytest_require import unavailable
 from pipeline_runtime.cql.schema import ColumnKind, TableSchema
+from pipeline_runtime.cql.values import EMPTY
 from pipeline_runtime.errors import RowRejectedError, SinkError, SinkUnavailableError
 from pipeline_runtime.events import (
     Cell,
@@ -302,15 +303,16 @@ async def test_large_batches_are_written_over_two_connections(postgres_dsn: str)
 
 
 async def test_a_failed_first_half_commits_nothing(postgres_dsn: str) -> None:
-    """The second connection's half fails on the server (text with a NUL, which PostgreSQL cannot
-    store): the main transaction sees it and rolls back, so neither half nor the checkpoint is stored."""
+    """The second connection's half fails on the server (a zero-length key, which the encoders store as
+    NULL and PostgreSQL refuses in a key): the main transaction sees it and rolls back, so neither half
+    nor the checkpoint is stored."""
     sink = PostgresSink("pg", postgres_dsn)
     await sink.open()
     try:
         await sink.ensure_table(big_table())
         events = upserts(range(PARALLEL_MIN_ROWS))
         events[0] = ChangeEvent(
-            Op.UPSERT, "ks", "big", {"id": 0}, SRC, {}, {"name": Cell("bad\x00name", 100)}, Liveness(100)
+            Op.UPSERT, "ks", "big", {"id": EMPTY}, SRC, {}, {"name": Cell("n0", 100)}, Liveness(100)
         )
         with pytest.raises(RowRejectedError):
             await sink.write(Batch(events, Checkpoint("big", "n", Position(1, 1))))

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from pipeline_runtime.cql.schema import ColumnKind, TableSchema
+from pipeline_runtime.cql.values import EMPTY
 from pipeline_runtime.events import Cell, ChangeEvent, Liveness, Op, Position, SourcePosition
 from pipeline_runtime.sinks.base import Batch, Checkpoint, TableNaming
 from pipeline_runtime.sinks.deadletter import JsonlDeadLetters
@@ -21,9 +22,12 @@ from tests.integration.sinks.workload import column
 pytestmark = pytest.mark.postgres
 
 
-def event(i: int, text: str) -> ChangeEvent:
+def event(i: int, text: str, key: object = None) -> ChangeEvent:
     source = SourcePosition("node-a", Position(9, i))
-    return ChangeEvent(Op.UPSERT, "ks", "notes", {"id": i}, source, {}, {"body": Cell(text, 10 + i)}, Liveness(10 + i))
+    partition_key = {"id": i if key is None else key}
+    return ChangeEvent(
+        Op.UPSERT, "ks", "notes", partition_key, source, {}, {"body": Cell(text, 10 + i)}, Liveness(10 + i)
+    )
 
 
 async def test_server_rejected_row_goes_to_the_dead_letter_file(postgres_dsn: str, tmp_path: Path) -> None:
@@ -35,10 +39,11 @@ async def test_server_rejected_row_goes_to_the_dead_letter_file(postgres_dsn: st
     await sink.ensure_table(schema)
     dead = tmp_path / "dead.jsonl"
     writer = BatchWriter(sink, JsonlDeadLetters(dead), Backoff(initial=0.01, attempts=2))
-    # PostgreSQL text cannot hold a NUL character: SQLSTATE 22021, a row-level error.
-    events = [event(i, "bad\x00byte" if i == 6 else f"note {i}") for i in range(1, 11)]
+    # A zero-length key value (blobAsInt(0x) is legal in a clustering column) is stored as NULL, which
+    # PostgreSQL refuses in a key: SQLSTATE 23502, a row-level error raised by the server.
+    events = [event(i, f"note {i}", EMPTY if i == 6 else None) for i in range(1, 11)]
     letters = await writer.write(Batch(events, Checkpoint("dl", "node-a", Position(9, 10))))
-    assert [letter.event.partition_key for letter in letters] == [{"id": 6}]
+    assert [letter.event.partition_key for letter in letters] == [{"id": EMPTY}]
     assert await sink.committed_positions("dl") == {"node-a": Position(9, 10)}
     await sink.close()
 
@@ -52,4 +57,4 @@ async def test_server_rejected_row_goes_to_the_dead_letter_file(postgres_dsn: st
     assert [(r["sink"], r["node"], r["segment_id"], r["offset"], r["table"]) for r in records] == [
         ("pg", "node-a", 9, 6, "notes")
     ]
-    assert "22021" in records[0]["reason"]
+    assert "23502" in records[0]["reason"]
