@@ -17,11 +17,12 @@ from typing import Any
 from pipeline_runtime.cql.canonical import dumps
 from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.cql.values import EMPTY
+from pipeline_runtime.errors import ValueEncodingError
 from pipeline_runtime.events import LIVE_TIMESTAMP, Cell, ChangeEvent, Op
 from pipeline_runtime.native import native_module
 from pipeline_runtime.sinks.changes import Encoder, Layout, RowDelta
 from pipeline_runtime.sinks.encoding import native_classes
-from pipeline_runtime.sinks.postgres.typemap import copy_wire
+from pipeline_runtime.sinks.postgres.typemap import copy_wire, json_check
 
 Record = tuple[Any, ...]
 #: Binary COPY data (header, tuples, trailer) and the number of rows in it.
@@ -65,6 +66,8 @@ class RecordBuilder:
         self._blank: list[Any] = [None] * self._width
         self._blank[-1] = LIVE_TIMESTAMP
         self._native = _native_encoder(layout, encoder, self._general)
+        #: Multi-cell column name -> (qualified table, CQL type): what names an element PostgreSQL refuses.
+        self._types = {c.name: (table, c.type.cql()) for c in (*layout.regulars, *layout.statics) if c.type.multi_cell}
 
     def copy_data(self, events: Sequence[ChangeEvent]) -> CopyData | None:
         """``fast``'s records as binary COPY data, written by the compiled core.
@@ -145,10 +148,11 @@ class RecordBuilder:
         return out
 
     def row(self, delta: RowDelta) -> Record:
-        return (*delta.key, *_cells(delta, self._regulars), delta.live_ts, delta.live_exp, delta.deleted_at)
+        cells = _cells(delta, self._regulars, self._types)
+        return (*delta.key, *cells, delta.live_ts, delta.live_exp, delta.deleted_at)
 
     def static(self, delta: RowDelta) -> Record:
-        return (*delta.key, *_cells(delta, self._statics), delta.deleted_at)
+        return (*delta.key, *_cells(delta, self._statics, self._types), delta.deleted_at)
 
 
 def _native_encoder(layout: Layout, encoder: Encoder, general: frozenset[str]) -> Any | None:
@@ -175,7 +179,7 @@ def _plain(cql_type: CqlType, encode: Callable[[Any], Any]) -> Callable[[Any], A
     return None if cql_type.kind in _AS_IS else encode
 
 
-def _cells(delta: RowDelta, columns: Sequence[tuple[str, bool]]) -> list[Any]:
+def _cells(delta: RowDelta, columns: Sequence[tuple[str, bool]], types: dict[str, tuple[str, str]]) -> list[Any]:
     out: list[Any] = []
     for name, multi in columns:
         if multi:
@@ -184,8 +188,20 @@ def _cells(delta: RowDelta, columns: Sequence[tuple[str, bool]]) -> list[Any]:
                 out += [None, None]
             else:
                 deleted = None if elements.deleted_at == LIVE_TIMESTAMP else elements.deleted_at
+                if elements.cells:
+                    _check_elements(elements.cells, name, types[name])
                 out += [dumps(elements.cells) if elements.cells else None, deleted]
             continue
         cell = delta.cells.get(name)
         out += [None, None, None] if cell is None else [cell.value, cell.ts, cell.exp]
     return out
+
+
+def _check_elements(cells: dict[str, Any], column: str, where: tuple[str, str]) -> None:
+    """Refuse, by name, an element whose key or value holds U+0000: the column's view turns each into jsonb,
+    which cannot hold it, so storing it would make the whole view unreadable."""
+    for key, state in cells.items():
+        for text in (key, state[0]):
+            if isinstance(text, str) and json_check(text) is not None:
+                table, cql_type = where
+                raise ValueEncodingError(table, column, cql_type, "PostgreSQL jsonb cannot hold the character U+0000")

@@ -171,7 +171,8 @@ def _decimal(value: Any) -> Decimal:
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def _json_check(text: str) -> str | None:
+def json_check(text: str) -> str | None:
+    """Why PostgreSQL's jsonb cannot hold this JSON text (an escaped U+0000), or None."""
     if "\\u0000" in text and _JSON_NUL.search(text):
         return "PostgreSQL jsonb cannot hold the character U+0000"
     return None
@@ -211,7 +212,7 @@ def pg_encoder(cql_type: CqlType, table: str = "", column: str = "") -> Callable
         lambda t: t.kind is Kind.VECTOR and t.args[0].kind in _VECTOR_ELEMENTS,
         table,
         column,
-        _json_check,
+        json_check,
     )
 
 

@@ -24,7 +24,18 @@ from cassandra.util import Date
 
 from pipeline_runtime.cql.schema import ColumnKind, TableSchema
 from pipeline_runtime.cql.values import EMPTY, Timestamp, timestamp_from_millis
-from pipeline_runtime.events import Cell, ChangeEvent, Deletion, Liveness, Op, Position, SourcePosition
+from pipeline_runtime.events import (
+    Cell,
+    ChangeEvent,
+    CollectionChange,
+    ColumnChange,
+    Deletion,
+    ElementCell,
+    Liveness,
+    Op,
+    Position,
+    SourcePosition,
+)
 from pipeline_runtime.native import native_module
 from pipeline_runtime.sinks.base import Batch, Checkpoint, Sink, TableNaming
 from pipeline_runtime.sinks.clickhouse import ClickHouseSink
@@ -234,3 +245,53 @@ async def test_clickhouse_stores_years_1_to_9999_and_dead_letters_the_rest(
 
 def test_decoded_timestamps_are_exact_where_the_driver_rounds() -> None:
     assert timestamp_from_millis(253_402_300_799_999) == dt.datetime(9999, 12, 31, 23, 59, 59, 999000)
+
+
+@pytest.mark.postgres
+async def test_postgres_refuses_a_collection_element_with_nul_by_name(postgres_dsn: str, tmp_path: Path) -> None:
+    """Elements are stored as JSON text inside the column's state and turned into jsonb by the view: one
+    with U+0000 would make the view unreadable, so its row is dead-lettered instead."""
+    schema = TableSchema(
+        "ks",
+        "tagged",
+        uuid.uuid4(),
+        (
+            column("id", "int", ColumnKind.PARTITION_KEY, 0),
+            column("tags", "set<text>"),
+            column("props", "map<int, text>"),
+        ),
+    )
+    namespace = f"tagged_{uuid.uuid4().hex[:6]}"
+    sink = PostgresSink("pg", postgres_dsn, TableNaming(target=namespace))
+    await sink.open()
+    try:
+        await sink.ensure_table(schema)
+
+        def tagged(key: int, tag: str, prop: str) -> ChangeEvent:
+            source = SourcePosition("node-a", Position(4, key))
+            cells: dict[str, ColumnChange] = {
+                "tags": CollectionChange(None, (ElementCell(tag, None, 10),)),
+                "props": CollectionChange(None, (ElementCell(1, prop, 10),)),
+            }
+            return ChangeEvent(Op.UPSERT, "ks", "tagged", {"id": key}, source, {}, cells, Liveness(10))
+
+        dead = tmp_path / "dead.jsonl"
+        writer = BatchWriter(sink, JsonlDeadLetters(dead), Backoff(initial=0.01, attempts=2))
+        events = [tagged(1, "a", "x"), tagged(2, "b\x00", "y"), tagged(3, "c", "z\x00"), tagged(4, "d", "w")]
+        letters = await writer.write(Batch(events, Checkpoint("tagged", "node-a", Position(4, 9))))
+    finally:
+        await sink.close()
+    assert [letter.event.partition_key["id"] for letter in letters] == [2, 3]
+    reasons = [json.loads(line)["reason"] for line in dead.read_text().splitlines()]
+    assert reasons == [
+        "table ks.tagged, column tags (set<text>): PostgreSQL jsonb cannot hold the character U+0000",
+        "table ks.tagged, column props (map<int, text>): PostgreSQL jsonb cannot hold the character U+0000",
+    ]
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        rows = await conn.fetch(
+            f"SELECT id, tags::text AS tags, props::text AS props FROM {namespace}.tagged ORDER BY id"
+        )
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in rows] == [(1, '["a"]', '[[1, "x"]]'), (4, '["d"]', '[[1, "w"]]')]
