@@ -36,6 +36,7 @@ from pipeline_runtime.source.errors import (
     MutationDecodeError,
     SchemaError,
     SegmentError,
+    SourceError,
 )
 from pipeline_runtime.source.orphans import SETTLE_SECONDS, OrphanFacts, holds_no_entries, may_reclaim
 from pipeline_runtime.source.schema.registry import SchemaRegistry
@@ -250,16 +251,17 @@ class CdcRawTailer:
                     source = SourcePosition(self.node, Position(entry.segment_id, entry.end))
                     try:
                         decoded = decoder.decode(entry.body, source)
-                    except SchemaError:
-                        # Retryable (the schema may catch up): this entry is read again next time.
+                    except DecodeError as exc:
+                        raise MutationDecodeError(current.reader.name, entry.start, str(exc)) from exc
+                    except SourceError:
+                        # SchemaError (the schema may catch up), SchemaUnavailableError (system_schema
+                        # unreachable): this entry is read again next time, never skipped.
                         current.entries = itertools.chain((entry,), entries)
                         if count == 0:
                             raise
                         return SourceBatch(
                             events, Position(current.name.segment_id, last_end), count, durable_at=current.durable_at
                         )
-                    except DecodeError as exc:
-                        raise MutationDecodeError(current.reader.name, entry.start, str(exc)) from exc
                     events.extend(decoded)
                 last_end = entry.end
                 count += 1

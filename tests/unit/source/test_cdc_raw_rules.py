@@ -6,6 +6,7 @@ behaviour against a real Cassandra is in tests/integration/source/test_cdc_raw_l
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import zlib
@@ -15,15 +16,18 @@ import pytest
 
 from pipeline_runtime.checkpoint.cleanup import SegmentStatus, Verdict, decide
 from pipeline_runtime.errors import DecodeError, SchemaError, SegmentCorruptError, SegmentHeaderError
-from pipeline_runtime.events import Position
+from pipeline_runtime.events import ChangeEvent, Position
 from pipeline_runtime.pipeline.cleanup import consumed, delete_segments
 from pipeline_runtime.source.cdc_index import IndexPending, IndexState, probe_index
 from pipeline_runtime.source.commitlog.descriptor import crc_of_ints
 from pipeline_runtime.source.commitlog.segment import SegmentReader
 from pipeline_runtime.source.errors import CdcRawUnavailableError, IndexFileError, MutationDecodeError
 from pipeline_runtime.source.orphans import OrphanFacts, holds_no_entries, may_reclaim
+from pipeline_runtime.source.schema.driver import SchemaUnavailableError
+from pipeline_runtime.source.schema.registry import SchemaRegistry
+from pipeline_runtime.source.schema.rows import SchemaRows
 from pipeline_runtime.source.tailer import CdcRawSource, CdcRawTailer, IndexStatus, SegmentInfo, TailerSettings
-from tests.unit.source.fixture_data import copy_recording, drain, registry
+from tests.unit.source.fixture_data import FIXTURES, copy_recording, drain, events_of, registry
 
 
 def header(segment_id: int, version: int = 7, params: bytes = b"{}") -> bytes:
@@ -238,3 +242,44 @@ def test_batches_carry_the_idx_mtime_of_the_read_that_covered_them(tmp_path: Pat
     rest = drain(tailer)
     assert {b.durable_at for b in rest if b.entries} == {synced_last}
     assert rest[-1].completed_segment is not None and rest[-1].durable_at is None
+
+
+# -- retryable schema errors ----------------------------------------------------------------------
+
+
+class FlakySchema:
+    """``system_schema`` as a node that answers, then is unreachable, then answers again (the driver boundary)."""
+
+    def __init__(self, partial: SchemaRows, full: SchemaRows) -> None:
+        self.answers: list[SchemaRows | None] = [partial, None, full]
+
+    def load(self) -> SchemaRows:
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if answer is None:
+            raise SchemaUnavailableError("system_schema: node unreachable")
+        return answer
+
+
+def test_an_unreachable_schema_is_retryable_and_skips_no_entry(tmp_path: Path) -> None:
+    folder = copy_recording("v7", tmp_path)
+    full = SchemaRows.from_json(json.loads((FIXTURES / "v7" / "schema.json").read_text()))
+    ops = {row["id"] for row in full.tables if row["keyspace_name"] == "fx" and row["table_name"] == "ops"}
+    partial = SchemaRows(
+        tables=[r for r in full.tables if r["id"] not in ops],
+        views=full.views,
+        columns=[r for r in full.columns if not (r["keyspace_name"] == "fx" and r["table_name"] == "ops")],
+        dropped_columns=full.dropped_columns,
+        types=full.types,
+    )
+    schema = SchemaRegistry(FlakySchema(partial, full), selector=lambda s: s.keyspace == "fx", min_refresh_interval=0)
+    # One entry per poll, so the failing lookup is the first of its poll and the error surfaces
+    # (later in a poll, the entries before it are delivered first and the error comes next time).
+    tailer = CdcRawTailer(folder, "node-1", schema, settings=TailerSettings(max_entries=1))
+    events: list[ChangeEvent] = []
+    with pytest.raises(SchemaUnavailableError) as caught:
+        while (batch := tailer.poll()) is not None:
+            events.extend(batch.events)
+    assert caught.value.retryable is True
+    while (batch := tailer.poll()) is not None:  # the node answers again: the same tailer carries on
+        events.extend(batch.events)
+    assert events == events_of("v7")
