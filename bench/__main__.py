@@ -2,7 +2,10 @@
 
 A benchmark module is ``bench/bench_<name>.py`` with ``run() -> list[dict]``:
 each dict is one result row with at least ``benchmark``, ``metric``, ``value``
-and ``unit`` (any other keys are kept in the JSON). ``python -m bench NAME``
+and ``unit``, optionally a short ``note`` printed beside the value (any other
+keys are kept in the JSON). A row's ``settings`` (with ``server``) name the
+server configuration it ran against; the JSON collects them under ``servers``,
+beside the commit, the machine (CPU, cores, memory, kernel, load) and Python. ``python -m bench NAME``
 runs only the modules whose name contains NAME.
 """
 
@@ -103,12 +106,14 @@ def main(argv: list[str]) -> int:
     width = max((len(r["benchmark"]) for r in rows), default=10)
     print(f"\n{'benchmark':<{width}}  {'metric':<24} {'value':>14}  unit")
     for r in rows:
-        print(f"{r['benchmark']:<{width}}  {r['metric']:<24} {_shown(r['value']):>14}  {r['unit']}")
+        note = f"  ({r['note']})" if r.get("note") else ""
+        print(f"{r['benchmark']:<{width}}  {r['metric']:<24} {_shown(r['value']):>14}  {r['unit']:<6}{note}")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     path = out / f"bench-{stamp}.json"
     total = round(time.perf_counter() - began, 1)
+    context["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     document: dict[str, Any] = context | {
         "servers": servers(rows),
         "seconds": {"total": total, **timings},

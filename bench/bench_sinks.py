@@ -8,9 +8,11 @@ are measured. Rows/s counts events written, end to end through
 
 PostgreSQL is started by devservices with its durable defaults (``fsync``,
 ``synchronous_commit``, ``full_page_writes`` on), as a production server
-runs; the same cases then run against a second server with those three off,
-labelled ``unsafe``, and ``durable/unsafe`` gives the ratio measured in the
-same run. The server's own settings are recorded in the JSON.
+runs; a second server with those three off runs beside it, labelled
+``unsafe``, and every case runs on both back to back, ``ROUNDS`` times, so
+``durable/unsafe`` is a ratio of pairs measured together. Each figure is the
+median over the rounds (the range is printed). The servers' own settings are
+recorded in the JSON.
 
 After every case the sink is read back as its users read it (ClickHouse:
 the view over FINAL): over all rows, the server counts rows and distinct keys
@@ -24,6 +26,7 @@ spread) are compared with what the newer write said, column by column
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import gc
 import random
@@ -50,6 +53,8 @@ ROWS = 60_000
 SIZES = (1_000, 10_000)
 FIRST_TS, SECOND_TS = 1_000, 2_000
 SAMPLE = 800
+#: Rounds of every case, interleaved; the median is reported, the range printed and in the JSON.
+ROUNDS = 3
 
 
 class RowsDidNotLand(AssertionError):
@@ -187,45 +192,69 @@ def check_landed(sink: str, totals: dict[str, int], rows: list[dict[str, Any]]) 
     return {"rows_in_sink": totals["rows"], "rows_compared_column_by_column": len(ids)}
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _summary(benchmark: str, size: int, rates: list[float], extra: dict[str, Any]) -> dict[str, Any]:
+    note = f"{min(rates):,.0f}-{max(rates):,.0f} over {len(rates)}"
+    return _row(benchmark, size, _median(rates)) | {"rates": [round(r, 1) for r in rates], "note": note} | extra
+
+
 def run() -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
-    rates: dict[tuple[str, int], float] = {}
-    for durable in (True, False):
-        mode = "durable" if durable else "unsafe"
-        with tempfile.TemporaryDirectory(prefix="headrace-bench-pg-") as folder:
-            Path(folder).chmod(0o777)
-            with running_postgres(Path(folder), durable=durable) as server:
-                settings = server.server_settings()
-                print(f"# PostgreSQL ({mode}): {settings}", flush=True)
-                for size in SIZES:
-                    dsn = server.create_database(f"bench_{size}")
-                    rate = asyncio.run(measure(PostgresSink("pg", dsn, TableNaming()), size))
-                    check = check_landed(f"postgres[{mode},{size}]", *asyncio.run(postgres_check(dsn)))
-                    rates[(mode, size)] = rate
-                    name = "sinks.postgres_upsert" if durable else "sinks.postgres_upsert.unsafe_fsync_off"
-                    results.append(_row(name, size, rate) | check | {"server": "postgres", "settings": settings})
+    rates: dict[tuple[str, int], list[float]] = {(m, size): [] for m in ("durable", "unsafe") for size in SIZES}
+    checks: dict[str, dict[str, Any]] = {}
+    settings: dict[str, dict[str, str]] = {}
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for mode in ("durable", "unsafe"):
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"headrace-bench-pg-{mode}-")))
+            workdir.chmod(0o777)
+            servers[mode] = stack.enter_context(running_postgres(workdir, durable=mode == "durable"))
+            settings[mode] = servers[mode].server_settings()
+        for round_number in range(ROUNDS):  # interleaved: a slow phase of the machine hits every case alike
+            for size in SIZES:
+                for mode, server in servers.items():
+                    database = f"bench_{size}_{round_number}"
+                    dsn = server.create_database(database)
+                    rates[(mode, size)].append(asyncio.run(measure(PostgresSink("pg", dsn, TableNaming()), size)))
+                    checks[mode] = check_landed(f"postgres[{mode},{size}]", *asyncio.run(postgres_check(dsn)))
+                    server.psql(f'DROP DATABASE "{database}"')
     for size in SIZES:
-        ratio = rates[("durable", size)] / rates[("unsafe", size)]
+        for mode in ("durable", "unsafe"):
+            name = "sinks.postgres_upsert" if mode == "durable" else "sinks.postgres_upsert.unsafe_fsync_off"
+            extra = checks[mode] | {"server": "postgres", "settings": settings[mode]}
+            results.append(_summary(name, size, rates[(mode, size)], extra))
+        ratios = [d / u for d, u in zip(rates[("durable", size)], rates[("unsafe", size)], strict=True)]
         results.append(
             {
                 "benchmark": f"sinks.postgres_upsert[{size}]",
                 "metric": "durable/unsafe",
-                "value": round(ratio, 2),
+                "value": round(_median(ratios), 2),
                 "unit": "x",
+                "note": f"{min(ratios):.2f}-{max(ratios):.2f}, pairs run back to back",
+                "ratios": [round(r, 3) for r in ratios],
                 "batch_size": size,
             }
         )
+    ch_rates: dict[int, list[float]] = {size: [] for size in SIZES}
     with tempfile.TemporaryDirectory(prefix="headrace-bench-chdb-") as folder:
         client = chdb_client(Path(folder))
         version = client.query("SELECT version()").result_rows[0][0]
+        for round_number in range(ROUNDS):
+            for size in SIZES:
+                database = f"bench_{size}_{round_number}"
+                sink = ClickHouseSink("ch", f"chdb://{folder}", TableNaming(target=database))
+                ch_rates[size].append(asyncio.run(measure(sink, size)))
+                checks["clickhouse"] = check_landed(f"clickhouse[{size}]", *clickhouse_check(client, database))
+                client.command(f"DROP DATABASE `{database}` SYNC")
+        engine = {"engine": f"chdb (ClickHouse {version}, in-process)"}
         for size in SIZES:
-            sink = ClickHouseSink("ch", f"chdb://{folder}", TableNaming(target=f"bench_{size}"))
-            rate = asyncio.run(measure(sink, size))
-            check = check_landed(f"clickhouse[{size}]", *clickhouse_check(client, f"bench_{size}"))
-            settings = {"engine": f"chdb (ClickHouse {version}, in-process)"}
-            results.append(
-                _row("sinks.clickhouse_insert", size, rate) | check | {"server": "chdb", "settings": settings}
-            )
+            extra = checks["clickhouse"] | {"server": "chdb", "settings": engine}
+            results.append(_summary("sinks.clickhouse_insert", size, ch_rates[size], extra))
     return results
 
 
