@@ -42,10 +42,13 @@ class Encoder(Protocol):
     """Gives, for a column's CQL type, the function that turns a driver value into the sink's native value.
 
     Resolved once per column, not per value: shaping is the runtime's hottest loop. ``table``
-    and ``column`` name the ``ValueEncodingError`` of a value the sink cannot hold.
+    and ``column`` name the ``ValueEncodingError`` of a value the sink cannot hold; ``key``
+    marks a primary-key column, which cannot hold a zero-length value either.
     """
 
-    def __call__(self, cql_type: CqlType, table: str = "", column: str = "") -> Callable[[Any], Any]: ...
+    def __call__(
+        self, cql_type: CqlType, table: str = "", column: str = "", *, key: bool = False
+    ) -> Callable[[Any], Any]: ...
 
 
 ElementState = list[Any]
@@ -305,8 +308,8 @@ class Shaper:
         self._columns: dict[str, tuple[Column, Callable[[Any], Any]]] = {
             c.name: (c, encoder(c.type, table, c.name)) for c in schema.columns if c.name in stored
         }
-        self._partition = [(c.name, encoder(c.type, table, c.name)) for c in schema.partition_key]
-        self._clustering = [(c.name, encoder(c.type, table, c.name)) for c in schema.clustering]
+        self._partition = [(c.name, encoder(c.type, table, c.name, key=True)) for c in schema.partition_key]
+        self._clustering = [(c.name, encoder(c.type, table, c.name, key=True)) for c in schema.clustering]
 
     def key(
         self, values: Mapping[str, Any], columns: list[tuple[str, Callable[[Any], Any]]], event: ChangeEvent

@@ -54,6 +54,8 @@ def column_encoder(  # noqa: PLR0917 - the sinks' factories pass them straight t
     table: str = "",
     column: str = "",
     json_check: Callable[[str], str | None] | None = None,
+    *,
+    key: bool = False,
 ) -> Encoder:
     """Driver value -> sink value for ``cql_type``; None stays None.
 
@@ -61,7 +63,9 @@ def column_encoder(  # noqa: PLR0917 - the sinks' factories pass them straight t
     encode element by element, and everything else is canonical JSON text
     (``json_check`` gives the reason a sink cannot store a JSON text, or None).
     A zero-length value (``EMPTY``) is stored as NULL: no scalar column type can
-    tell it from null (docs/sinks.md). A value the sink cannot hold raises
+    tell it from null (docs/sinks.md); in a ``key`` column, where NULL is no
+    value (ClickHouse would store the type's default, merging the row into
+    another), it is refused. A value the sink cannot hold raises
     ``ValueEncodingError`` naming ``table``, ``column`` and the CQL type: that
     row is dead-lettered, the rest of the batch is written.
     """
@@ -91,7 +95,11 @@ def column_encoder(  # noqa: PLR0917 - the sinks' factories pass them straight t
     plain = encoder
 
     def encode(value: Any) -> Any:
-        if value is None or value is EMPTY:
+        if value is None:
+            return None
+        if value is EMPTY:
+            if key:
+                raise ValueEncodingError(table or "?", column or "?", cql_type.cql(), _EMPTY_KEY)
             return None
         try:
             return plain(value)
@@ -105,6 +113,9 @@ _EPOCH_DATE = dt.date(1970, 1, 1)
 #: Days since 1970 of ``datetime.date``'s first and last day (years 1 and 9999).
 _DATE_MIN_DAYS = dt.date.min.toordinal() - _EPOCH_DATE.toordinal()
 _DATE_MAX_DAYS = dt.date.max.toordinal() - _EPOCH_DATE.toordinal()
+
+
+_EMPTY_KEY = "a zero-length value cannot be stored in a key column of this sink"
 
 
 def to_date(value: Any) -> dt.date:

@@ -59,8 +59,8 @@ class FlatRows:
         self.eligible = not layout.statics and not any(c.type.multi_cell for c in layout.regulars)
         self._keys = len(schema.primary_key)
         table = schema.qualified_name
-        self._partition = [(c.name, ch_encoder(c.type, table, c.name)) for c in schema.partition_key]
-        self._clustering = [(c.name, ch_encoder(c.type, table, c.name)) for c in layout.clustering]
+        self._partition = [(c.name, ch_encoder(c.type, table, c.name, key=True)) for c in schema.partition_key]
+        self._clustering = [(c.name, ch_encoder(c.type, table, c.name, key=True)) for c in layout.clustering]
         #: name -> (slot of the value, encoder, the type the encoder returns unchanged or None);
         #: columns the sink does not store are absent.
         self._slots: dict[str, tuple[int, Callable[[Any], Any], type | None]] = {}

@@ -399,13 +399,14 @@ def _native(sql: TableSql) -> _Native | None:
         return None
     layout = sql.layout
 
-    def spec(column: Column) -> tuple[str, str, Callable[[Any], Any]]:
-        return column.name, stage_type(column.type), ch_encoder(column.type, layout.schema.qualified_name, column.name)
+    def spec(column: Column, key: bool = False) -> tuple[str, str, Callable[[Any], Any]]:
+        encoder = ch_encoder(column.type, layout.schema.qualified_name, column.name, key=key)
+        return column.name, stage_type(column.type), encoder
 
     stage = module.ChStageEncoder(
         native_classes(),
-        [spec(c) for c in layout.schema.partition_key],
-        [spec(c) for c in layout.clustering],
+        [spec(c, key=True) for c in layout.schema.partition_key],
+        [spec(c, key=True) for c in layout.clustering],
         [spec(c) for c in layout.regulars],
         [],
     )

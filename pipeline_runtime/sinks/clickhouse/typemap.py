@@ -106,12 +106,12 @@ _ENCODERS: Mapping[Kind, Callable[[Any], Any]] = {
 }
 
 
-def ch_encoder(cql_type: CqlType, table: str = "", column: str = "") -> Callable[[Any], Any]:
+def ch_encoder(cql_type: CqlType, table: str = "", column: str = "", *, key: bool = False) -> Callable[[Any], Any]:
     """The function from a driver value of ``cql_type`` to its sink value (None stays None).
 
     ``table`` and ``column`` name the ``ValueEncodingError`` of a value ClickHouse cannot take.
     """
-    return column_encoder(cql_type, _ENCODERS, is_array, table, column)
+    return column_encoder(cql_type, _ENCODERS, is_array, table, column, key=key)
 
 
 def ch_value(value: Any, cql_type: CqlType) -> Any:

@@ -60,8 +60,9 @@ class RecordBuilder:
         #: Columns of the table that only the general path handles (multi-cell, static, key, skipped kinds).
         self._general = frozenset(layout.schema.by_name) - self._slots.keys()
         keyed = [*layout.schema.partition_key]
-        self._partition = [(c.name, _plain(c.type, encoder(c.type, table, c.name))) for c in keyed]
-        self._clustering = [(c.name, _plain(c.type, encoder(c.type, table, c.name))) for c in layout.clustering]
+        # Key values always go through their encoder: it refuses a zero-length one by name.
+        self._partition = [(c.name, encoder(c.type, table, c.name, key=True)) for c in keyed]
+        self._clustering = [(c.name, encoder(c.type, table, c.name, key=True)) for c in layout.clustering]
         #: An empty record: no cells, no liveness, no deletion.
         self._blank: list[Any] = [None] * self._width
         self._blank[-1] = LIVE_TIMESTAMP
@@ -110,10 +111,10 @@ class RecordBuilder:
                 return None
             try:
                 values = event.partition_key
-                key = [values[n] if e is None else e(values[n]) for n, e in partition]
+                key = [e(values[n]) for n, e in partition]
                 if clustering:
                     values = event.clustering_key
-                    key += [values[n] if e is None else e(values[n]) for n, e in clustering]
+                    key += [e(values[n]) for n, e in clustering]
             except KeyError:
                 return None  # the general path reports the missing key column
             identity = tuple(key)
@@ -161,14 +162,14 @@ def _native_encoder(layout: Layout, encoder: Encoder, general: frozenset[str]) -
         return None
     table = layout.schema.qualified_name
 
-    def spec(column: Any) -> tuple[str, str, Callable[[Any], Any]]:
+    def spec(column: Any, key: bool = False) -> tuple[str, str, Callable[[Any], Any]]:
         wire = "multi" if column.type.multi_cell else copy_wire(column.type)
-        return column.name, wire, encoder(column.type, table, column.name)
+        return column.name, wire, encoder(column.type, table, column.name, key=key)
 
     return module.PgCopyEncoder(
         native_classes(),
-        [spec(c) for c in layout.schema.partition_key],
-        [spec(c) for c in layout.clustering],
+        [spec(c, key=True) for c in layout.schema.partition_key],
+        [spec(c, key=True) for c in layout.clustering],
         [spec(c) for c in layout.regulars],
         sorted(general),
     )

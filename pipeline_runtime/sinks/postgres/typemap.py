@@ -201,10 +201,12 @@ _ENCODERS: Mapping[Kind, Callable[[Any], Any]] = {
 }
 
 
-def pg_encoder(cql_type: CqlType, table: str = "", column: str = "") -> Callable[[Any], Any]:
+def pg_encoder(cql_type: CqlType, table: str = "", column: str = "", *, key: bool = False) -> Callable[[Any], Any]:
     """The function from a driver value of ``cql_type`` to its sink value (None stays None).
 
     ``table`` and ``column`` name the ``ValueEncodingError`` of a value PostgreSQL cannot hold.
+    A zero-length value is NULL in a ``key`` column too: PostgreSQL refuses it there itself
+    (SQLSTATE 23502, naming the column), a row-level rejection.
     """
     return column_encoder(
         cql_type,

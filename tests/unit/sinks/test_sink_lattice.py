@@ -70,7 +70,7 @@ events = st.builds(
 
 
 def merged(items: list[ChangeEvent]) -> RowDelta:
-    shaper = Shaper(SCHEMA, lambda _t, _table="", _column="": lambda value: value)
+    shaper = Shaper(SCHEMA, lambda *_args, **_key: lambda value: value)
     (row,), _ = coalesce(shaper.shape(e) for e in items)
     return row
 
@@ -91,7 +91,7 @@ def test_merge_is_order_and_duplicate_independent(items: list[ChangeEvent], rng:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(events, min_size=2, max_size=8))
 def test_version_never_decreases(items: list[ChangeEvent]) -> None:
-    shaper = Shaper(SCHEMA, lambda _t, _table="", _column="": lambda value: value)
+    shaper = Shaper(SCHEMA, lambda *_args, **_key: lambda value: value)
     state = RowDelta((1, 1, "a"))
     for event in items:
         before = state.version
