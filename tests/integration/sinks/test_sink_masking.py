@@ -118,7 +118,7 @@ async def test_masked_values_appear_nowhere(
     rejected = await writer.write(Batch(events, Checkpoint("mask", "n", Position(3, 3))))
     await sink.close()
 
-    assert rejected == 1
+    assert len(rejected) == 1
     rows = await harness.rows(schema)
     assert len(rows) == 2
     for row in rows:
