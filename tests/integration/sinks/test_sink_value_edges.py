@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import clickhouse_connect
 import pytest
-from cassandra.util import Date
+from cassandra.util import Date, Duration
 
 from pipeline_runtime.cql.schema import ColumnKind, TableSchema
 from pipeline_runtime.cql.values import EMPTY, Timestamp, timestamp_from_millis
@@ -67,6 +67,7 @@ SCHEMA = TableSchema(
         column("de", "decimal"),
         column("i", "int"),
         column("tup", "frozen<tuple<text, int>>"),
+        column("du", "duration"),
     ),
 )
 
@@ -145,6 +146,8 @@ async def test_postgres_stores_its_whole_range_and_dead_letters_the_rest(
             event(201, de=Decimal("1.50"), tup=("x", 1)),
             event(202, de=Decimal("-0.000"), i=EMPTY, ts=EMPTY, t=""),
             event(203, de=Decimal("1E-16383")),
+            event(204, du=Duration(2**31 - 1, 2**31 - 1, 2**63 - 1)),
+            event(205, du=Duration(-(2**31), -(2**31), -(2**63))),
         ]
         bad = {
             300: event(300, ts=Timestamp(PG_LAST_MS + 1)),
@@ -184,7 +187,7 @@ async def test_postgres_stores_its_whole_range_and_dead_letters_the_rest(
             r["id"]: r
             for r in await conn.fetch(
                 "SELECT id, (extract(epoch FROM ts) * 1000)::numeric AS ms, d - date '1970-01-01' AS days, t,"
-                f" de::text AS de, i, tup::text AS tup FROM {namespace}.edges"
+                f" de::text AS de, i, tup::text AS tup, du::text AS du FROM {namespace}.edges"
             )
         }
     finally:
@@ -196,6 +199,8 @@ async def test_postgres_stores_its_whole_range_and_dead_letters_the_rest(
     assert [rows[n]["de"] for n in (200, 201, 202)] == ["1000", "1.50", "0.000"]
     assert rows[203]["de"] == "0." + "0" * 16382 + "1"
     assert rows[201]["tup"] == '["x", 1]'
+    assert rows[204]["du"] == '{"days": 2147483647, "months": 2147483647, "nanoseconds": 9223372036854775807}'
+    assert rows[205]["du"] == '{"days": -2147483648, "months": -2147483648, "nanoseconds": -9223372036854775808}'
     # A zero-length int or timestamp is stored as NULL; text's zero-length value is ''.
     assert (rows[202]["i"], rows[202]["ms"], rows[202]["t"]) == (None, None, "")
 
@@ -221,6 +226,8 @@ async def test_clickhouse_stores_years_1_to_9999_and_dead_letters_the_rest(
             event(200, de=Decimal("1E+3"), t="nul\x00inside"),
             event(201, de=Decimal("1.50"), tup=("nul\x00", 1)),
             event(202, i=EMPTY, ts=EMPTY, t=""),
+            event(204, du=Duration(2**31 - 1, 2**31 - 1, 2**63 - 1)),
+            event(205, du=Duration(-(2**31), -(2**31), -(2**63))),
         ]
         bad = {
             300: event(300, ts=Timestamp(last_ms + 1)),
@@ -242,7 +249,7 @@ async def test_clickhouse_stores_years_1_to_9999_and_dead_letters_the_rest(
 
     client = clickhouse_connect.get_client(dsn=chdb_dsn)
     result = client.query(
-        "SELECT id, toUnixTimestamp64Milli(ts) AS ms, toInt32(d) AS days, t, de, i, tup"
+        "SELECT id, toUnixTimestamp64Milli(ts) AS ms, toInt32(d) AS days, t, de, i, tup, du"
         f" FROM `{namespace}`.`edges` ORDER BY id",
         column_formats={"t": "bytes"},
     )
@@ -254,6 +261,8 @@ async def test_clickhouse_stores_years_1_to_9999_and_dead_letters_the_rest(
     assert (rows[200][3], rows[200][4]) == (b"nul\x00inside", "1E+3")
     assert (rows[201][4], rows[201][6]) == ("1.50", '["nul\\u0000",1]')
     assert (rows[202][5], rows[202][1], rows[202][3]) == (None, None, b"")
+    assert rows[204][7] == '{"months":2147483647,"days":2147483647,"nanoseconds":9223372036854775807}'
+    assert rows[205][7] == '{"months":-2147483648,"days":-2147483648,"nanoseconds":-9223372036854775808}'
 
 
 def test_decoded_timestamps_are_exact_where_the_driver_rounds() -> None:
