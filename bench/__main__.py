@@ -5,8 +5,8 @@ each dict is one result row with at least ``benchmark``, ``metric``, ``value``
 and ``unit``, optionally a short ``note`` printed beside the value (any other
 keys are kept in the JSON). A row's ``settings`` (with ``server``) name the
 server configuration it ran against; the JSON collects them under ``servers``,
-beside the commit, the machine (CPU, cores, memory, kernel, load) and Python. ``python -m bench NAME``
-runs only the modules whose name contains NAME.
+beside the commit, the machine (CPU, cores, memory, kernel, load) and Python.
+``python -m bench NAME`` runs only the modules whose name contains NAME.
 """
 
 from __future__ import annotations
