@@ -36,6 +36,7 @@ def table(name: str, *extra: str) -> TableSchema:
 @pytest.mark.parametrize("harness", ["postgres", "clickhouse", "clickhouse-python"], indirect=True)
 async def test_runtimes_open_and_create_the_same_tables_at_once(harness: Harness) -> None:
     sinks = [harness.make(f"sink-{n}") for n in range(RUNTIMES)]
+    pipeline = f"race-{uuid.uuid4().hex[:8]}"  # the engine's checkpoint table is shared by every test
     await asyncio.gather(*(s.open() for s in sinks))
     try:
         for round_ in range(4):
@@ -55,10 +56,10 @@ async def test_runtimes_open_and_create_the_same_tables_at_once(harness: Harness
                     {"v": Cell(f"from {n}", 100), "added": Cell(n, 100)},
                     Liveness(100),
                 )
-                await sink.write(Batch([event], Checkpoint("p", f"node-{n}", Position(1, 10 + n))))
+                await sink.write(Batch([event], Checkpoint(pipeline, f"node-{n}", Position(1, 10 + n))))
             rows = await harness.rows(grown)
             assert sorted((r["id"], r["v"], r["added"]) for r in rows) == [(n, f"from {n}", n) for n in range(RUNTIMES)]
-        committed = [await s.committed_positions("p") for s in sinks]
+        committed = [await s.committed_positions(pipeline) for s in sinks]
         assert committed[0] == {f"node-{n}": Position(1, 10 + n) for n in range(RUNTIMES)}
     finally:
         await asyncio.gather(*(s.close() for s in sinks))

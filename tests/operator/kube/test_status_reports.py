@@ -50,8 +50,8 @@ def test_printer_columns_show_status(cassandra: Cluster, operator: KopfRunner) -
     start_reporting(cassandra)
     wait_phase(cassandra, "Running")
     table = cassandra.kubectl("get", "cdcpipelines").stdout.splitlines()
-    assert table[0].split() == ["NAME", "PHASE", "READY", "MAX-LAG", "EVENTS/S", "AGE"]
-    assert table[1].split()[:5] == ["shop", "Running", "2/2", "0.8", "500"]
+    assert table[0].split() == ["NAME", "PHASE", "READY", "MAX-LAG", "EVENTS/S", "DEAD-LETTERS", "AGE"]
+    assert table[1].split()[:6] == ["shop", "Running", "2/2", "0.8", "500", "0"]
     wide = cassandra.kubectl("get", "cdcp", "-o", "wide").stdout.splitlines()
     assert "PAUSED" in wide[0].split() and "false" in wide[1].split()
 
