@@ -14,13 +14,23 @@ import math
 import time
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
 
+import asyncpg
+import clickhouse_connect
 import pytest
 from cassandra.util import Duration
 
 from devservices.cassandra import CassandraNode
 from pipeline_runtime.cql.values import DATETIME_MAX_MS, DATETIME_MIN_MS, EMPTY, Timestamp, timestamp_micros
-from pipeline_runtime.events import Cell, ChangeEvent, CollectionChange, Op
+from pipeline_runtime.events import Cell, ChangeEvent, CollectionChange, Op, Position
+from pipeline_runtime.sinks.base import Batch, Checkpoint, Sink, TableNaming
+from pipeline_runtime.sinks.clickhouse import ClickHouseSink
+from pipeline_runtime.sinks.deadletter import JsonlDeadLetters
+from pipeline_runtime.sinks.postgres import PostgresSink
+from pipeline_runtime.sinks.retry import Backoff
+from pipeline_runtime.sinks.writer import BatchWriter
 from pipeline_runtime.source.commitlog import fast
 from pipeline_runtime.source.commitlog.mutation import MutationDecoder
 from pipeline_runtime.source.schema.driver import DriverSchemaSource
@@ -297,3 +307,94 @@ def test_zero_length_values_are_empty_not_null(
     # The driver reads the same row with None for every empty value: the decoder keeps the difference.
     (stored,) = session.execute("SELECT i, t, n FROM empties WHERE k = 1")
     assert (stored.i, stored.t, stored.n) == (None, "", None)
+
+
+# -- from CQL to both sinks ------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.clickhouse
+async def test_edge_values_written_with_cql_reach_the_sinks_or_are_dead_lettered_by_name(
+    cassandra: CassandraNode,
+    keyspace: str,
+    monkeypatch: pytest.MonkeyPatch,
+    postgres_dsn: str,
+    chdb_dsn: str,
+    tmp_path: Path,
+) -> None:
+    session = cassandra.session(keyspace)
+    session.execute(
+        "CREATE TABLE sinkable (k int PRIMARY KEY, ts timestamp, t text, de decimal, i int) WITH cdc = true"
+    )
+    year_20000 = 568_971_820_800_000  # 20000-01-01T00:00:00Z
+    rows_in = {
+        1: ("ts", 253_402_300_799_999),  # 9999-12-31T23:59:59.999: both sinks, exactly
+        2: ("ts", year_20000),  # PostgreSQL only
+        3: ("ts", 2**62),  # beyond both
+        4: ("t", "nul\x00inside"),  # ClickHouse only
+        5: ("de", Decimal("1E+3")),  # both: PostgreSQL as 1000, ClickHouse as 1E+3
+        6: ("i", None),  # blobAsInt(0x): NULL in both
+    }
+    for k, (name, raw) in rows_in.items():
+        if name == "ts":
+            session.execute("INSERT INTO sinkable (k, ts) VALUES (%s, blobAsTimestamp(bigintAsBlob(%s)))", (k, raw))
+        elif name == "i":
+            session.execute("INSERT INTO sinkable (k, i) VALUES (%s, blobAsInt(0x))", (k,))
+        elif name == "de":  # a CQL literal: the driver would bind a Decimal as the float 1000.0
+            session.execute(f"INSERT INTO sinkable (k, de) VALUES (%s, {raw})", (k,))
+        else:
+            session.execute(f"INSERT INTO sinkable (k, {name}) VALUES (%s, %s)", (k, raw))
+    events = collect_both(cassandra, keyspace, lambda ev: len(ev) >= len(rows_in), monkeypatch)
+    decoded = rows_of(events, "sinkable")
+    assert value(decoded[6], "i") is EMPTY
+    assert str(value(decoded[5], "de")) == "1E+3"  # unscaled 1, scale -3, as Cassandra holds it
+    registry = SchemaRegistry(DriverSchemaSource(cassandra.session()), selector=lambda schema: True)
+    (schema,) = [s for s in registry.schemas.values() if s.keyspace == keyspace and s.name == "sinkable"]
+
+    async def through(sink: Sink, name: str) -> dict[int, str]:
+        await sink.open()
+        try:
+            await sink.ensure_table(schema)
+            dead = tmp_path / f"{name}.jsonl"
+            writer = BatchWriter(sink, JsonlDeadLetters(dead), Backoff(initial=0.01, attempts=2))
+            letters = await writer.write(Batch(events, Checkpoint("live", "node", Position(1, 1))))
+        finally:
+            await sink.close()
+        return {letter.event.partition_key["k"]: letter.reason for letter in letters}
+
+    namespace = f"{keyspace}_sinks"
+    pg_letters = await through(PostgresSink("pg", postgres_dsn, TableNaming(target=namespace)), "pg")
+    ch_letters = await through(ClickHouseSink("ch", chdb_dsn, TableNaming(target=namespace)), "ch")
+    assert sorted(pg_letters) == [3, 4]
+    assert "column ts (timestamp): the timestamp is outside PostgreSQL timestamptz's range" in pg_letters[3]
+    assert "column t (text): PostgreSQL text cannot hold the character U+0000" in pg_letters[4]
+    assert sorted(ch_letters) == [2, 3]
+    assert all("column ts (timestamp): the timestamp is outside years 1-9999" in r for r in ch_letters.values())
+
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        stored = {
+            r["k"]: (None if r["ms"] is None else int(r["ms"]), r["de"], r["i"])
+            for r in await conn.fetch(
+                f"SELECT k, (extract(epoch FROM ts) * 1000)::numeric AS ms, de::text AS de, i FROM {namespace}.sinkable"
+            )
+        }
+    finally:
+        await conn.close()
+    assert stored == {
+        1: (253_402_300_799_999, None, None),
+        2: (year_20000, None, None),
+        5: (None, "1000", None),
+        6: (None, None, None),
+    }
+    client = clickhouse_connect.get_client(dsn=chdb_dsn)
+    result = client.query(
+        f"SELECT k, toUnixTimestamp64Milli(ts), t, de, i FROM `{namespace}`.`sinkable` ORDER BY k",
+        column_formats={"t": "bytes"},
+    )
+    assert [tuple(r) for r in result.result_rows] == [
+        (1, 253_402_300_799_999, None, None, None),
+        (4, None, b"nul\x00inside", None, None),
+        (5, None, None, "1E+3", None),
+        (6, None, None, None, None),
+    ]
