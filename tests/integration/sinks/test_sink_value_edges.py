@@ -237,6 +237,20 @@ async def test_clickhouse_stores_years_1_to_9999_and_dead_letters_the_rest(
             304: empty_key(304),
         }
         letters = await write(sink, good + list(bad.values()), path, tmp_path)
+        # A later update of two of those rows makes the sink read their stored timestamps back and merge.
+        again = [
+            ChangeEvent(
+                Op.UPSERT,
+                "ks",
+                "edges",
+                {"id": n},
+                SourcePosition("node-a", Position(4, n)),
+                {},
+                {"t": Cell("again", 500)},
+            )
+            for n in (0, 1)
+        ]
+        await sink.write(Batch(again))
     finally:
         await sink.close()
 
@@ -256,6 +270,7 @@ async def test_clickhouse_stores_years_1_to_9999_and_dead_letters_the_rest(
     rows = {r[0]: r for r in result.result_rows}
     assert sorted(rows) == sorted(e.partition_key["id"] for e in good)
     assert [rows[n][1] for n in range(len(stored_ms))] == stored_ms
+    assert [rows[n][3] for n in (0, 1)] == [b"again", b"again"]
     assert [rows[100 + n][2] for n in range(len(stored_days))] == stored_days
     # ClickHouse keeps text with U+0000 and a decimal's exact text (scale and all).
     assert (rows[200][3], rows[200][4]) == (b"nul\x00inside", "1E+3")
