@@ -76,8 +76,10 @@ class Liveness:
 class Cell:
     """One written or deleted value of a simple column.
 
-    ``value`` is the Python value cassandra-driver returns for the column; it
-    is None for a tombstone (``deleted``).
+    ``value`` is the Python value cassandra-driver returns for the column, or
+    the exact form of one the driver cannot hold (``pipeline_runtime.cql.values``:
+    ``Timestamp`` beyond years 1-9999, ``EMPTY`` for a zero-length value); it is
+    None for a tombstone (``deleted``).
     """
 
     value: Any
