@@ -22,7 +22,10 @@ A segment is reclaimable only when every one of these holds:
 2. its link count is 1: its name in the commitlog directory is gone, which
    Cassandra does only in ``discard``, after ``close()``; nothing writes the
    segment any more. The segment being written and the spare both have 2;
-3. a segment with a higher id exists in cdc_raw: Cassandra has moved on;
+3. a segment with a higher id has an idx: Cassandra has synced CDC data past
+   it, so it is neither the segment being written nor the spare (the spare
+   has the highest id and no idx). This alone also holds where link counts
+   cannot be trusted;
 4. it holds no entry: a valid header naming its own id (or an empty or
    all-zero file), the end of data before any entry, and only zeros after it;
 5. its link count last changed ``SETTLE_SECONDS`` ago or more (its ctime):
@@ -59,6 +62,7 @@ class OrphanFacts:
 
     has_index: bool
     links: int
+    #: Rule 3: a segment with a higher id has a ``_cdc.idx``.
     newer_segment: bool
     #: Rule 5: the inode's ctime is at least ``SETTLE_SECONDS`` old.
     settled: bool = True

@@ -437,7 +437,8 @@ class CdcRawSource:
             (SegmentName(int(m.group(1)), int(m.group(2))) for m in map(SEGMENT_NAME.match, names) if m),
             key=lambda s: s.segment_id,
         )
-        newest = segments[-1].segment_id if segments else None
+        indexed = [s.segment_id for s in segments if (self.cdc_raw / s.index_name).exists()]
+        newest_indexed = max(indexed) if indexed else None
         now = time.time()
         found: list[SegmentInfo] = []
         seen: set[tuple[int, int, int, int]] = set()
@@ -462,7 +463,7 @@ class CdcRawSource:
             facts = OrphanFacts(
                 has_index=state is not None,
                 links=stat.st_nlink,
-                newer_segment=newest is not None and name.segment_id < newest,
+                newer_segment=newest_indexed is not None and name.segment_id < newest_indexed,
                 settled=now - stat.st_ctime >= self.settle_seconds,
             )
             key = (name.segment_id, stat.st_ino, stat.st_size, stat.st_mtime_ns)

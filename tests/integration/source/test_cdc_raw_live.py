@@ -165,6 +165,9 @@ def test_graceful_restarts_leave_no_segment_behind(own_node: CassandraNode) -> N
             started_ms = int(time.time() * 1000)
             node.start()
             session = node.session()
+            assert not any(s.reclaimable for s in source.backlog())  # no CDC data synced by the new run yet
+            write(round_)
+            follow(tailer, lambda: written <= seen, on_batch)
             left_behind = [s for s in source.backlog() if s.reclaimable]
             # At most the spare segment of the run just stopped: no idx, no entry, one link.
             assert len(left_behind) <= 1, (left_behind, listing(node.cdc_raw_dir), listing(node.commitlog_dir))
@@ -172,8 +175,6 @@ def test_graceful_restarts_leave_no_segment_behind(own_node: CassandraNode) -> N
             for segment in left_behind:
                 assert segment.segment_id < started_ms and segment.index_status == "missing"
                 assert segment.size == node.commitlog_segment_mib * 1024 * 1024 or node.commitlog_compression
-            write(round_)
-            follow(tailer, lambda: written <= seen, on_batch)
             assert clean_up() >= len(left_behind)
             assert not any(segment.log.exists() for segment in left_behind)
             remaining = sorted(node.cdc_raw_dir.glob("CommitLog-*.log"))

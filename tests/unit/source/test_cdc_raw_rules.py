@@ -156,6 +156,10 @@ def test_leftover_segments_are_reclaimable_only_when_every_rule_holds(tmp_path: 
     assert not reclaimable()
     (cdc_raw / "CommitLog-7-50.log").rename(newer)
     assert reclaimable()
+    (cdc_raw / "CommitLog-7-200_cdc.idx").unlink()  # the newer one is only the spare: Cassandra may still write 100
+    assert not reclaimable()
+    (cdc_raw / "CommitLog-7-200_cdc.idx").write_text("28")
+    assert reclaimable()
     # Its link count changed a moment ago (Cassandra may be cleaning it up itself): wait until it settles.
     assert not {s.segment_id: s for s in CdcRawSource(cdc_raw, "n", registry("v7")).backlog()}[100].reclaimable
 
@@ -207,12 +211,18 @@ def test_cleanup_deletes_reclaimable_segments_without_any_commit(tmp_path: Path)
     cdc_raw = tmp_path / "cdc_raw"
     cdc_raw.mkdir()
     (cdc_raw / "CommitLog-7-100.log").write_bytes(leftover(100))
-    (cdc_raw / "CommitLog-7-200.log").write_bytes(leftover(200))  # the spare of the running node
+    (cdc_raw / "CommitLog-7-200.log").write_bytes(leftover(200))  # written by the running node
+    (cdc_raw / "CommitLog-7-200_cdc.idx").write_text("28")
+    (cdc_raw / "CommitLog-7-300.log").write_bytes(leftover(300))  # the spare of the running node
     backlog = CdcRawSource(cdc_raw, "n", registry("v7"), settle_seconds=0).backlog()
     chosen = consumed(backlog, {"pg": None})
     assert [s.segment_id for s in chosen] == [100]
     assert delete_segments(chosen) == 1
-    assert sorted(p.name for p in cdc_raw.iterdir()) == ["CommitLog-7-200.log"]
+    assert sorted(p.name for p in cdc_raw.iterdir()) == [
+        "CommitLog-7-200.log",
+        "CommitLog-7-200_cdc.idx",
+        "CommitLog-7-300.log",
+    ]
     stale = SegmentInfo(5, cdc_raw / "CommitLog-7-5.log", cdc_raw / "CommitLog-7-5_cdc.idx", 0, False, 0)
     assert consumed([stale], {"pg": Position(9, 9)}) == []
 
