@@ -11,6 +11,7 @@ are counted with ``on_dropped`` and logged once per table and column.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -45,13 +46,14 @@ class PlannedTransform:
         known = self._known.get(event.qualified_table)
         if known is None or not known.issuperset(event.cells):
             self._plan(self.source.schema(event.keyspace, event.table))
-            self._count_unknown(event)
+            event = self._without_unknown(event)
         return self.transformer.event(event)
 
-    def _count_unknown(self, event: ChangeEvent) -> None:
-        unknown = sorted(set(event.cells) - self._known[event.qualified_table])
+    def _without_unknown(self, event: ChangeEvent) -> ChangeEvent:
+        known = self._known[event.qualified_table]
+        unknown = sorted(set(event.cells) - known)
         if not unknown:
-            return
+            return event
         if self.on_dropped is not None:
             self.on_dropped(event.qualified_table, "column_not_in_schema", len(unknown))
         for column in unknown:
@@ -61,6 +63,7 @@ class PlannedTransform:
                     "cells of a column no longer in the schema are not replicated",
                     extra={"table": event.qualified_table, "column": column},
                 )
+        return dataclasses.replace(event, cells={k: v for k, v in event.cells.items() if k in known})
 
     def _plan(self, schema: TableSchema) -> None:
         names = frozenset(c.name for c in schema.columns)
