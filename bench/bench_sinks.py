@@ -12,7 +12,8 @@ runs; a second server with those three off runs beside it, labelled
 ``unsafe``, and every case runs on both back to back, ``ROUNDS`` times, so
 ``durable/unsafe`` is a ratio of pairs measured together. Each figure is the
 median over the rounds (the range is printed). The servers' own settings are
-recorded in the JSON.
+recorded in the JSON, and ``sinks.disk`` gives the file system's fdatasync
+latency, which decides what durability costs.
 
 After every case the sink is read back as its users read it (ClickHouse:
 the view over FINAL): over all rows, the server counts rows and distinct keys
@@ -29,6 +30,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import gc
+import os
 import random
 import tempfile
 import time
@@ -54,7 +56,7 @@ SIZES = (1_000, 10_000)
 FIRST_TS, SECOND_TS = 1_000, 2_000
 SAMPLE = 800
 #: Rounds of every case, interleaved; the median is reported, the range printed and in the JSON.
-ROUNDS = 3
+ROUNDS = 5
 
 
 class RowsDidNotLand(AssertionError):
@@ -203,6 +205,24 @@ def _summary(benchmark: str, size: int, rates: list[float], extra: dict[str, Any
     return _row(benchmark, size, _median(rates)) | {"rates": [round(r, 1) for r in rates], "note": note} | extra
 
 
+def fdatasync_latency(folder: Path, seconds: float = 1.0) -> float:
+    """Microseconds per 8 kB write + fdatasync in ``folder`` (what a durable commit waits for at least)."""
+    path = folder / "fdatasync-probe"
+    block = b"x" * 8192
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        count = 0
+        began = time.perf_counter()
+        while time.perf_counter() - began < seconds:
+            os.pwrite(fd, block, 0)
+            os.fdatasync(fd)
+            count += 1
+        return (time.perf_counter() - began) / count * 1e6
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
 def run() -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     rates: dict[tuple[str, int], list[float]] = {(m, size): [] for m in ("durable", "unsafe") for size in SIZES}
@@ -215,6 +235,13 @@ def run() -> list[dict[str, Any]]:
             workdir.chmod(0o777)
             servers[mode] = stack.enter_context(running_postgres(workdir, durable=mode == "durable"))
             settings[mode] = servers[mode].server_settings()
+            if mode == "durable":
+                latency = fdatasync_latency(workdir)
+                note = "8 kB write + fdatasync on the PostgreSQL data folder's file system"
+                results.append(
+                    {"benchmark": "sinks.disk", "metric": "fdatasync", "value": round(latency, 1), "unit": "µs"}
+                    | {"note": note}
+                )
         for round_number in range(ROUNDS):  # interleaved: a slow phase of the machine hits every case alike
             for size in SIZES:
                 for mode, server in servers.items():
