@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Counter
+
 from pipeline_runtime.checkpoint.cleanup import backlog_degraded, backlog_share
 from pipeline_runtime.config.loader import LoadedPipeline
 from pipeline_runtime.config.model import (
@@ -128,7 +130,7 @@ class Runtime:
     session: Any = None
     http: HealthServer | None = None
     started_at: float = field(default_factory=time.monotonic)
-    _skipped_seen: dict[str, int] = field(default_factory=dict)
+    _counts_seen: dict[str, int] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, replicate and serve until ``stop`` is set (or a fatal error)."""
@@ -221,7 +223,7 @@ class Runtime:
         runner = self.runner
         if runner is None:
             return NodeStatus(cdc_raw_bytes=cdc_bytes, cdc_raw_share=share, last_report_time=dt.datetime.now(dt.UTC))
-        lag = runner.progress.lag_seconds()
+        lag = runner.lag_seconds()
         committed = runner.progress.committed
         sinks = {}
         for sink in runner.sinks:
@@ -253,7 +255,7 @@ class Runtime:
         """Refresh gauges, warn about the backlog, and report status (on Kubernetes), every interval."""
         while True:
             status = self.node_status()
-            self._export_skipped()
+            self._export_source_counts()
             if backlog_degraded(status.cdc_raw_bytes, self._cdc_total_space()):
                 log.warning(
                     "cdc_raw backlog is high: Cassandra rejects CDC writes when it is full",
@@ -270,17 +272,24 @@ class Runtime:
         labels = {"pipeline": self.pipeline.name, "node": self.options.node}
         self.metrics.cells_dropped.labels(**labels, table=table, reason=reason).inc(cells)
 
-    def _export_skipped(self) -> None:
-        """Updates of counter tables and views are skipped by the decoder: count them as metrics."""
-        tailer = self.source.tailer if self.source is not None else None
-        if tailer is None:
+    def _export_source_counts(self) -> None:
+        """The source's cumulative counts (skipped updates, idx reads that found the file being
+        rewritten, segments without CDC data) as the metrics' increments since the last export."""
+        source = self.source
+        if source is None:
             return
-        labels = {"pipeline": self.pipeline.name, "node": self.options.node, "table": "*"}
-        for reason, count in tailer.stats.skipped.items():
-            seen = self._skipped_seen.get(reason, 0)
+        totals: list[tuple[str, Counter, dict[str, str], int]] = [
+            ("index_not_ready", self.metrics.index_not_ready, {}, source.counters.index_not_ready),
+            ("without_cdc", self.metrics.segments_without_cdc, {}, source.counters.segments_without_cdc),
+        ]
+        for reason, count in source.decode_stats.skipped.items():
+            totals.append((f"skipped:{reason}", self.metrics.events_skipped, {"table": "*", "reason": reason}, count))
+        labels = {"pipeline": self.pipeline.name, "node": self.options.node}
+        for key, metric, extra, count in totals:
+            seen = self._counts_seen.get(key, 0)
             if count > seen:
-                self.metrics.events_skipped.labels(**labels, reason=reason).inc(count - seen)
-                self._skipped_seen[reason] = count
+                metric.labels(**labels, **extra).inc(count - seen)
+                self._counts_seen[key] = count
 
 
 def check_config(pipeline: LoadedPipeline, options: RuntimeOptions) -> list[str]:

@@ -31,6 +31,10 @@ class ChangeSource(Protocol):
         """The segments now in cdc_raw, in id order."""
         ...
 
+    def unread_durable_at(self) -> float | None:
+        """When the oldest durable entry not yet read became durable (None: everything durable was read)."""
+        ...
+
 
 class EventTransform(Protocol):
     """Selection, renames and masking, applied before any sink or log sees a row."""

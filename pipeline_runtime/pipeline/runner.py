@@ -91,12 +91,6 @@ class Progress:
         (t0, n0), (t1, n1) = self.rate_window[0], self.rate_window[-1]
         return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
-    def lag_seconds(self, now: float | None = None) -> float:
-        """Age of the oldest change durable in the commitlog but not yet in every sink (0 when caught up)."""
-        if self.oldest_pending_durable is None:
-            return 0.0
-        return max(0.0, (time.time() if now is None else now) - self.oldest_pending_durable)
-
     def pending_since(self, durable_at: float) -> None:
         """Note that changes durable since ``durable_at`` were read and wait for a commit."""
         if self.oldest_pending_durable is None or durable_at < self.oldest_pending_durable:
@@ -146,7 +140,7 @@ class Runner:
         self._tables_ready: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
         self._labels = {"pipeline": pipeline, "node": node}
         # Read at every scrape, so the figure is never older than the scrape.
-        metrics.lag_seconds.labels(**self._labels).set_function(self.progress.lag_seconds)
+        metrics.lag_seconds.labels(**self._labels).set_function(self.lag_seconds)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -322,9 +316,25 @@ class Runner:
                 self._tables_ready.add(key)
 
     def _cleanup(self, committed: Position) -> None:
-        removed = delete_segments(consumed(self.source.backlog(), {s.name: committed for s in self.sinks}))
+        chosen = consumed(self.source.backlog(), {s.name: committed for s in self.sinks})
+        removed = delete_segments(chosen)
         if removed:
             self.metrics.segments_deleted.labels(**self._labels).inc(removed)
+        reclaimed = sum(1 for segment in chosen if segment.reclaimable and not segment.log.exists())
+        if reclaimed:
+            # Left behind by a graceful Cassandra stop, proved empty (docs/commitlog.md).
+            self.metrics.segments_reclaimed.labels(**self._labels).inc(reclaimed)
+
+    def lag_seconds(self, now: float | None = None) -> float:
+        """Age of the oldest change durable in the commitlog but not yet committed in every sink (0: caught up).
+
+        The oldest change is either read and waiting for its batch to commit, or not read yet
+        (a backlog the source has not reached); both count, so lag keeps growing during a drain.
+        """
+        now = time.time() if now is None else now
+        times = [self.progress.oldest_pending_durable, self.source.unread_durable_at()]
+        known = [t for t in times if t is not None]
+        return max(0.0, now - min(known)) if known else 0.0
 
     # -- failures --------------------------------------------------------------------------------
 

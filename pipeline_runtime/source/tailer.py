@@ -77,8 +77,6 @@ class SourceCounters:
     index_not_ready: int = 0
     #: Segments passed over unread because they have no idx while a later one has: no CDC data was synced in them.
     segments_without_cdc: int = 0
-    #: Wall-clock time (s since the epoch) at which this batch's data became durable in the commitlog.
-    durable_at: float | None = None
 
 
 @dataclass(slots=True)

@@ -172,6 +172,10 @@ async def test_runtime_through_three_graceful_cassandra_restarts(tmp_path: Path,
                 "headrace_segments_deleted_total", {"pipeline": "restarts", "node": "node-0"}
             )
             assert deleted is not None and deleted >= 3
+            reclaimed = runtime.metrics.registry.get_sample_value(
+                "headrace_segments_reclaimed_total", {"pipeline": "restarts", "node": "node-0"}
+            )
+            assert reclaimed is not None and reclaimed >= len(leaked)
             # Three restarts that leaked a full 1 MiB segment each would add 3 MiB.
             assert backlog[-1] <= backlog[0] + 64 * 1024, backlog
         finally:

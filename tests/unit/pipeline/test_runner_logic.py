@@ -57,6 +57,8 @@ class ListSource:
         self.started_from: list[Position | None] = []
         self.segments = segments or []
         self.drained = asyncio.Event()
+        #: When the oldest durable entry the source has not yet returned became durable.
+        self.unread: float | None = None
 
     async def read(self, start: Position | None) -> AsyncIterator[SourceBatch]:
         self.started_from.append(start)
@@ -74,6 +76,9 @@ class ListSource:
 
     def backlog(self) -> list[SegmentInfo]:
         return [s for s in self.segments if s.log.exists()]
+
+    def unread_durable_at(self) -> float | None:
+        return self.unread
 
 
 class Identity:
@@ -454,3 +459,14 @@ async def test_lag_is_the_age_of_the_oldest_uncommitted_durable_change_not_its_w
     assert metric(r, "headrace_lag_seconds") == 0.0
     stop.set()
     await asyncio.wait_for(task, 5)
+
+
+def test_lag_counts_a_backlog_not_read_yet() -> None:
+    source = ListSource([])
+    r = runner(source, [MemorySink("s")])
+    now = time.time()
+    assert r.lag_seconds(now) == 0.0
+    source.unread = now - 40.0  # a segment synced 40 s ago, not reached yet
+    assert r.lag_seconds(now) == 40.0
+    r.progress.pending_since(now - 55.0)  # and a batch read, waiting for its commit
+    assert r.lag_seconds(now) == 55.0
