@@ -67,6 +67,35 @@ def _element_list_type() -> Any:
     return ElementList
 
 
+def _protocol_handler(element_list: Any) -> Any:
+    """The driver's (pure Python) protocol handler, decoding per-element WRITETIME/TTL lists as ``element_list``.
+
+    Cassandra sends the result metadata with the rows, so the types must be swapped where the
+    driver reads it, not only in the prepared statement.
+    """
+    from cassandra.cqltypes import ListType  # noqa: PLC0415
+    from cassandra.protocol import ProtocolHandler, ResultMessage  # noqa: PLC0415
+
+    def swapped(metadata: list[Any] | None) -> list[Any] | None:
+        if not metadata:
+            return metadata
+        return [
+            (ks, table, name, element_list)
+            if isinstance(kind, type) and issubclass(kind, ListType) and name.lower().startswith(("writetime(", "ttl("))
+            else (ks, table, name, kind)
+            for ks, table, name, kind in metadata
+        ]
+
+    class ElementListResult(ResultMessage):  # type: ignore[misc]
+        def recv_results_metadata(self, f: Any, user_type_map: Any) -> None:
+            super().recv_results_metadata(f, user_type_map)
+            self.column_metadata = swapped(self.column_metadata)
+
+    opcodes = dict(ProtocolHandler.message_types_by_opcode)
+    opcodes[ResultMessage.opcode] = ElementListResult
+    return type("SnapshotProtocolHandler", (ProtocolHandler,), {"message_types_by_opcode": opcodes})
+
+
 class SnapshotReader:
     """Reads token ranges of one table as change events, page by page."""
 
@@ -78,13 +107,15 @@ class SnapshotReader:
         self.node = node
         self.fetch_size = fetch_size
         self.converter = SnapshotConverter(schema)
-        self._session = session
-        self._profile = session.execution_profile_clone_update(EXEC_PROFILE_DEFAULT, row_factory=tuple_factory)
+        element_list = _element_list_type()
+        # A session of its own: its protocol handler decodes the per-element lists (and it is not the caller's).
+        self._session = session.cluster.connect()
+        self._session.client_protocol_handler = _protocol_handler(element_list)
+        self._profile = self._session.execution_profile_clone_update(EXEC_PROFILE_DEFAULT, row_factory=tuple_factory)
         try:
-            self._statement = session.prepare(self.converter.select())
+            self._statement = self._session.prepare(self.converter.select())
         except Exception as exc:  # the driver's exception tree stops here
             raise SnapshotReadError(f"cannot prepare the snapshot of {schema.qualified_name}: {exc}") from exc
-        element_list = _element_list_type()
         metadata = list(self._statement.result_metadata)
         for index in self.converter.multi_cell_fields():
             keyspace, table, name, _ = metadata[index]
@@ -92,6 +123,10 @@ class SnapshotReader:
         self._statement.result_metadata = metadata
         self._statement.fetch_size = fetch_size
         self._numbered = 0
+
+    def close(self) -> None:
+        """Shut the reader's own session down."""
+        self._session.shutdown()
 
     def pages(self, token_range: TokenRange, paging_state: bytes | None = None) -> Iterator[SnapshotPage]:
         """The pages of ``token_range``, from ``paging_state`` (a page's own) or from its start."""

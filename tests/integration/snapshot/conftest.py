@@ -1,0 +1,44 @@
+"""Fixtures for the snapshot suites: a keyspace per test, sink harnesses as the sink suites make them."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+import pytest
+
+from devservices.cassandra import CassandraNode
+from tests.integration.sinks.conftest import Harness, timescaledb_dsn, timescaledb_server
+
+__all__ = ["timescaledb_dsn", "timescaledb_server"]
+
+_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def keyspace(cassandra_v8: CassandraNode) -> str:
+    name = f"snap_{next(_numbers)}_{uuid.uuid4().hex[:6]}"
+    cassandra_v8.session().execute(
+        f"CREATE KEYSPACE {name} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+    )
+    return name
+
+
+@pytest.fixture(params=["postgres", "clickhouse", "timescaledb"])
+def sink_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_harness(request: pytest.FixtureRequest, sink_kind: str) -> object:
+    """Builds a fresh harness (own namespace) of the test's sink kind at each call."""
+
+    def make() -> Harness:
+        namespace = f"snap{next(_numbers)}"
+        if sink_kind == "postgres":
+            return Harness(sink_kind, request.getfixturevalue("postgres_dsn"), namespace)
+        if sink_kind == "timescaledb":
+            return Harness(sink_kind, request.getfixturevalue("timescaledb_dsn"), namespace)
+        return Harness(sink_kind, request.getfixturevalue("chdb_dsn"), namespace)
+
+    return make
