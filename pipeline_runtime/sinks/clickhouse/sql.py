@@ -179,7 +179,9 @@ class TableSql(TableObjects):
             )
         part = ", ".join(ident(n) for n in layout.partition_names)
         st_keys = [f"st.{ident(c.name)} AS {ident(c.name)}" for c in layout.schema.partition_key]
-        st_keys += [f"CAST(NULL, 'Nullable({ch_type(c.type)})') AS {ident(c.name)}" for c in layout.clustering]
+        st_keys += [
+            f"CAST(NULL, {_type_literal(f'Nullable({ch_type(c.type)})')}) AS {ident(c.name)}" for c in layout.clustering
+        ]
         nulls = [f"{self._null(c)} AS {ident(c.name)}" for c in layout.regulars]
         static_alive = " OR ".join(f"{self._present(self._visible('st', c), c)}" for c in layout.statics)
         return (
@@ -194,8 +196,8 @@ class TableSql(TableObjects):
     def _null(self, column: Column) -> str:
         if column.type.multi_cell or not is_array(column.type):
             kind = "String" if column.type.multi_cell else ch_type(column.type)
-            return f"CAST(NULL, 'Nullable({kind})')"
-        return f"CAST([], '{ch_type(column.type)}')"
+            return f"CAST(NULL, {_type_literal(f'Nullable({kind})')})"
+        return f"CAST([], {_type_literal(ch_type(column.type))})"
 
     def _row_alive(self, alias: str) -> str:
         parts = [f"({alias}._live_ts > {alias}._del_ts AND ({alias}._live_exp IS NULL OR {alias}._live_exp > {NOW}))"]
@@ -293,3 +295,8 @@ def _bound_array(values: Sequence[Any]) -> Any:
     if values and all(type(v) is int for v in values):
         return ArrayLiteral("[" + ",".join(map(str, values)) + "]")
     return list(values)
+
+
+def _type_literal(clickhouse_type: str) -> str:
+    """A type name as a string literal for CAST: ``DateTime64(6, 'UTC')`` holds quotes of its own."""
+    return "'" + clickhouse_type.replace("\\", "\\\\").replace("'", "\\'") + "'"
