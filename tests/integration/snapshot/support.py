@@ -33,7 +33,7 @@ PAST = 1_000_000_000_000_000
 
 
 def preload(session: Any) -> None:
-    """Rows of every kind: full inserts, old timestamps, TTLs, partial updates, key-only rows, static-only partitions."""
+    """Every kind of row: full inserts, old timestamps, TTLs, partial updates, key-only rows, static-only partitions."""
     session.execute("CREATE TYPE addr (street text, zip int)")
     session.execute(TABLE)
     insert = session.prepare(
@@ -102,6 +102,7 @@ def follow_cdc(node: CassandraNode, registry: SchemaRegistry, keyspace: str, mar
 
 async def write(harness: Harness, schema: TableSchema, batches: Sequence[Sequence[ChangeEvent]]) -> dict[str, Position]:
     """Each batch through one sink's ``write`` with a snapshot checkpoint; the positions the sink then holds."""
+    pipeline = f"{PIPELINE}-{harness.namespace}"  # chdb keeps one checkpoint table per process
     sink = harness.make()
     await sink.open()
     try:
@@ -110,8 +111,8 @@ async def write(harness: Harness, schema: TableSchema, batches: Sequence[Sequenc
             snap = [e.source.position for e in events if e.source.node == snapshot_node(NODE)]
             node = snapshot_node(NODE) if snap else "node"
             position = max(snap or [e.source.position for e in events] or [Position(0, 0)])
-            await sink.write(Batch(list(events), Checkpoint(PIPELINE, node, position)))
-        return dict(await sink.committed_positions(PIPELINE))
+            await sink.write(Batch(list(events), Checkpoint(pipeline, node, position)))
+        return dict(await sink.committed_positions(pipeline))
     finally:
         await sink.close()
 
