@@ -89,7 +89,8 @@ def _protocol_handler(element_list: Any) -> Any:
     class ElementListResult(ResultMessage):  # type: ignore[misc]
         def recv_results_metadata(self, f: Any, user_type_map: Any) -> None:
             super().recv_results_metadata(f, user_type_map)
-            self.column_metadata = swapped(self.column_metadata)
+            metadata: list[Any] | None = getattr(self, "column_metadata", None)
+            self.column_metadata = swapped(metadata)
 
     opcodes = dict(ProtocolHandler.message_types_by_opcode)
     opcodes[ResultMessage.opcode] = ElementListResult
