@@ -31,14 +31,11 @@ def sink_kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def make_harness(request: pytest.FixtureRequest, sink_kind: str) -> object:
-    """Builds a fresh harness (own namespace) of the test's sink kind at each call."""
+    """Builds a fresh harness (own namespace) of the test's sink kind at each call (one server per test)."""
+    fixture = {"postgres": "postgres_dsn", "timescaledb": "timescaledb_dsn"}.get(sink_kind, "chdb_dsn")
+    dsn = request.getfixturevalue(fixture)  # here, not in the test's running event loop
 
     def make() -> Harness:
-        namespace = f"snap{next(_numbers)}"
-        if sink_kind == "postgres":
-            return Harness(sink_kind, request.getfixturevalue("postgres_dsn"), namespace)
-        if sink_kind == "timescaledb":
-            return Harness(sink_kind, request.getfixturevalue("timescaledb_dsn"), namespace)
-        return Harness(sink_kind, request.getfixturevalue("chdb_dsn"), namespace)
+        return Harness(sink_kind, dsn, f"snap{next(_numbers)}")
 
     return make
