@@ -6,7 +6,7 @@ import datetime
 import decimal
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from devservices.cassandra import CassandraNode
@@ -72,7 +72,7 @@ def preload(session: Any) -> None:
 def registry_schema(node: CassandraNode, keyspace: str, table: str = "t") -> tuple[SchemaRegistry, TableSchema]:
     registry = SchemaRegistry(DriverSchemaSource(node.session()), selector=lambda s: s.keyspace == keyspace)
     registry.refresh()
-    schema = next(s for s in registry.schemas.values() if s.name == table)
+    schema = next(s for s in registry.schemas.values() if s.keyspace == keyspace and s.name == table)
     return registry, schema
 
 
@@ -100,8 +100,16 @@ def follow_cdc(node: CassandraNode, registry: SchemaRegistry, keyspace: str, mar
     raise AssertionError(f"no CDC event of {keyspace}.{marker} after 30 s ({len(events)} events)")
 
 
-async def write(harness: Harness, schema: TableSchema, batches: Sequence[Sequence[ChangeEvent]]) -> dict[str, Position]:
-    """Each batch through one sink's ``write`` with a snapshot checkpoint; the positions the sink then holds."""
+async def write(
+    harness: Harness,
+    schema: TableSchema,
+    batches: Sequence[Sequence[ChangeEvent]],
+    check: Callable[[], Awaitable[None]] | None = None,
+) -> dict[str, Position]:
+    """Each batch through one sink's ``write`` with a snapshot checkpoint; the positions the sink then holds.
+
+    ``check`` runs while the sink is open: the TimescaleDB harness reads through the open sink's connection.
+    """
     pipeline = f"{PIPELINE}-{harness.namespace}"  # chdb keeps one checkpoint table per process
     sink = harness.make()
     await sink.open()
@@ -112,6 +120,8 @@ async def write(harness: Harness, schema: TableSchema, batches: Sequence[Sequenc
             node = snapshot_node(NODE) if snap else "node"
             position = max(snap or [e.source.position for e in events] or [Position(0, 0)])
             await sink.write(Batch(list(events), Checkpoint(pipeline, node, position)))
+        if check is not None:
+            await check()
         return dict(await sink.committed_positions(pipeline))
     finally:
         await sink.close()

@@ -78,9 +78,12 @@ async def test_snapshot_and_cdc_commute_in_every_order(
     }
     for name, order in orders.items():
         harness = make_harness()
-        committed = await write(harness, schema, order)
+
+        async def check(harness: Harness = harness, name: str = name) -> None:
+            try:
+                await assert_equal(harness, cassandra_v8, keyspace, schema)
+            except AssertionError as exc:
+                raise AssertionError(f"order {name}: {exc}") from exc
+
+        committed = await write(harness, schema, order, check)
         assert snapshot_node(NODE) in committed, name
-        try:
-            await assert_equal(harness, cassandra_v8, keyspace, schema)
-        except AssertionError as exc:
-            raise AssertionError(f"order {name}: {exc}") from exc

@@ -24,7 +24,7 @@ async def test_snapshot_of_every_column_kind_equals_cassandra(
     assert {e.op for e in events} == {Op.UPSERT}
     assert [e.source.position for e in events] == [Position(0, n) for n in range(1, len(events) + 1)]
     harness = make_harness()
-    committed = await write(harness, schema, [events[i : i + 10] for i in range(0, len(events), 10)])
+    batches = [events[i : i + 10] for i in range(0, len(events), 10)]
+    committed = await write(harness, schema, batches, lambda: assert_equal(harness, cassandra_v8, keyspace, schema))
     # the snapshot's checkpoint is its own node's: a commitlog node's checkpoint stays untouched
     assert committed == {snapshot_node(NODE): Position(0, len(events))}
-    await assert_equal(harness, cassandra_v8, keyspace, schema)
