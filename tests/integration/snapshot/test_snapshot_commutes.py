@@ -55,17 +55,17 @@ def batches(events: list[ChangeEvent], size: int = 10) -> list[list[ChangeEvent]
 
 
 async def test_snapshot_and_cdc_commute_in_every_order(
-    cassandra_v8: CassandraNode, keyspace: str, make_harness: Callable[[], Harness]
+    node: CassandraNode, keyspace: str, make_harness: Callable[[], Harness]
 ) -> None:
-    session = cassandra_v8.session(keyspace)
+    session = node.session(keyspace)
     preload(session)
     session.execute("CREATE TABLE done (k int PRIMARY KEY) WITH cdc = true")
-    registry, schema = registry_schema(cassandra_v8, keyspace)
-    snap = snapshot(cassandra_v8, schema)
+    registry, schema = registry_schema(node, keyspace)
+    snap = snapshot(node, schema)
     for change in CHANGES:
         session.execute(change)
     session.execute("INSERT INTO done (k) VALUES (1)")
-    cdc = [e for e in follow_cdc(cassandra_v8, registry, keyspace, "done") if e.table == "t"]
+    cdc = [e for e in follow_cdc(node, registry, keyspace, "done") if e.table == "t"]
     assert len(cdc) > len(CHANGES)  # the pre-load's writes as well as the changes
 
     interleaved = snap + cdc
@@ -81,7 +81,7 @@ async def test_snapshot_and_cdc_commute_in_every_order(
 
         async def check(harness: Harness = harness, name: str = name) -> None:
             try:
-                await assert_equal(harness, cassandra_v8, keyspace, schema)
+                await assert_equal(harness, node, keyspace, schema)
             except AssertionError as exc:
                 raise AssertionError(f"order {name}: {exc}") from exc
 

@@ -16,15 +16,15 @@ pytestmark = pytest.mark.cassandra
 
 
 async def test_snapshot_of_every_column_kind_equals_cassandra(
-    cassandra_v8: CassandraNode, keyspace: str, make_harness: Callable[[], Harness]
+    node: CassandraNode, keyspace: str, make_harness: Callable[[], Harness]
 ) -> None:
-    preload(cassandra_v8.session(keyspace))
-    _, schema = registry_schema(cassandra_v8, keyspace)
-    events = snapshot(cassandra_v8, schema)
+    preload(node.session(keyspace))
+    _, schema = registry_schema(node, keyspace)
+    events = snapshot(node, schema)
     assert {e.op for e in events} == {Op.UPSERT}
     assert [e.source.position for e in events] == [Position(0, n) for n in range(1, len(events) + 1)]
     harness = make_harness()
     batches = [events[i : i + 10] for i in range(0, len(events), 10)]
-    committed = await write(harness, schema, batches, lambda: assert_equal(harness, cassandra_v8, keyspace, schema))
+    committed = await write(harness, schema, batches, lambda: assert_equal(harness, node, keyspace, schema))
     # the snapshot's checkpoint is its own node's: a commitlog node's checkpoint stays untouched
     assert committed == {snapshot_node(NODE): Position(0, len(events))}
