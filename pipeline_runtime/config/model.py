@@ -104,6 +104,41 @@ class TableSelector(_Model):
     """Table name or pattern."""
 
 
+class SnapshotMode(StrEnum):
+    INITIAL = "initial"
+    """Snapshot each selected table once (also tables selected later), beside live capture."""
+    NEVER = "never"
+    """Only changes made after the pipeline starts reach the sinks."""
+
+
+class Consistency(StrEnum):
+    """CQL consistency levels a snapshot may read at."""
+
+    ONE = "ONE"
+    LOCAL_ONE = "LOCAL_ONE"
+    QUORUM = "QUORUM"
+    LOCAL_QUORUM = "LOCAL_QUORUM"
+    EACH_QUORUM = "EACH_QUORUM"
+    ALL = "ALL"
+
+
+class SnapshotSpec(_Model):
+    """Reading what tables already hold when the pipeline starts (docs/snapshot.md)."""
+
+    mode: SnapshotMode = SnapshotMode.INITIAL
+    """initial (snapshot each selected table once) or never."""
+    consistency: Consistency = Consistency.LOCAL_QUORUM
+    """Read consistency: LOCAL_QUORUM sees every write acknowledged at QUORUM, even by a replica that
+    missed it, without crossing datacenters."""
+    fetch_size: int = Field(default=5000, ge=100, le=100_000)
+    """Rows per page; one page is written to the sinks as one batch with its progress."""
+    rows_per_second: int = Field(default=20_000, ge=0)
+    """Most rows read per second by one runtime (0: no limit), to protect Cassandra's latency."""
+    request: str = Field(default="", max_length=253)
+    """A new value re-snapshots every selected table once (the operator sets it from the
+    headrace.io/snapshot annotation); rows already right stay unchanged."""
+
+
 class SourceSpec(_Model):
     """Where changes come from."""
 
@@ -111,6 +146,8 @@ class SourceSpec(_Model):
     """The Cassandra nodes."""
     tables: list[TableSelector] = Field(min_length=1)
     """Tables to capture."""
+    snapshot: SnapshotSpec = SnapshotSpec()
+    """What tables already hold: read once through CQL and merged with live changes."""
 
 
 class SinkType(StrEnum):

@@ -41,6 +41,8 @@ class Phase(StrEnum):
     """Every runtime reports and nothing is degraded."""
     DEGRADED = "Degraded"
     """Changes flow, but something needs attention (lag, backlog, an unhealthy sink)."""
+    SNAPSHOTTING = "Snapshotting"
+    """Changes flow and at least one runtime is still reading what its tables held (the snapshot)."""
     PAUSED = "Paused"
     """spec.paused is true; runtimes are scaled to zero."""
     FAILED = "Failed"
@@ -97,6 +99,25 @@ class NodeSinkStatus(_Status):
     """Rows written by this runtime since it started."""
 
 
+class TableSnapshotStatus(_Status):
+    """One table's snapshot on one node (written by the runtime)."""
+
+    state: str = Field(default="pending", pattern=r"^(pending|running|done|failed)$")
+    """pending, running, done or failed (failed retries with backoff; lastError says why)."""
+    rows_read: int = Field(default=0, ge=0)
+    """Rows read and written to every sink by this runtime since it started."""
+    ranges_done: int = Field(default=0, ge=0)
+    """Token ranges of this node written to every sink."""
+    ranges_total: int = Field(default=0, ge=0)
+    """Token ranges this node reads (those it is primary replica for)."""
+    rows_per_second: float = Field(default=0.0, ge=0)
+    """Read rate since the table's snapshot started in this runtime."""
+    eta_seconds: float | None = Field(default=None, ge=0)
+    """Estimated time left (from the share of token ranges read), or null when unknown."""
+    last_error: str | None = None
+    """Why the last attempt failed, or null."""
+
+
 class NodeStatus(_Status):
     """What one runtime reports about its Cassandra node (written by the runtime)."""
 
@@ -122,6 +143,8 @@ class NodeStatus(_Status):
     """Where this runtime keeps dead letters (one JSON line each, with the reason and source position)."""
     sinks: dict[str, NodeSinkStatus] = {}
     """Per sink name."""
+    snapshot: dict[str, TableSnapshotStatus] = {}
+    """Per 'keyspace.table' being or already snapshotted by this runtime."""
 
 
 class SinkStatus(_Status):
@@ -156,5 +179,7 @@ class PipelineStatus(_Status):
     """Sum of the nodes' rates (for kubectl get)."""
     dead_letters: int = Field(default=0, ge=0)
     """Dead-lettered events over the nodes (for kubectl get); the DeadLetters condition says where."""
+    snapshot: str | None = None
+    """Snapshot progress over the nodes, as token ranges done (for kubectl get): '37% (1/3 tables)', 'done'."""
     config_hash: str | None = None
     """Hash of the configuration the operator rendered last."""

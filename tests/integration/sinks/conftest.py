@@ -38,13 +38,6 @@ from pipeline_runtime.sinks.timescale import TimescaleSink
 _numbers = itertools.count(1)
 
 
-@pytest.fixture(scope="session")
-def chdb_dsn() -> Iterator[str]:
-    require_module("chdb", "the in-process ClickHouse engine comes from PyPI (`make dev`)")
-    with tempfile.TemporaryDirectory(prefix="headrace-chdb-") as folder:
-        yield f"chdb://{folder}"
-
-
 #: Chunk width of the integer time column ``ck`` (values 0..3): two chunks, so deletions span both.
 CK_CHUNK = "2"
 
