@@ -29,6 +29,7 @@ from pipeline_runtime.config.model import (
     PipelineSpec,
     SinkSpec,
     SinkType,
+    SnapshotMode,
     TableSelector,
 )
 from pipeline_runtime.config.status import NodeSinkStatus, NodeStatus
@@ -37,7 +38,8 @@ from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.errors import ConfigError, HeadraceError
 from pipeline_runtime.observability.http import HealthServer
 from pipeline_runtime.observability.metrics import Metrics, create_metrics
-from pipeline_runtime.pipeline.runner import BatchPolicy, Runner
+from pipeline_runtime.pipeline.runner import BatchPolicy, Runner, SnapshotFactory
+from pipeline_runtime.pipeline.snapshot import INITIAL, Deliver, ReadMarks, SnapshotRun, SnapshotSettings
 from pipeline_runtime.pipeline.transform import PlannedTransform
 from pipeline_runtime.report.kubernetes import KubernetesStatusReporter
 from pipeline_runtime.secrets import DEFAULT_SECRETS_DIR, SecretStore
@@ -49,6 +51,7 @@ from pipeline_runtime.sinks.retry import Backoff
 from pipeline_runtime.source.connect import connect
 from pipeline_runtime.source.schema.driver import DriverSchemaSource
 from pipeline_runtime.source.schema.registry import SchemaRegistry
+from pipeline_runtime.source.snapshot import SnapshotReader
 from pipeline_runtime.source.tailer import CdcRawSource
 from pipeline_runtime.transforms import Transformer
 
@@ -74,6 +77,10 @@ class RuntimeOptions:
     #: Address of this node's own Cassandra (the operator sets it from the pod), used when the
     #: pipeline leaves ``contactPoint`` unset.
     cassandra_host: str | None = None
+    #: ``headrace snapshot``: snapshot only these tables ('keyspace.table') under ``snapshot_generation``,
+    #: then stop; no live capture.
+    snapshot_only: tuple[str, ...] = ()
+    snapshot_generation: str | None = None
 
     def dead_letter_file(self, pipeline: str) -> Path:
         folder = self.dead_letter_dir or self.cdc_raw.parent / "headrace-dead-letters"
@@ -156,18 +163,20 @@ class Runtime:
             self.source = CdcRawSource(self.options.cdc_raw, self.options.node, registry)
             batch_size = min(s.batch_size for s in spec.sinks)
             flush = min(s.flush_interval_ms for s in spec.sinks) / 1000
+            transform = PlannedTransform(transformer, self.source, self._count_dropped)
             self.runner = Runner(
                 pipeline=self.pipeline.name,
                 node=self.options.node,
                 source=self.source,
-                transform=PlannedTransform(transformer, self.source, self._count_dropped),
+                transform=transform,
                 sinks=sinks,
                 metrics=self.metrics,
                 dead_letters=self.dead_letters,
                 batching=BatchPolicy(max_events=batch_size, max_wait=flush),
                 backoff=Backoff(maximum=self.options.retry_max_delay),
+                snapshot=self._snapshot_factory(registry, transform),
             )
-            await self.runner.run(stop)
+            await self.runner.run(stop, live=not self.options.snapshot_only)
         finally:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -177,6 +186,58 @@ class Runtime:
             await http.stop()
             if self.session is not None:
                 self.session.cluster.shutdown()
+
+    def _snapshot_factory(self, registry: SchemaRegistry, transform: PlannedTransform) -> SnapshotFactory | None:
+        """What the snapshot reads (docs/snapshot.md), or None when nothing is to be read."""
+        settings = self.pipeline.spec.source.snapshot
+        only = self.options.snapshot_only
+        if only:
+            generation = self.options.snapshot_generation or "manual"
+        elif settings.request:
+            generation = f"request-{settings.request}"
+        elif settings.mode is SnapshotMode.INITIAL:
+            generation = INITIAL
+        else:
+            return None
+        selected = [s for s in registry.schemas.values() if registry.selector(s)]
+        if only:
+            unknown = sorted(set(only) - {s.qualified_name for s in selected})
+            if unknown:
+                raise ConfigError(f"not a selected table with CDC on: {', '.join(unknown)}")
+            selected = [s for s in selected if s.qualified_name in only]
+        local = (
+            self.options.cassandra_host or with_contact_point(self.pipeline.spec.source.cassandra, None).contact_point
+        )
+
+        fetch_size = settings.fetch_size
+        if settings.rows_per_second:
+            # Throttled: pages of at most a quarter second's rows, so Cassandra sees no bursts.
+            fetch_size = min(fetch_size, max(100, settings.rows_per_second // 4))
+
+        def open_reader(schema: TableSchema) -> SnapshotReader:
+            return SnapshotReader(
+                self.session,
+                schema,
+                self.options.node,
+                fetch_size,
+                consistency=settings.consistency.value,
+                local_address=local,
+            )
+
+        def factory(deliver: Deliver, read_marks: ReadMarks) -> SnapshotRun:
+            return SnapshotRun(
+                pipeline=self.pipeline.name,
+                node=self.options.node,
+                tables=selected,
+                open_reader=open_reader,
+                transform=transform,
+                deliver=deliver,
+                read_marks=read_marks,
+                metrics=self.metrics,
+                settings=SnapshotSettings(generation=generation, rows_per_second=settings.rows_per_second),
+            )
+
+        return factory
 
     async def _connect(self, secrets: SecretStore, stop: asyncio.Event) -> Any:
         """A Cassandra session, retried with backoff until it works or ``stop`` is set."""
@@ -245,6 +306,7 @@ class Runtime:
             dead_letters=self.dead_letters.count if self.dead_letters is not None else 0,
             dead_letter_file=str(self.dead_letters.path) if self.dead_letters is not None else None,
             sinks=sinks,
+            snapshot=runner.snapshot.status() if runner.snapshot is not None else {},
         )
 
     async def _report_once(self) -> None:

@@ -1,6 +1,7 @@
 """``headrace``: the runtime's command line.
 
     headrace run --config pipeline.yaml --node NODE --cdc-raw DIR   replicate (foreground)
+    headrace snapshot --config pipeline.yaml --table KS.T ...      read tables again into the sinks, then exit
     headrace validate --config pipeline.yaml                       check a config, print problems
     headrace decode SEGMENT... --contact-point HOST                 print a segment's events as JSON lines
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import logging
 import os
@@ -95,6 +97,21 @@ def parser() -> argparse.ArgumentParser:
         help="patch status.nodes on the CDCPipeline (default: on inside Kubernetes)",
     )
 
+    snapshot = commands.add_parser(
+        "snapshot", help="snapshot tables again into the sinks (beside a running runtime or not), then exit"
+    )
+    config_option(snapshot)
+    runtime_options(snapshot)
+    snapshot.add_argument(
+        "--table",
+        dest="tables",
+        action="append",
+        required=True,
+        metavar="KEYSPACE.TABLE",
+        help="a selected table with CDC on (repeat for several)",
+    )
+    snapshot.add_argument("--log-level", default=_env("HEADRACE_LOG_LEVEL", "info"))
+
     validate = commands.add_parser("validate", help="check a pipeline config and its secrets")
     config_option(validate)
     runtime_options(validate)
@@ -120,7 +137,26 @@ def command_run(args: argparse.Namespace) -> int:
         dead_letter_dir=args.dead_letter_dir,
         cassandra_host=args.cassandra_host,
     )
-    runtime = Runtime(pipeline, options)
+    return _run_until_done(Runtime(pipeline, options))
+
+
+def command_snapshot(args: argparse.Namespace) -> int:
+    """A snapshot of its own generation (a new one each call), so tables already done are read again."""
+    pipeline = load_pipeline(args.config)
+    configure_logging(args.log_level, pipeline=pipeline.name, node=args.node)
+    options = RuntimeOptions(
+        node=args.node,
+        cdc_raw=args.cdc_raw,
+        secrets_dir=args.secrets_dir,
+        http_port=0,
+        cassandra_host=args.cassandra_host,
+        snapshot_only=tuple(args.tables),
+        snapshot_generation="manual-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ"),
+    )
+    return _run_until_done(Runtime(pipeline, options))
+
+
+def _run_until_done(runtime: Runtime) -> int:
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -174,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_run(args)
         if args.command == "validate":
             return command_validate(args)
+        if args.command == "snapshot":
+            return command_snapshot(args)
         return command_decode(args)
     except ConfigError as exc:
         print(f"headrace: {exc}", file=sys.stderr)

@@ -131,7 +131,8 @@ class SnapshotSpec(_Model):
     """Read consistency: LOCAL_QUORUM sees every write acknowledged at QUORUM, even by a replica that
     missed it, without crossing datacenters."""
     fetch_size: int = Field(default=5000, ge=100, le=100_000)
-    """Rows per page; one page is written to the sinks as one batch with its progress."""
+    """Rows per page; one page is written to the sinks as one batch with its progress. With a
+    rowsPerSecond limit, pages hold at most a quarter second's rows (and at least 100)."""
     rows_per_second: int = Field(default=20_000, ge=0)
     """Most rows read per second by one runtime (0: no limit), to protect Cassandra's latency."""
     request: str = Field(default="", max_length=253)

@@ -39,6 +39,9 @@ class Metrics:
     segments_reclaimed: Counter
     segments_without_cdc: Counter
     index_not_ready: Counter
+    snapshot_rows: Counter
+    snapshot_ranges: Gauge
+    snapshot_seconds: Gauge
 
 
 def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
@@ -139,6 +142,24 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "headrace_cdc_index_not_ready",
             "_cdc.idx reads that found the file empty or half-written (Cassandra rewriting it); read again next poll",
             node,
+            registry=registry,
+        ),
+        snapshot_rows=Counter(
+            "headrace_snapshot_rows",
+            "Rows a snapshot read through CQL and every sink committed",
+            [*node, "table"],
+            registry=registry,
+        ),
+        snapshot_ranges=Gauge(
+            "headrace_snapshot_ranges",
+            "Token ranges of a table's snapshot on this node, by state (done, total)",
+            [*node, "table", "state"],
+            registry=registry,
+        ),
+        snapshot_seconds=Gauge(
+            "headrace_snapshot_seconds",
+            "Seconds a table's snapshot has run in this runtime (stops growing when it is done)",
+            [*node, "table"],
             registry=registry,
         ),
     )

@@ -39,6 +39,7 @@ from pipeline_runtime.observability.metrics import Metrics
 from pipeline_runtime.pipeline.cleanup import consumed, delete_segments
 from pipeline_runtime.pipeline.lifecycle import Lifecycle, RuntimeState
 from pipeline_runtime.pipeline.protocols import ChangeSource, EventTransform
+from pipeline_runtime.pipeline.snapshot import Deliver, ReadMarks, SnapshotRun
 from pipeline_runtime.sinks.base import Batch, Checkpoint, Sink
 from pipeline_runtime.sinks.deadletter import DeadLetter, DeadLetterStore
 from pipeline_runtime.sinks.retry import Backoff, bounded, retrying
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("headrace.pipeline")
 T = TypeVar("T")
 DEFAULT_BACKOFF = Backoff()
+#: Builds the snapshot on the runner's delivery path and its reading of committed marks.
+SnapshotFactory = Callable[[Deliver, ReadMarks], SnapshotRun]
 #: A sink call running longer than this makes /readyz name the sink, before its timeout ends it.
 STUCK_AFTER_SECONDS = 30.0
 
@@ -112,6 +115,7 @@ class Runner:
         dead_letters: DeadLetterStore,
         batching: BatchPolicy = BatchPolicy(),
         backoff: Backoff = DEFAULT_BACKOFF,
+        snapshot: SnapshotFactory | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.node = node
@@ -139,22 +143,34 @@ class Runner:
         self.progress = Progress()
         self._tables_ready: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
         self._labels = {"pipeline": pipeline, "node": node}
+        #: One batch at a time per sink: live batches and snapshot pages take turns.
+        self._delivering = asyncio.Lock()
+        #: The initial snapshot beside live capture, built on this runner's delivery path.
+        self.snapshot: SnapshotRun | None = snapshot(self.deliver, self.committed_marks) if snapshot else None
         # Read at every scrape, so the figure is never older than the scrape.
         metrics.lag_seconds.labels(**self._labels).set_function(self.lag_seconds)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Replicate until ``stop`` is set; raises on a fatal error after recording it."""
+    async def run(self, stop: asyncio.Event, *, live: bool = True) -> None:
+        """Replicate until ``stop`` is set; raises on a fatal error after recording it.
+
+        ``live=False`` runs only the snapshot and returns when it is done (``headrace snapshot``).
+        """
         try:
             await self._until_stopped(self._open_sinks(), stop)
             if stop.is_set():
+                return
+            if not live:
+                if self.snapshot is not None:
+                    self.lifecycle.move(RuntimeState.RUNNING)
+                    await self._until_stopped(self.snapshot.run(), stop)
                 return
             start = await self._start_position()
             self.progress.committed = start
             self.lifecycle.move(RuntimeState.RUNNING)
             log.info("replicating", extra={"start": str(start) if start else "beginning"})
-            await self._until_stopped(self._replicate(start), stop)
+            await self._until_stopped(self._replicate_and_snapshot(start), stop)
         except HeadraceError as exc:
             self.progress.last_error = str(exc)
             self.lifecycle.move(RuntimeState.FAILED, str(exc))
@@ -190,13 +206,35 @@ class Runner:
 
     async def _start_position(self) -> Position | None:
         """The lowest position committed for this node over all sinks (None: from the start)."""
-        per_sink = {}
+        return lowest_committed(await self.committed_marks(), [self.node])[self.node]
+
+    async def committed_marks(self) -> dict[str, dict[str, Position]]:
+        """Per sink, every position committed for this pipeline (checkpoints and snapshot marks)."""
+        marks = {}
         for sink in self.sinks:
             read = functools.partial(sink.committed_positions, self.pipeline)
-            per_sink[sink.name] = await self._call(sink, "read checkpoint", read)
-        return lowest_committed(per_sink, [self.node])[self.node]
+            marks[sink.name] = await self._call(sink, "read checkpoint", read)
+        return marks
 
     # -- data path -------------------------------------------------------------------------------
+
+    async def _replicate_and_snapshot(self, start: Position | None) -> None:
+        """Live capture and, beside it, the snapshot; live capture runs on after the snapshot ends."""
+        if self.snapshot is None:
+            await self._replicate(start)
+            return
+        tasks = {asyncio.ensure_future(self._replicate(start)), asyncio.ensure_future(self.snapshot.run())}
+        try:
+            # Returns when either fails (the other is cancelled below) or live capture ends.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def _replicate(self, start: Position | None) -> None:
         """Follow the source from ``start``; a retryable source error re-reads from the last commit."""
@@ -253,20 +291,25 @@ class Runner:
                 await self._commit(pending, pending_position)
             raise
 
+    async def deliver(self, events: list[ChangeEvent], checkpoint: Checkpoint) -> None:
+        """Write ``events`` with ``checkpoint`` to every sink, one batch at a time; stalls while a sink is down."""
+        async with self._delivering:
+            with tracer.start_as_current_span("headrace.batch") as span:
+                span.set_attribute("headrace.events", len(events))
+                await self._ensure_tables(events)
+                for sink in self.sinks:
+                    started = time.monotonic()
+                    with tracer.start_as_current_span("headrace.write") as write_span:
+                        write_span.set_attribute("headrace.sink", sink.name)
+                        write = functools.partial(self.writers[sink.name].write, Batch(events, checkpoint))
+                        letters = await self._stalling(sink, "write", write)
+                    elapsed = time.monotonic() - started
+                    self.metrics.batch_seconds.labels(**self._labels, sink=sink.name).observe(elapsed)
+                    self.metrics.batches.labels(**self._labels, sink=sink.name).inc()
+                    self._count_written(sink, events, letters)
+
     async def _commit(self, events: list[ChangeEvent], position: Position) -> None:
-        with tracer.start_as_current_span("headrace.batch") as span:
-            span.set_attribute("headrace.events", len(events))
-            await self._ensure_tables(events)
-            checkpoint = Checkpoint(self.pipeline, self.node, position)
-            for sink in self.sinks:
-                started = time.monotonic()
-                with tracer.start_as_current_span("headrace.write") as write_span:
-                    write_span.set_attribute("headrace.sink", sink.name)
-                    write = functools.partial(self.writers[sink.name].write, Batch(events, checkpoint))
-                    letters = await self._stalling(sink, "write", write)
-                self.metrics.batch_seconds.labels(**self._labels, sink=sink.name).observe(time.monotonic() - started)
-                self.metrics.batches.labels(**self._labels, sink=sink.name).inc()
-                self._count_written(sink, events, letters)
+        await self.deliver(events, Checkpoint(self.pipeline, self.node, position))
         now = time.monotonic()
         self.progress.committed = position
         self.progress.last_commit_monotonic = now

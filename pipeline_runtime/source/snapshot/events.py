@@ -65,7 +65,7 @@ class SnapshotConverter:
         self._regulars = tuple(i for i, v in enumerate(self._values) if v.column.kind is ColumnKind.REGULAR)
 
     def select(self, keyspace: str | None = None) -> str:
-        """The paged SELECT of one token range ``(?, ?]``, a key and three fields per value column.
+        """The paged SELECT of one token range ``(?, ?]``: the key, three fields per value column, the token.
 
         Multi-cell columns return one writetime and TTL per element (Cassandra 5.0), as lists that hold
         nulls (an element without a TTL); ``multi_cell_fields`` names them for the reader's decoder.
@@ -73,11 +73,9 @@ class SnapshotConverter:
         fields = [_identifier(c.name) for c in self._keys]
         for value in self._values:
             name = _identifier(value.column.name)
-            if value.multi_cell:
-                fields += [name, f"WRITETIME({name})", f"TTL({name})"]
-            else:
-                fields += [name, f"WRITETIME({name})", f"TTL({name})"]
+            fields += [name, f"WRITETIME({name})", f"TTL({name})"]
         partition = ", ".join(_identifier(c.name) for c in self.schema.partition_key)
+        fields.append(f"token({partition})")  # last, so the positions above hold; pages resume by it
         table = f"{_identifier(keyspace or self.schema.keyspace)}.{_identifier(self.schema.name)}"
         return (
             f"SELECT {', '.join(fields)} FROM {table} "  # noqa: S608 - quoted identifiers

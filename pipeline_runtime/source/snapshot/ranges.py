@@ -36,3 +36,30 @@ def split_ring(count: int) -> tuple[TokenRange, ...]:
     width = MAX_TOKEN - MIN_TOKEN
     bounds = [MIN_TOKEN + width * i // count for i in range(count)] + [MAX_TOKEN]
     return tuple(TokenRange(a, b) for a, b in itertools.pairwise(bounds))
+
+
+def primary_ranges(ring: list[tuple[int, bool]]) -> tuple[TokenRange, ...]:
+    """The ranges a node is primary replica for, from the ring's (token, owned by this node) pairs.
+
+    A token owns ``(previous token, token]``; the first token also owns the wrap-around, which
+    becomes ``(last token, MAX_TOKEN]`` and ``(MIN_TOKEN, first token]``. An empty ring (no token
+    metadata) means a single node: the whole ring.
+    """
+    if not ring:
+        return (TokenRange(MIN_TOKEN, MAX_TOKEN),)
+    ordered = sorted(ring)
+    out: list[TokenRange] = []
+    for index, (token, local) in enumerate(ordered):
+        if not local:
+            continue
+        if index > 0:
+            out.append(TokenRange(ordered[index - 1][0], token))
+            continue
+        last = ordered[-1][0]
+        if last < MAX_TOKEN and len(ordered) > 1:
+            out.append(TokenRange(last, MAX_TOKEN))
+        elif len(ordered) == 1 and token < MAX_TOKEN:
+            out.append(TokenRange(token, MAX_TOKEN))
+        if token > MIN_TOKEN:
+            out.append(TokenRange(MIN_TOKEN, token))
+    return tuple(sorted(out))

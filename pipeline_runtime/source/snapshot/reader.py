@@ -7,6 +7,7 @@ tuples (no dicts built and thrown away). Driver exceptions become
 
 from __future__ import annotations
 
+import socket
 import struct
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.events import ChangeEvent
 from pipeline_runtime.source.errors import SourceError
 from pipeline_runtime.source.snapshot.events import SnapshotConverter
-from pipeline_runtime.source.snapshot.ranges import TokenRange
+from pipeline_runtime.source.snapshot.ranges import TokenRange, primary_ranges
 
 
 class SnapshotReadError(SourceError):
@@ -28,12 +29,38 @@ class SnapshotReadError(SourceError):
 
 @dataclass(frozen=True, slots=True)
 class SnapshotPage:
-    """One page of one token range: its events, rows read, and where the next page starts (None: range done)."""
+    """One page of one token range: its events, rows read, and where reading goes on.
+
+    ``paging_state``: the driver's position for the next page (None: the range is done).
+    ``complete_through``: the highest token whose partitions this page finished, so a reader
+    started afresh (after a restart) resumes with ``token > complete_through`` and misses
+    nothing; None when the page holds only part of one partition.
+    """
 
     range: TokenRange
     events: list[ChangeEvent]
     rows: int
     paging_state: bytes | None
+    complete_through: int | None = None
+
+    @property
+    def last(self) -> bool:
+        return self.paging_state is None
+
+
+def complete_through(tokens: list[int], last_page: bool) -> int | None:
+    """The highest token of ``tokens`` (one page, ascending) whose partitions the page finished.
+
+    The last row's partition may go on in the next page, so only tokens before it count,
+    unless this is the range's last page.
+    """
+    if not tokens:
+        return None
+    if last_page:
+        return tokens[-1]
+    final = tokens[-1]
+    before = [t for t in tokens if t < final]
+    return before[-1] if before else None
 
 
 def _element_list_type() -> Any:
@@ -98,10 +125,26 @@ def _protocol_handler(element_list: Any) -> Any:
 
 
 class SnapshotReader:
-    """Reads token ranges of one table as change events, page by page."""
+    """Reads token ranges of one table as change events, page by page, from the local node.
 
-    def __init__(self, session: Any, schema: TableSchema, node: str, fetch_size: int = 1000) -> None:
+    ``local_address``: this runtime's own Cassandra node; reads are routed to it and ``ranges()``
+    are the ranges it is primary replica for. None (or a node the driver does not know): the
+    driver's default routing and the whole ring.
+    """
+
+    def __init__(
+        self,
+        session: Any,
+        schema: TableSchema,
+        node: str,
+        fetch_size: int = 1000,
+        *,
+        consistency: str = "LOCAL_QUORUM",
+        local_address: str | None = None,
+    ) -> None:
+        from cassandra import ConsistencyLevel  # noqa: PLC0415
         from cassandra.cluster import EXEC_PROFILE_DEFAULT  # noqa: PLC0415
+        from cassandra.policies import HostFilterPolicy  # noqa: PLC0415
         from cassandra.query import tuple_factory  # noqa: PLC0415
 
         self.schema = schema
@@ -109,10 +152,24 @@ class SnapshotReader:
         self.fetch_size = fetch_size
         self.converter = SnapshotConverter(schema)
         element_list = _element_list_type()
+        cluster = session.cluster
+        self._local = _find_host(cluster, local_address)
         # A session of its own: its protocol handler decodes the per-element lists (and it is not the caller's).
-        self._session = session.cluster.connect()
+        self._session = cluster.connect()
         self._session.client_protocol_handler = _protocol_handler(element_list)
-        self._profile = self._session.execution_profile_clone_update(EXEC_PROFILE_DEFAULT, row_factory=tuple_factory)
+        default = cluster.profile_manager.profiles[EXEC_PROFILE_DEFAULT]
+        routing: dict[str, Any] = {}
+        if self._local is not None:
+            local = self._local
+            routing["load_balancing_policy"] = HostFilterPolicy(
+                default.load_balancing_policy, predicate=lambda host: host == local
+            )
+        self._profile = self._session.execution_profile_clone_update(
+            EXEC_PROFILE_DEFAULT,
+            row_factory=tuple_factory,
+            consistency_level=ConsistencyLevel.name_to_value[consistency],
+            **routing,
+        )
         try:
             self._statement = self._session.prepare(self.converter.select())
         except Exception as exc:  # the driver's exception tree stops here
@@ -124,34 +181,69 @@ class SnapshotReader:
         self._statement.result_metadata = metadata
         self._statement.fetch_size = fetch_size
         self._numbered = 0
+        self._previous: dict[TokenRange, Any] = {}
 
     def close(self) -> None:
         """Shut the reader's own session down."""
         self._session.shutdown()
 
+    def ranges(self) -> tuple[TokenRange, ...]:
+        """The ranges this node is primary replica for (the whole ring when the node is unknown)."""
+        token_map = self._session.cluster.metadata.token_map
+        if self._local is None or token_map is None:
+            return primary_ranges([])
+        owners = token_map.token_to_host_owner
+        return primary_ranges([(token.value, owners[token] == self._local) for token in token_map.ring])
+
+    def page(
+        self, token_range: TokenRange, after: int | None = None, paging_state: bytes | None = None
+    ) -> SnapshotPage:
+        """One page of ``token_range``: rows with ``after < token <= end`` (``after`` defaults to its start),
+        from ``paging_state`` (the page before's) or from the first row. Blocks: run it in a thread."""
+        low = token_range.start if after is None else after
+        read_at = time.time_ns() // 1000
+        try:
+            result = self._session.execute(
+                self._statement,
+                (low, token_range.end),
+                execution_profile=self._profile,
+                paging_state=paging_state,
+            )
+            rows = result.current_rows
+        except Exception as exc:  # the driver's exception tree stops here
+            raise SnapshotReadError(f"snapshot of {self.schema.qualified_name} {token_range}: {exc}") from exc
+        previous = self._previous.get(token_range) if paging_state is not None else None
+        events, previous = self.converter.events(rows, self.node, self._numbered, read_at, previous)
+        self._previous[token_range] = previous
+        self._numbered += len(events)
+        following = result.paging_state
+        tokens = [row[-1] for row in rows]
+        return SnapshotPage(token_range, events, len(rows), following, complete_through(tokens, following is None))
+
     def pages(self, token_range: TokenRange, paging_state: bytes | None = None) -> Iterator[SnapshotPage]:
         """The pages of ``token_range``, from ``paging_state`` (a page's own) or from its start."""
-        previous: Any = None
         while True:
-            read_at = time.time_ns() // 1000
-            try:
-                result = self._session.execute(
-                    self._statement,
-                    (token_range.start, token_range.end),
-                    execution_profile=self._profile,
-                    paging_state=paging_state,
-                )
-                rows = result.current_rows
-            except Exception as exc:  # the driver's exception tree stops here
-                raise SnapshotReadError(f"snapshot of {self.schema.qualified_name} {token_range}: {exc}") from exc
-            events, previous = self.converter.events(rows, self.node, self._numbered, read_at, previous)
-            self._numbered += len(events)
-            paging_state = result.paging_state
-            yield SnapshotPage(token_range, events, len(rows), paging_state)
-            if paging_state is None:
+            page = self.page(token_range, None, paging_state)
+            yield page
+            if page.last:
                 return
+            paging_state = page.paging_state
 
     def read(self, ranges: tuple[TokenRange, ...]) -> Iterator[SnapshotPage]:
         """Every page of ``ranges``, range after range."""
         for token_range in ranges:
             yield from self.pages(token_range)
+
+
+def _find_host(cluster: Any, address: str | None) -> Any:
+    """The driver's Host for ``address`` (an IP or a name that resolves to one), or None."""
+    if address is None:
+        return None
+    try:
+        wanted = {address, socket.gethostbyname(address)}
+    except OSError:
+        wanted = {address}
+    for host in cluster.metadata.all_hosts():
+        if host.address in wanted or str(host.endpoint.address) in wanted:
+            return host
+    return None

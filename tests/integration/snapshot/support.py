@@ -32,10 +32,14 @@ TABLE = (
 PAST = 1_000_000_000_000_000
 
 
-def preload(session: Any) -> None:
-    """Every kind of row: full inserts, old timestamps, TTLs, partial updates, key-only rows, static-only partitions."""
+def preload(session: Any, *, cdc: bool = True) -> None:
+    """Every kind of row: full inserts, old timestamps, TTLs, partial updates, key-only rows, static-only partitions.
+
+    ``cdc=False``: the table is created without CDC, so none of these writes is in cdc_raw (as with data
+    written long before a pipeline starts); turn CDC on afterwards.
+    """
     session.execute("CREATE TYPE addr (street text, zip int)")
-    session.execute(TABLE)
+    session.execute(TABLE if cdc else TABLE.replace("WITH cdc = true", "WITH cdc = false"))
     insert = session.prepare(
         "INSERT INTO t (k, ck, st, a, b, de, ts, u, bo, l, s, m, fl, fm, ud, fu)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
