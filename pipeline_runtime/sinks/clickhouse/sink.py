@@ -374,7 +374,9 @@ class ClickHouseSink:
 
     async def _store_checkpoint(self, checkpoint: Checkpoint) -> None:
         position = checkpoint.position
-        version = (position.segment_id << 64) | position.offset
+        # Ordered as positions are, for offsets of either sign (a snapshot mark's offset is a token):
+        # a commitlog offset (>= 0) lands above 2**63, above every older version written without the bias.
+        version = (position.segment_id << 64) | (position.offset + 2**63)
         row = [checkpoint.pipeline, checkpoint.node, position.segment_id, position.offset, version]
         await self._insert(
             CHECKPOINTS,

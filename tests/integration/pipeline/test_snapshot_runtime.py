@@ -177,7 +177,7 @@ async def test_preloaded_tables_arrive_whole_while_writes_go_on(
     try:
         writes = await workload(cassandra, keyspace, 4.0, partitions=400)
         assert writes > 50
-        await wait_until(lambda: snapshot_done(runtime, 2), 90, "snapshot of both tables done")
+        await wait_until(lambda: snapshot_done(runtime, 3), 90, "snapshot of bulk, t and marker done")
         client = clickhouse_connect.get_client(dsn=chdb_dsn)
         for table in ("bulk", "t"):
             _, schema = registry_schema(cassandra, keyspace, table)
