@@ -56,8 +56,7 @@ def _convert(node: Mapping[str, Any], defs: Mapping[str, Any], on_def: DefHook |
     if "anyOf" in node:
         return _optional(node, defs, on_def)
     out: JSONSchema = {}
-    if "description" in node:
-        out["description"] = node["description"]
+    _describe(node, out)
     out.update({key: node[key] for key in _KEPT if key in node})
     _numeric_bounds(node, out)
     if "properties" in node:
@@ -75,6 +74,12 @@ def _convert(node: Mapping[str, Any], defs: Mapping[str, Any], on_def: DefHook |
     return out
 
 
+def _describe(node: Mapping[str, Any], out: JSONSchema) -> None:
+    """Copy a description as one line: docstrings wrap where the source does, ``kubectl explain`` wraps itself."""
+    if "description" in node:
+        out["description"] = " ".join(str(node["description"]).split())
+
+
 def _ref_name(node: Mapping[str, Any]) -> str | None:
     """The ``$defs`` name a node points at, bare or as pydantic's one-item ``allOf``."""
     if "$ref" in node:
@@ -90,8 +95,7 @@ def _referenced(name: str, node: Mapping[str, Any], defs: Mapping[str, Any], on_
     out = _convert(defs[name], defs, on_def)
     if on_def:
         out = on_def(name, out)
-    if "description" in node:
-        out["description"] = node["description"]
+    _describe(node, out)
     _set_default(node, out)
     return out
 

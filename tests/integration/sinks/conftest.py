@@ -25,7 +25,7 @@ import asyncpg
 import clickhouse_connect
 import pytest
 
-from devservices.pytest_require import require_module, require_tool
+from devservices.pytest_require import require_tool
 from devservices.timescaledb import TimescaleServer, running_timescaledb
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.cql.types import Kind

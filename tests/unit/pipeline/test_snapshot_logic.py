@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from pipeline_runtime.events import Position
@@ -38,7 +40,7 @@ def test_three_nodes_split_the_ring_without_gaps_or_overlaps() -> None:
     assert TokenRange(2**62, 2**62 + 5) in per_node["a"]
     assert per_node["b"] == (TokenRange(-5, 0),)
     everything = sorted(r for ranges in per_node.values() for r in ranges)
-    assert all(left.end == right.start for left, right in zip(everything, everything[1:], strict=False))
+    assert all(left.end == right.start for left, right in itertools.pairwise(everything))
 
 
 def test_a_page_resumes_after_its_last_finished_partition() -> None:
