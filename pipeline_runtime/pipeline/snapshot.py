@@ -281,11 +281,27 @@ class SnapshotRun:
                 if page.last:
                     progress.ranges_done += 1
                     self._export(name, progress)
+                    self._log_progress(name, progress)
                     return
                 self._export(name, progress)
         finally:
             if not fetch.done():
                 fetch.cancel()
+
+    def _log_progress(self, table: str, progress: TableProgress) -> None:
+        """One line per range written: how far, how fast, how long still."""
+        status = progress.status(time.monotonic())
+        log.info(
+            "snapshot progress",
+            extra={
+                "table": table,
+                "ranges_done": status.ranges_done,
+                "ranges_total": status.ranges_total,
+                "rows": status.rows_read,
+                "rows_per_second": status.rows_per_second,
+                "eta_seconds": status.eta_seconds,
+            },
+        )
 
     def _export(self, table: str, progress: TableProgress) -> None:
         labels = {**self._labels, "table": table}
