@@ -41,7 +41,7 @@ from typing import Any
 
 import asyncpg
 
-from devservices.clickhouse import chdb_client
+from devservices.clickhouse import chdb_client, engine_path
 from devservices.postgres import running_postgres
 from devservices.sinkview import compare, differences, keyed
 from pipeline_runtime.cql.schema import Column, ColumnKind, TableSchema
@@ -268,20 +268,21 @@ def run() -> list[dict[str, Any]]:
             }
         )
     ch_rates: dict[int, list[float]] = {size: [] for size in SIZES}
-    with tempfile.TemporaryDirectory(prefix="headrace-bench-chdb-") as folder:
-        client = chdb_client(Path(folder))
-        version = client.query("SELECT version()").result_rows[0][0]
-        for round_number in range(ROUNDS):
-            for size in SIZES:
-                database = f"bench_{size}_{round_number}"
-                sink = ClickHouseSink("ch", f"chdb://{folder}", TableNaming(target=database))
-                ch_rates[size].append(asyncio.run(measure(sink, size)))
-                checks["clickhouse"] = check_landed(f"clickhouse[{size}]", *clickhouse_check(client, database))
-                client.command(f"DROP DATABASE `{database}` SYNC")
-        engine = {"engine": f"chdb (ClickHouse {version}, in-process)"}
+    # chdb holds one data folder per process, shared with the other benchmarks (each in databases of its own).
+    folder = engine_path()
+    client = chdb_client(Path(folder))
+    version = client.query("SELECT version()").result_rows[0][0]
+    for round_number in range(ROUNDS):
         for size in SIZES:
-            extra = checks["clickhouse"] | {"server": "chdb", "settings": engine}
-            results.append(_summary("sinks.clickhouse_insert", size, ch_rates[size], extra))
+            database = f"bench_{size}_{round_number}"
+            sink = ClickHouseSink("ch", f"chdb://{folder}", TableNaming(target=database))
+            ch_rates[size].append(asyncio.run(measure(sink, size)))
+            checks["clickhouse"] = check_landed(f"clickhouse[{size}]", *clickhouse_check(client, database))
+            client.command(f"DROP DATABASE `{database}` SYNC")
+    engine = {"engine": f"chdb (ClickHouse {version}, in-process)"}
+    for size in SIZES:
+        extra = checks["clickhouse"] | {"server": "chdb", "settings": engine}
+        results.append(_summary("sinks.clickhouse_insert", size, ch_rates[size], extra))
     return results
 
 

@@ -3,13 +3,16 @@
 Starts a real single-node Cassandra 5.0 with CDC on, a real PostgreSQL and the
 ClickHouse engine (chdb); creates a ``shop`` keyspace; starts the runtime from
 a YAML pipeline file (the same model as the CDCPipeline CRD, see
-``examples/pipeline.yaml``); runs a workload of inserts, updates and deletes;
-and shows rows arriving in both sinks with lag and throughput, then checks
+``examples/pipeline.yaml``). The tables already hold orders written before
+the pipeline existed (``--preload``), which the runtime's initial snapshot
+reads while a workload of inserts, updates and deletes runs; the demo shows
+rows arriving in both sinks with the snapshot's progress, lag and
+throughput, then checks
 that each sink table equals Cassandra's ``SELECT *`` after the pipeline's
 masking, row for row and column by column (``devservices.sinkview``), printing
 the first differing rows and exiting non-zero when one does not.
 
-    python -m examples.demo [--seconds 20] [--rate 400]
+    python -m examples.demo [--seconds 20] [--rate 400] [--preload 20000]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +60,31 @@ REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
 SCHEMA = [
     f"CREATE KEYSPACE shop WITH replication = {REPLICATION}",
     "CREATE TABLE shop.orders (customer text, order_id int, item text, quantity int, price decimal, "
-    "tags set<text>, placed_at timestamp, PRIMARY KEY (customer, order_id)) WITH cdc = true",
-    "CREATE TABLE shop.customers (id int PRIMARY KEY, name text, email text, phone text) WITH cdc = true",
+    "tags set<text>, placed_at timestamp, PRIMARY KEY (customer, order_id))",
+    "CREATE TABLE shop.customers (id int PRIMARY KEY, name text, email text, phone text)",
 ]
+#: CDC is turned on after the preload: those rows are history the commitlog no longer offers.
+CDC_ON = ["ALTER TABLE shop.orders WITH cdc = true", "ALTER TABLE shop.customers WITH cdc = true"]
+#: Preloaded orders go to customers the workload does not write (``p0`` ...), 40 orders each.
+PRELOAD_PER_CUSTOMER = 40
+
+
+def preload(session: Any, rows: int) -> float:
+    """Orders written before the pipeline exists, with old writetimes; returns the seconds it took."""
+    from cassandra.concurrent import execute_concurrent_with_args  # noqa: PLC0415
+
+    insert = session.prepare(
+        "INSERT INTO shop.orders (customer, order_id, item, quantity, price, tags, placed_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, '2024-01-01') USING TIMESTAMP 1704067200000000"
+    )
+    started = time.monotonic()
+    args = [
+        (f"p{i // PRELOAD_PER_CUSTOMER}", i % PRELOAD_PER_CUSTOMER, f"item-{i % 97}", 1 + i % 5,
+         Decimal(100 + i % 9900) / 100, {f"t{i % 4}"})
+        for i in range(rows)
+    ]  # fmt: skip
+    execute_concurrent_with_args(session, insert, args, concurrency=64, raise_on_first_error=True)
+    return time.monotonic() - started
 
 
 def say(message: str) -> None:
@@ -146,7 +172,16 @@ def write_pipeline(workdir: Path, cassandra_port: int, pg_dsn: str, ch_dsn: str)
     return path
 
 
-async def demo(workdir: Path, seconds: float, rate: int) -> int:
+def snapshot_progress(runtime: Runtime) -> str:
+    """The node's snapshot in a few characters: rows read, or done."""
+    tables = runtime.node_status().snapshot.values()
+    if not tables:
+        return "-"
+    rows = sum(t.rows_read for t in tables)
+    return "done" if all(t.state == "done" for t in tables) else f"{rows} rows"
+
+
+async def demo(workdir: Path, seconds: float, rate: int, preloaded: int) -> int:
     started = time.monotonic()
     say("starting PostgreSQL ...")
     with running_postgres(workdir / "postgres") as pg:
@@ -158,6 +193,11 @@ async def demo(workdir: Path, seconds: float, rate: int) -> int:
             say(f"  Cassandra {node.host}:{node.port}, cdc_raw {node.cdc_raw_dir} (up in {node.startup_seconds:.1f}s)")
             session = node.session()
             for statement in SCHEMA:
+                session.execute(statement)
+            if preloaded:
+                took = preload(session, preloaded)
+                say(f"  {preloaded} orders written before the pipeline exists ({took:.1f}s): the snapshot reads them")
+            for statement in CDC_ON:
                 session.execute(statement)
             config = write_pipeline(workdir, node.port, pg_dsn, ch_dsn)
             say(f"pipeline config: {config} (from examples/pipeline.yaml)")
@@ -178,14 +218,15 @@ async def demo(workdir: Path, seconds: float, rate: int) -> int:
             workload.start()
             say(f"\nworkload: {rate} writes/s for {seconds:.0f}s  (metrics: http://127.0.0.1:<port>/metrics)\n")
             say(
-                f"{'t':>4}  {'cassandra writes':>16}  {'pg orders':>9}  {'ch orders':>9}  {'lag s':>6}  {'events/s':>9}"
+                f"{'t':>4}  {'cassandra writes':>16}  {'snapshot':>11}  {'pg orders':>9}  {'ch orders':>9}"
+                f"  {'lag s':>6}  {'events/s':>9}"
             )
             tick = time.monotonic()
             while workload.is_alive() or time.monotonic() - tick < 3:
                 await asyncio.sleep(1)
                 status = runtime.node_status()
                 say(
-                    f"{time.monotonic() - started:4.0f}  {workload.writes:16d}  "
+                    f"{time.monotonic() - started:4.0f}  {workload.writes:16d}  {snapshot_progress(runtime):>11}  "
                     f"{await count_pg(pg_dsn, 'shop.orders'):9d}  {count_ch(ch, 'shop.orders'):9d}  "
                     f"{status.lag_seconds or 0:6.2f}  {status.events_per_second:9.0f}"
                 )
@@ -269,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--rate", type=int, default=400, help="Cassandra writes per second")
+    parser.add_argument("--preload", type=int, default=20_000, help="orders in Cassandra before the pipeline starts")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("cassandra").setLevel(logging.ERROR)
@@ -276,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.chmod(0o711)  # PostgreSQL runs as its own user when we are root: it must reach its folder
     say(f"Headrace demo — working folder {workdir}")
     try:
-        return asyncio.run(demo(workdir, args.seconds, args.rate))
+        return asyncio.run(demo(workdir, args.seconds, args.rate, args.preload))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -62,7 +62,13 @@ class SnapshotConverter:
             if c.kind in (ColumnKind.STATIC, ColumnKind.REGULAR)
         )
         self._statics = tuple(i for i, v in enumerate(self._values) if v.column.kind is ColumnKind.STATIC)
-        self._regulars = tuple(i for i, v in enumerate(self._values) if v.column.kind is ColumnKind.REGULAR)
+        self._pk_names = tuple(c.name for c in schema.partition_key)
+        self._ck_names = tuple(c.name for c in schema.clustering)
+        #: Per value column: name, result position of its value (then WRITETIME, TTL), multi-cell, static.
+        self._plan = tuple(
+            (v.column.name, len(self._keys) + 3 * i, v.multi_cell, v.column.kind is ColumnKind.STATIC, v.column)
+            for i, v in enumerate(self._values)
+        )
 
     def select(self, keyspace: str | None = None) -> str:
         """The paged SELECT of one token range ``(?, ?]``: the key, three fields per value column, the token.
@@ -97,61 +103,81 @@ class SnapshotConverter:
         """
         source_node = snapshot_node(node)
         now_s = read_at_us // 1_000_000
-        pk_count = len(self.schema.partition_key)
-        key_count = len(self._keys)
+        keyspace, table = self.schema.keyspace, self.schema.name
+        pk_names, ck_names = self._pk_names, self._ck_names
+        pk_count, ck_end = len(pk_names), len(pk_names) + len(ck_names)
+        plan, has_statics = self._plan, bool(self._statics)
         out: list[ChangeEvent] = []
         number = first
         for row in rows:
             partition_values = tuple(row[:pk_count])
-            partition_key = {c.name: row[i] for i, c in enumerate(self.schema.partition_key)}
-            changes = [self._change(value, row, key_count + 3 * i, now_s) for i, value in enumerate(self._values)]
-            if self._statics and partition_values != previous_partition:
-                statics = {self._values[i].column.name: changes[i] for i in self._statics if changes[i] is not None}
-                if statics:
-                    number += 1
-                    out.append(self._event(partition_key, {}, statics, None, source_node, number, static=True))
+            partition_key = dict(zip(pk_names, partition_values, strict=True))
+            new_partition = has_statics and partition_values != previous_partition
             previous_partition = partition_values
-            clustering = {c.name: row[pk_count + i] for i, c in enumerate(self.schema.clustering)}
-            if clustering and all(v is None for v in clustering.values()):
+            cells: dict[str, ColumnChange] = {}
+            statics: dict[str, ColumnChange] = {}
+            # The row's liveness (its primary-key marker is not selectable), gathered as its cells are built:
+            # with cells, the oldest live cell's writetime, expiring with the latest cell when every cell
+            # expires; without cells, the time the page was read. docs/snapshot.md says why both are safe
+            # against a later-arriving older delete.
+            oldest: int | None = None
+            latest_expiry, all_expire = 0, True
+            for name, at, multi_cell, static, column in plan:
+                data = row[at]
+                if data is None:
+                    continue  # a null cell: nothing to say (a deletion, if any, reaches the sink through CDC)
+                if static and not new_partition:
+                    continue  # the partition's statics went out with its first row of this page
+                writetime, ttl = row[at + 1], row[at + 2]
+                if not multi_cell:
+                    expires = now_s + ttl if ttl is not None else None
+                    change: ColumnChange = Cell(data, writetime, ttl, expires)
+                    if not static:
+                        oldest = writetime if oldest is None or writetime < oldest else oldest
+                        if expires is None:
+                            all_expire = False
+                        elif expires > latest_expiry:
+                            latest_expiry = expires
+                else:
+                    collection = _collection(column, data, writetime, ttl, now_s)
+                    change = collection
+                    if not static:
+                        for element in collection.elements:
+                            stamp, expires = element.timestamp, element.local_deletion_time
+                            oldest = stamp if oldest is None or stamp < oldest else oldest
+                            if element.ttl is None or expires is None:
+                                all_expire = False
+                            elif expires > latest_expiry:
+                                latest_expiry = expires
+                if static:
+                    statics[name] = change
+                else:
+                    cells[name] = change
+            if statics:
+                number += 1
+                position = SourcePosition(source_node, Position(0, number))
+                out.append(ChangeEvent(Op.UPSERT, keyspace, table, partition_key, position, cells=statics, static=True))
+            clustering = dict(zip(ck_names, row[pk_count:ck_end], strict=True))
+            if ck_names and all(v is None for v in clustering.values()):
                 continue  # a partition with static cells and no rows: SELECT shows it as one row of nulls
-            cells = {self._values[i].column.name: changes[i] for i in self._regulars if changes[i] is not None}
+            if oldest is None:
+                liveness = Liveness(read_at_us)
+            elif all_expire:
+                liveness = Liveness(oldest, max(1, latest_expiry - now_s), latest_expiry)
+            else:
+                liveness = Liveness(oldest)
             number += 1
-            liveness = _liveness(cells, read_at_us)
-            out.append(self._event(partition_key, clustering, cells, liveness, source_node, number))
+            position = SourcePosition(source_node, Position(0, number))
+            out.append(
+                ChangeEvent(
+                    Op.UPSERT, keyspace, table, partition_key, position,
+                    clustering_key=clustering, cells=cells, liveness=liveness,
+                )
+            )  # fmt: skip
         return out, previous_partition
 
-    def _event(  # noqa: PLR0917 - one call site, positional for brevity
-        self,
-        partition_key: dict[str, Any],
-        clustering: dict[str, Any],
-        cells: dict[str, ColumnChange | None],
-        liveness: Liveness | None,
-        node: str,
-        number: int,
-        static: bool = False,
-    ) -> ChangeEvent:
-        return ChangeEvent(
-            Op.UPSERT,
-            self.schema.keyspace,
-            self.schema.name,
-            partition_key,
-            SourcePosition(node, Position(0, number)),
-            clustering_key=clustering,
-            cells={k: v for k, v in cells.items() if v is not None},
-            liveness=liveness,
-            static=static,
-        )
 
-    def _change(self, value: _ValueColumn, row: Sequence[Any], at: int, now_s: int) -> ColumnChange | None:
-        data, writetime, ttl = row[at], row[at + 1], row[at + 2]
-        if data is None:
-            return None  # a null cell: nothing to say (its deletion, if any, reaches the sink through CDC)
-        if not value.multi_cell:
-            return Cell(data, writetime, ttl, now_s + ttl if ttl is not None else None)
-        return _collection(value.column, data, writetime, ttl, now_s)
-
-
-def _collection(column: Column, data: Any, writetimes: list[Any], ttls: list[Any], now_s: int) -> ColumnChange:
+def _collection(column: Column, data: Any, writetimes: list[Any], ttls: list[Any], now_s: int) -> CollectionChange:
     kind = column.type.kind
     if kind is Kind.UDT:
         items = [(n, getattr(data, n, None)) for n in column.type.field_names]
@@ -191,29 +217,3 @@ def _list_path(timestamp_us: int, index: int) -> uuid.UUID:
     clock = 0x8000 | ((index >> 48) & 0x3FFF)
     node = index & 0xFFFFFFFFFFFF
     return uuid.UUID(fields=(time_low, time_mid, time_hi | 0x1000, clock >> 8, clock & 0xFF, node))
-
-
-def _liveness(cells: dict[str, ColumnChange | None], read_at_us: int) -> Liveness:
-    """The row exists (SELECT returned it); its primary-key liveness is not selectable.
-
-    With cells: the oldest live cell's writetime, expiring with the latest cell when every cell expires.
-    Without cells (only a primary key): the time the page was read. docs/snapshot.md says why both are safe
-    against a later-arriving older delete.
-    """
-    stamps: list[int] = []
-    expiries: list[int | None] = []
-    for change in cells.values():
-        if isinstance(change, Cell):
-            stamps.append(change.timestamp)
-            expiries.append(change.expires_at)
-        elif change is not None:
-            for element in change.elements:
-                stamps.append(element.timestamp)
-                expiries.append(element.expires_at)
-    if not stamps:
-        return Liveness(read_at_us)
-    known = [e for e in expiries if e is not None]
-    if len(known) < len(expiries):
-        return Liveness(min(stamps))
-    expires_at = max(known)
-    return Liveness(min(stamps), max(1, expires_at - read_at_us // 1_000_000), expires_at)

@@ -95,10 +95,12 @@ def _element_list_type() -> Any:
 
 
 def _protocol_handler(element_list: Any) -> Any:
-    """The driver's (pure Python) protocol handler, decoding per-element WRITETIME/TTL lists as ``element_list``.
+    """The driver's protocol handler, decoding per-element WRITETIME/TTL lists as ``element_list``.
 
     Cassandra sends the result metadata with the rows, so the types must be swapped where the
-    driver reads it, not only in the prepared statement.
+    driver reads it, not only in the prepared statement. The swap subclasses the driver's own
+    result message: its compiled row decoding (where the driver was built with it) stays in use
+    for every other column and calls ``element_list`` for the swapped ones.
     """
     from cassandra.cqltypes import ListType  # noqa: PLC0415
     from cassandra.protocol import ProtocolHandler, ResultMessage  # noqa: PLC0415
@@ -113,7 +115,9 @@ def _protocol_handler(element_list: Any) -> Any:
             for ks, table, name, kind in metadata
         ]
 
-    class ElementListResult(ResultMessage):  # type: ignore[misc]
+    base = ProtocolHandler.message_types_by_opcode[ResultMessage.opcode]
+
+    class ElementListResult(base):  # type: ignore[misc,valid-type]
         def recv_results_metadata(self, f: Any, user_type_map: Any) -> None:
             super().recv_results_metadata(f, user_type_map)
             metadata: list[Any] | None = getattr(self, "column_metadata", None)
