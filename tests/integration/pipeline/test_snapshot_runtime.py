@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -311,19 +312,23 @@ def test_kill_9_during_the_snapshot_resumes_from_the_last_page(
                 process.kill()
     port = free_port()
     process = subprocess.Popen([*base, "--http-port", str(port)], stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(180, process.kill)  # a runtime that never finishes ends the loop below
+    watchdog.start()
     try:
         log: list[dict[str, Any]] = []
         assert process.stderr is not None
         for line in process.stderr:
             if line.startswith("{"):
                 log.append(json.loads(line))
-            if log and log[-1].get("message") == "snapshot done":
+            if log and log[-1].get("msg") == "snapshot done":
                 break
         last_run = scrape(port, keyspace)
     finally:
+        watchdog.cancel()
         process.send_signal(signal.SIGTERM)
         process.wait(30)
-    started = next(entry for entry in log if entry.get("message") == "snapshot started")
+    assert any(entry.get("msg") == "snapshot done" for entry in log), log[-5:]
+    started = next(entry for entry in log if entry.get("msg") == "snapshot started")
     assert started["ranges"] == 2 and started["table"] == f"{keyspace}.bulk"
     assert read_before_kills >= rows // 4 + rows // 2
     # resumed from the marks: everything read over three processes is well under twice the table
