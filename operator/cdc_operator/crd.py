@@ -55,6 +55,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.deadLetters",
         "description": "Events sinks rejected, kept in the runtimes' dead-letter files",
     },
+    {
+        "name": "Snapshot",
+        "type": "string",
+        "jsonPath": ".status.snapshot",
+        "description": "Initial snapshot over the nodes: share of token ranges written and tables done, or done",
+    },
     {"name": "Paused", "type": "boolean", "jsonPath": ".spec.paused", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -29,6 +29,8 @@ LABEL_CASSANDRA_POD = f"{GROUP}/cassandra-pod"
 ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
 #: Set by users on the CDCPipeline; a new value restarts every runtime.
 ANNOTATION_RESTART = f"{GROUP}/restart"
+#: Set by users on the CDCPipeline; a new value re-snapshots every selected table (spec.source.snapshot.request).
+ANNOTATION_SNAPSHOT = f"{GROUP}/snapshot"
 #: Stamped on a runtime Deployment when its Cassandra pod disappeared (scale-down policy).
 ANNOTATION_SOURCE_GONE_SINCE = f"{GROUP}/cassandra-pod-gone-since"
 #: The Cassandra pod a runtime Deployment reads, as an annotation (labels may be hashed).

@@ -6,11 +6,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cdc_operator.handlers.reconcile import with_snapshot_request
 from cdc_operator.status.assess import assess
 from cdc_operator.status.observation import Observation, Thresholds
+from pydantic import ValidationError
 
 from pipeline_runtime.config.model import PipelineSpec
-from pipeline_runtime.config.status import ConditionStatus, ConditionType, NodeSinkStatus, NodeStatus, Phase
+from pipeline_runtime.config.status import (
+    ConditionStatus,
+    ConditionType,
+    NodeSinkStatus,
+    NodeStatus,
+    Phase,
+    TableSnapshotStatus,
+)
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 SPEC = PipelineSpec.model_validate(
@@ -186,3 +195,53 @@ def test_no_dead_letters_is_a_false_condition() -> None:
     status = assess(observe())
     dead = condition(status, ConditionType.DEAD_LETTERS)
     assert (dead.status, dead.reason, status.dead_letters) == (ConditionStatus.FALSE, "NoDeadLetters", 0)
+
+
+def snapshot_report(**tables: tuple[str, int, int]) -> NodeStatus:
+    """A report whose snapshot holds ``table=(state, ranges done, ranges total)``."""
+    progress = {
+        name.replace("_", "."): TableSnapshotStatus(
+            state=state, ranges_done=done, ranges_total=total, last_error="read timeout" if state == "failed" else None
+        )
+        for name, (state, done, total) in tables.items()
+    }
+    return report(snapshot=progress)
+
+
+def test_a_snapshot_running_on_any_node_is_snapshotting_with_its_share_of_ranges() -> None:
+    nodes = {
+        "cassandra-0": snapshot_report(shop_a=("done", 4, 4), shop_b=("running", 1, 4)),
+        "cassandra-1": snapshot_report(shop_a=("done", 4, 4), shop_b=("pending", 0, 4)),
+    }
+    status = assess(observe(nodes=nodes))
+    assert status.phase is Phase.SNAPSHOTTING
+    assert status.snapshot == "56% (1/2 tables)"  # 9 of 16 ranges; shop.b is not done everywhere
+    assert condition(status, ConditionType.READY).status is ConditionStatus.TRUE
+
+
+def test_a_finished_snapshot_is_running_and_says_done() -> None:
+    nodes = {p: snapshot_report(shop_a=("done", 4, 4)) for p in PODS}
+    status = assess(observe(nodes=nodes))
+    assert status.phase is Phase.RUNNING
+    assert status.snapshot == "done"
+    assert assess(observe()).snapshot is None  # no runtime reports a snapshot
+
+
+def test_a_failing_snapshot_is_degraded_with_the_error_and_what_to_do() -> None:
+    nodes = {"cassandra-0": snapshot_report(shop_a=("failed", 1, 4)), "cassandra-1": report()}
+    status = assess(observe(nodes=nodes))
+    assert status.phase is Phase.DEGRADED
+    degraded = condition(status, ConditionType.DEGRADED)
+    assert degraded.reason == "SnapshotFailed"
+    assert "shop.a on cassandra-0 fails: read timeout" in degraded.message
+    assert "spec.source.snapshot.rowsPerSecond" in degraded.message
+    assert status.snapshot == "25% (0/1 tables)"
+
+
+def test_the_snapshot_annotation_becomes_the_request_and_a_too_long_one_is_refused() -> None:
+    assert with_snapshot_request(SPEC, None) is SPEC
+    asked = with_snapshot_request(SPEC, "2026-12-04")
+    assert asked.source.snapshot.request == "2026-12-04"
+    assert asked.model_copy(update={"source": SPEC.source}) == SPEC  # nothing else changed
+    with pytest.raises(ValidationError, match=r"source\.snapshot\.request"):
+        with_snapshot_request(SPEC, "x" * 254)

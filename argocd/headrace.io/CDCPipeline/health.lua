@@ -57,6 +57,12 @@ if phase == "Running" and ready ~= nil and ready.status == "True" then
   return hs
 end
 
+if phase == "Snapshotting" then
+  hs.status = "Progressing"
+  hs.message = "Snapshot " .. (obj.status.snapshot or "starting") .. "; live changes flow"
+  return hs
+end
+
 hs.status = "Progressing"
 if progressing ~= nil and progressing.status == "True" and progressing.message ~= nil then
   hs.message = progressing.message

@@ -60,7 +60,9 @@ async def reconcile(
         "thresholds": config.thresholds,
     }
     try:
-        spec = PipelineSpec.model_validate(body.get("spec") or {})
+        spec = with_snapshot_request(
+            PipelineSpec.model_validate(body.get("spec") or {}), annotations.get(naming.ANNOTATION_SNAPSHOT)
+        )
     except ValidationError as exc:
         seen = Observation(spec=None, invalid_spec=describe_validation_error(exc).replace("\n", "; "), **base)
         return await _report(kube, name, seen, previous, removed=[])
@@ -135,3 +137,16 @@ def status_patch(status: PipelineStatus, previous: PipelineStatus, removed: list
     if removed:
         fresh["nodes"] = dict.fromkeys(removed)
     return {"status": fresh}
+
+
+def with_snapshot_request(spec: PipelineSpec, request: str | None) -> PipelineSpec:
+    """The spec with the ``headrace.io/snapshot`` annotation as ``source.snapshot.request`` (it wins over the field).
+
+    The rendered config then changes, so the runtimes roll and read every selected table once more.
+    An invalid value (over 253 characters) raises the model's ValidationError, reported like a bad spec.
+    """
+    if request is None:
+        return spec
+    document = spec.model_dump(by_alias=True, mode="json")
+    document["source"].setdefault("snapshot", {})["request"] = request
+    return PipelineSpec.model_validate(document)

@@ -2,8 +2,9 @@
 
 Order of precedence, most severe first: Paused (the user asked), Failed (nothing
 can run until the user acts: invalid spec, missing workload or Secret, no data
-volume), Degraded (changes flow but something needs attention), Pending (not
-every runtime reports yet), Running.
+volume), Degraded (changes flow but something needs attention, a failing
+snapshot included), Pending (not every runtime reports yet), Snapshotting
+(every runtime reports and one still reads what its tables held), Running.
 
 Ready means every selected Cassandra pod has a runtime that reports, on the
 current configuration, without errors. Degraded and Ready can both be True:
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from cdc_operator.status.conditions import Verdict, conditions, false, true
 from cdc_operator.status.nodes import NodeState, node_state
 from cdc_operator.status.observation import Observation
-from pipeline_runtime.config.status import ConditionType, Phase, PipelineStatus
+from pipeline_runtime.config.status import ConditionType, NodeStatus, Phase, PipelineStatus, TableSnapshotStatus
 from pipeline_runtime.config.status import SinkStatus as SinkSummary
 
 
@@ -44,8 +45,34 @@ def assess(seen: Observation) -> PipelineStatus:
         events_per_second=round(sum(n.events_per_second for n in current), 3),
         dead_letters=sum(n.dead_letters for n in seen.nodes.values()),
         sinks=_sinks(seen),
+        snapshot=snapshot_summary(current),
         config_hash=seen.config_hash,
     )
+
+
+def snapshot_summary(nodes: list[NodeStatus]) -> str | None:
+    """The snapshot over the nodes, for ``kubectl get``: '37% (1/3 tables)', 'done', or None when none runs.
+
+    The share is token ranges written over all ranges the nodes read; a table counts as done when every
+    node reporting it says done.
+    """
+    tables: dict[str, list[TableSnapshotStatus]] = {}
+    for node in nodes:
+        for table, progress in node.snapshot.items():
+            tables.setdefault(table, []).append(progress)
+    if not tables:
+        return None
+    done_tables = sum(1 for reports in tables.values() if all(r.state == "done" for r in reports))
+    if done_tables == len(tables):
+        return "done"
+    done = sum(r.ranges_done for reports in tables.values() for r in reports)
+    total = sum(r.ranges_total for reports in tables.values() for r in reports)
+    share = f"{100 * done // total}%" if total else "0%"
+    return f"{share} ({done_tables}/{len(tables)} tables)"
+
+
+def _snapshotting(nodes: list[NodeStatus]) -> bool:
+    return any(p.state in ("pending", "running") for node in nodes for p in node.snapshot.values())
 
 
 def _dead_letters(seen: Observation) -> Verdict:
@@ -143,6 +170,8 @@ def _running(seen: Observation) -> tuple[Phase, dict[ConditionType, Verdict]]:
         phase = Phase.DEGRADED
     elif len(ready) < len(seen.pods):
         phase = Phase.PENDING
+    elif _snapshotting([seen.nodes[p] for p in seen.pods if p in seen.nodes]):
+        phase = Phase.SNAPSHOTTING
     else:
         phase = Phase.RUNNING
     return phase, verdicts
@@ -211,6 +240,17 @@ def _issues(seen: Observation) -> list[_Issue]:
                     f"see kubectl -n {seen.namespace} logs deployment/{deployment}",
                 )
             )
+        for table, progress in sorted(node.snapshot.items()):
+            if progress.state == "failed":
+                issues.append(
+                    _Issue(
+                        "SnapshotFailed",
+                        f"the snapshot of {table} on {pod} fails: {progress.last_error or 'no detail'}; the runtime "
+                        "retries with backoff from its last written page. Check Cassandra on that node (nodetool "
+                        "status, read timeouts in its log), lower spec.source.snapshot.rowsPerSecond or fetchSize, "
+                        "or remove a dropped table from spec.source.tables",
+                    )
+                )
         if node.cdc_raw_share > share:
             issues.append(
                 _Issue(
@@ -227,7 +267,14 @@ def _issues(seen: Observation) -> list[_Issue]:
                     "check sink throughput (sinks[].batchSize) and the runtime's CPU",
                 )
             )
-    order = ["SinkUnreachable", "CdcRawNearlyFull", "RuntimeError", "RuntimeNotReporting", "LagOverThreshold"]
+    order = [
+        "SinkUnreachable",
+        "CdcRawNearlyFull",
+        "RuntimeError",
+        "RuntimeNotReporting",
+        "SnapshotFailed",
+        "LagOverThreshold",
+    ]
     return sorted(issues, key=lambda i: order.index(i.reason) if i.reason in order else -1)
 
 

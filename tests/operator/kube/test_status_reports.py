@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
+from cdc_operator import naming
+from cdc_operator.render.configmap import CONFIG_KEY
 from kopf.testing import KopfRunner
 
+from pipeline_runtime.config.status import TableSnapshotStatus
 from tests.operator.kube.cluster import Cluster, cassandra_pod, condition, pipeline, secret, statefulset, wait_for
-from tests.operator.kube.runtime import report
+from tests.operator.kube.runtime import current_config_hash, report
 
 pytestmark = pytest.mark.kube
 
@@ -50,7 +54,7 @@ def test_printer_columns_show_status(cassandra: Cluster, operator: KopfRunner) -
     start_reporting(cassandra)
     wait_phase(cassandra, "Running")
     table = cassandra.kubectl("get", "cdcpipelines").stdout.splitlines()
-    assert table[0].split() == ["NAME", "PHASE", "READY", "MAX-LAG", "EVENTS/S", "DEAD-LETTERS", "AGE"]
+    assert table[0].split() == ["NAME", "PHASE", "READY", "MAX-LAG", "EVENTS/S", "DEAD-LETTERS", "SNAPSHOT", "AGE"]
     assert table[1].split()[:6] == ["shop", "Running", "2/2", "0.8", "500", "0"]
     wide = cassandra.kubectl("get", "cdcp", "-o", "wide").stdout.splitlines()
     assert "PAUSED" in wide[0].split() and "false" in wide[1].split()
@@ -114,3 +118,37 @@ def test_no_matching_pods_and_missing_workload(cluster: Cluster, operator: KopfR
     body = wait_phase(cluster, "Pending")
     ready = condition(body, "Ready")
     assert ready is not None and ready["reason"] == "NoCassandraPods" and "app=cassandra" in ready["message"]
+
+
+def test_snapshot_annotation_reaches_the_runtimes_and_their_progress_shows(
+    cassandra: Cluster, operator: KopfRunner
+) -> None:
+    cassandra.apply(pipeline())
+    start_reporting(cassandra)
+    wait_phase(cassandra, "Running")
+    before = current_config_hash(cassandra)
+    cassandra.kubectl("annotate", "cdcp", "shop", f"{naming.ANNOTATION_SNAPSHOT}=again-1")
+
+    def rendered_request() -> str | None:
+        config_map = cassandra.get("configmap", naming.config_map("shop"))
+        document = yaml.safe_load(config_map["data"][CONFIG_KEY]) if config_map else {}
+        return document.get("spec", {}).get("source", {}).get("snapshot", {}).get("request")
+
+    wait_for(lambda: rendered_request() == "again-1", "the annotation as source.snapshot.request in the ConfigMap")
+    assert current_config_hash(cassandra) != before  # the runtimes roll and read every table again
+
+    reading = {"shop.orders": TableSnapshotStatus(state="running", ranges_done=1, ranges_total=4, rows_read=900)}
+    for node in ("cassandra-0", "cassandra-1"):
+        report(cassandra, node, snapshot=reading)
+    body = wait_phase(cassandra, "Snapshotting")
+    assert body["status"]["snapshot"] == "25% (0/1 tables)"
+    assert body["status"]["nodes"]["cassandra-0"]["snapshot"]["shop.orders"]["rowsRead"] == 900
+    row = cassandra.kubectl("get", "cdcp", "shop").stdout.splitlines()[1].split()
+    assert row[1] == "Snapshotting" and "25%" in row
+
+    failed = {"shop.orders": TableSnapshotStatus(state="failed", ranges_done=1, ranges_total=4, last_error="timeout")}
+    report(cassandra, "cassandra-1", snapshot=failed)
+    body = wait_phase(cassandra, "Degraded")
+    degraded = condition(body, "Degraded")
+    assert degraded is not None and degraded["reason"] == "SnapshotFailed"
+    assert "shop.orders on cassandra-1 fails: timeout" in degraded["message"]
