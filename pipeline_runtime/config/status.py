@@ -111,7 +111,7 @@ class TableSnapshotStatus(_Status):
     ranges_total: int = Field(default=0, ge=0)
     """Token ranges this node reads (those it is primary replica for)."""
     rows_per_second: float = Field(default=0.0, ge=0)
-    """Read rate since the table's snapshot started in this runtime."""
+    """Read rate since the table's first page arrived in this runtime (what rowsPerSecond limits)."""
     eta_seconds: float | None = Field(default=None, ge=0)
     """Estimated time left (from the share of token ranges read), or null when unknown."""
     last_error: str | None = None

@@ -111,12 +111,16 @@ class TableProgress:
     ranges_done: int = 0
     ranges_total: int = 0
     started: float | None = None
+    #: When the first page arrived: the read rate counts from there, as the throttle does.
+    reading_since: float | None = None
     finished: float | None = None
     last_error: str | None = None
 
     def status(self, now: float) -> TableSnapshotStatus:
         elapsed = ((self.finished or now) - self.started) if self.started is not None else 0.0
-        rate = self.rows_read / elapsed if elapsed > 0 else 0.0
+        since = self.reading_since if self.reading_since is not None else self.started
+        reading = ((self.finished or now) - since) if since is not None else 0.0
+        rate = self.rows_read / reading if reading > 0 else 0.0
         eta = None
         if self.state == "done":
             eta = 0.0
@@ -265,6 +269,8 @@ class SnapshotRun:
         try:
             while True:
                 page = await fetch
+                if progress.reading_since is None:
+                    progress.reading_since = time.monotonic()
                 if not page.last:
                     fetch = asyncio.ensure_future(asyncio.to_thread(reader.page, token_range, after, page.paging_state))
                 if page.last:
