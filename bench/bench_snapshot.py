@@ -10,8 +10,8 @@ before anything else runs. Then, throttle off, the runtime's own code
   ``SELECT *`` through the driver's default (compiled) result decoding, rows
   as tuples and thrown away: what Cassandra and the driver cost at least;
 * ``snapshot.read``: the snapshot's reading alone (``WRITETIME``/``TTL`` of
-  every column, per-element lists decoded by the pure-Python protocol
-  handler, rows turned into change events);
+  every column, rows through the driver's compiled decoding except the
+  per-element lists, turned into change events);
 * ``snapshot.postgres`` / ``snapshot.clickhouse``: end to end, pages written
   with their progress marks. The time spent waiting for pages and inside the
   sink's write is reported beside the rate (reading overlaps writing: the next
@@ -245,7 +245,6 @@ def run() -> list[dict[str, Any]]:
         registry = SchemaRegistry(DriverSchemaSource(node.session()), selector=lambda s: s.keyspace == KEYSPACE)
         registry.refresh()
         schema = next(s for s in registry.schemas.values() if (s.keyspace, s.name) == (KEYSPACE, "t"))
-        node.session().execute("SELECT * FROM system.local")
         baseline = plain_read(node, schema)
         results.append(
             {

@@ -32,7 +32,7 @@ class _Issue:
 def assess(seen: Observation) -> PipelineStatus:
     """The operator's part of ``status`` (everything but ``nodes``)."""
     phase, verdicts = _decide(seen)
-    current = [seen.nodes[p] for p in seen.pods if p in seen.nodes]
+    current = _current(seen)
     verdicts[ConditionType.DEAD_LETTERS] = _dead_letters(seen)
     lags = [n.lag_seconds for n in current if n.lag_seconds is not None]
     ready = sum(1 for p in seen.pods if _state(seen, p) is NodeState.READY)
@@ -48,6 +48,11 @@ def assess(seen: Observation) -> PipelineStatus:
         snapshot=snapshot_summary(current),
         config_hash=seen.config_hash,
     )
+
+
+def _current(seen: Observation) -> list[NodeStatus]:
+    """The reports of the runtimes of the selected pods (a removed pod's draining runtime not included)."""
+    return [seen.nodes[p] for p in seen.pods if p in seen.nodes]
 
 
 def snapshot_summary(nodes: list[NodeStatus]) -> str | None:
@@ -170,7 +175,7 @@ def _running(seen: Observation) -> tuple[Phase, dict[ConditionType, Verdict]]:
         phase = Phase.DEGRADED
     elif len(ready) < len(seen.pods):
         phase = Phase.PENDING
-    elif _snapshotting([seen.nodes[p] for p in seen.pods if p in seen.nodes]):
+    elif _snapshotting(_current(seen)):
         phase = Phase.SNAPSHOTTING
     else:
         phase = Phase.RUNNING
@@ -283,8 +288,8 @@ def _sinks(seen: Observation) -> dict[str, SinkSummary]:
     if seen.spec is None:
         return {}
     summary = {}
+    reports = _current(seen)
     for sink in seen.spec.sinks:
-        reports = [seen.nodes[p] for p in seen.pods if p in seen.nodes]
         views = [r.sinks[sink.name] for r in reports if sink.name in r.sinks]
         commits = [v.last_commit_time for v in views if v.last_commit_time is not None]
         summary[sink.name] = SinkSummary(

@@ -61,7 +61,6 @@ class SnapshotConverter:
             for c in schema.columns
             if c.kind in (ColumnKind.STATIC, ColumnKind.REGULAR)
         )
-        self._statics = tuple(i for i, v in enumerate(self._values) if v.column.kind is ColumnKind.STATIC)
         self._pk_names = tuple(c.name for c in schema.partition_key)
         self._ck_names = tuple(c.name for c in schema.clustering)
         #: Per value column: name, result position of its value (then WRITETIME, TTL), multi-cell, static.
@@ -69,6 +68,7 @@ class SnapshotConverter:
             (v.column.name, len(self._keys) + 3 * i, v.multi_cell, v.column.kind is ColumnKind.STATIC, v.column)
             for i, v in enumerate(self._values)
         )
+        self._has_statics = any(static for _, _, _, static, _ in self._plan)
 
     def select(self, keyspace: str | None = None) -> str:
         """The paged SELECT of one token range ``(?, ?]``: the key, three fields per value column, the token.
@@ -106,7 +106,7 @@ class SnapshotConverter:
         keyspace, table = self.schema.keyspace, self.schema.name
         pk_names, ck_names = self._pk_names, self._ck_names
         pk_count, ck_end = len(pk_names), len(pk_names) + len(ck_names)
-        plan, has_statics = self._plan, bool(self._statics)
+        plan, has_statics = self._plan, self._has_statics
         out: list[ChangeEvent] = []
         number = first
         for row in rows:
