@@ -37,6 +37,9 @@ def internal_failure(exc: BaseException) -> str:
 async def translated(sink: str, translate: Translate) -> AsyncIterator[None]:
     """Raise whatever the block raises as ``translate`` makes it a Headrace error (cancellation passes).
 
+    A task being cancelled stays cancelled even when the driver raises something else on the
+    way out (a stop or a call's timeout must never become a fatal "internal error").
+
     Each sink's ``errors.boundary`` is this with its driver's ``translate``: the one place where
     that driver's exceptions become Headrace errors.
     """
@@ -45,4 +48,13 @@ async def translated(sink: str, translate: Translate) -> AsyncIterator[None]:
     except asyncio.CancelledError:
         raise
     except Exception as exc:
+        if _being_cancelled():
+            # The driver's clean-up of a cancelled call failed (asyncpg cannot reset a connection whose
+            # query is still being cancelled): that is the cancellation, not a sink error.
+            raise asyncio.CancelledError from exc
         raise translate(exc, sink) from exc
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

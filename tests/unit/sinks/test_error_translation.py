@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 from clickhouse_connect.driver import exceptions as ch
@@ -10,11 +12,14 @@ from pipeline_runtime.errors import (
     HeadraceError,
     RowRejectedError,
     SinkError,
+    SinkTimeoutError,
     SinkUnavailableError,
     ValueEncodingError,
 )
 from pipeline_runtime.sinks.clickhouse.errors import translate as ch_translate
+from pipeline_runtime.sinks.errors import Translate, translated
 from pipeline_runtime.sinks.postgres.errors import translate as pg_translate
+from pipeline_runtime.sinks.retry import bounded
 
 
 @pytest.mark.parametrize("translate", [pg_translate, ch_translate], ids=["postgres", "clickhouse"])
@@ -47,3 +52,38 @@ def test_clickhouse_value_codes_are_row_level_and_network_retryable() -> None:
     assert isinstance(ch_translate(ch.DatabaseError("Code: 53. DB::Exception: Type mismatch"), "s"), RowRejectedError)
     assert isinstance(ch_translate(ch.OperationalError("connection refused"), "s"), SinkUnavailableError)
     assert isinstance(ch_translate(RuntimeError("Code: 252. Too many parts"), "s"), SinkUnavailableError)
+
+
+@pytest.mark.parametrize("translate", [pg_translate, ch_translate], ids=["postgres", "clickhouse"])
+async def test_a_cancelled_call_whose_clean_up_fails_stays_cancelled(translate: Translate) -> None:
+    """asyncpg raises InternalClientError releasing a connection mid-cancel: the task must end cancelled."""
+    entered = asyncio.Event()
+
+    async def write() -> None:
+        async with translated("s", translate):
+            try:
+                entered.set()
+                await asyncio.sleep(3600)
+            finally:
+                raise asyncpg.exceptions.InternalClientError("cannot switch to state 15")
+
+    task = asyncio.ensure_future(write())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+
+@pytest.mark.parametrize("translate", [pg_translate, ch_translate], ids=["postgres", "clickhouse"])
+async def test_a_timed_out_call_whose_clean_up_fails_is_a_retryable_timeout(translate: Translate) -> None:
+    async def write() -> None:
+        async with translated("s", translate):
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                raise asyncpg.exceptions.InternalClientError("cannot switch to state 15")
+
+    with pytest.raises(SinkTimeoutError) as caught:
+        await bounded(write, 0.05, "sink s: write")
+    assert caught.value.retryable
