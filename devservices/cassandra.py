@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,10 @@ class CassandraNode:
     storage_port: int = 0
     version: str = DEFAULT_VERSION
     startup_seconds: float = 0.0
+    #: ``host:storage_port`` of the cluster's seed; None: this node seeds itself (a single node).
+    seed: str | None = None
+    #: The node's one token (a cluster's nodes get evenly spaced ones); None: Cassandra picks one.
+    initial_token: int | None = None
     process: ManagedProcess | None = None
     _cluster: Any = field(default=None, repr=False)
 
@@ -144,10 +149,13 @@ class CassandraNode:
             raise ValueError(
                 f"commitlog_compression must be one of {COMMITLOG_COMPRESSORS}, not {self.commitlog_compression!r}"
             )
-        compression = {}
+        extra: dict[str, Any] = {}
         if self.commitlog_compression is not None:
-            compression["commitlog_compression"] = [{"class_name": self.commitlog_compression}]
-        return compression | {
+            extra["commitlog_compression"] = [{"class_name": self.commitlog_compression}]
+        if self.initial_token is not None:
+            # A fresh cluster with fixed tokens has nothing to stream: nodes join at once.
+            extra |= {"initial_token": str(self.initial_token), "auto_bootstrap": False}
+        return extra | {
             "cluster_name": "headrace-test",
             "num_tokens": 1,
             "partitioner": "org.apache.cassandra.dht.Murmur3Partitioner",
@@ -155,7 +163,7 @@ class CassandraNode:
             "seed_provider": [
                 {
                     "class_name": "org.apache.cassandra.locator.SimpleSeedProvider",
-                    "parameters": [{"seeds": f"{self.host}:{self.storage_port}"}],
+                    "parameters": [{"seeds": self.seed or f"{self.host}:{self.storage_port}"}],
                 }
             ],
             "listen_address": self.host,
@@ -237,6 +245,10 @@ class CassandraNode:
         self.process.wait_until(lambda: port_open(self.host, self.port), timeout=timeout, interval=0.5)
         self.process.wait_until(self._cql_answers, timeout=60.0, interval=0.5)
 
+    def restart(self, timeout: float = 180.0) -> None:
+        """Start a stopped node again on its ports, with its data (hints then replay to it)."""
+        self.start(timeout)
+
     def _cql_answers(self) -> bool:
         self.session().execute("SELECT release_version FROM system.local")
         return True
@@ -303,3 +315,116 @@ def running_cassandra(
         yield node
     finally:
         node.stop()
+
+
+#: Loopback addresses of a local cluster's nodes: Linux routes all of 127.0.0.0/8 to ``lo``.
+CLUSTER_HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+
+
+@dataclass
+class CassandraCluster:
+    """Nodes of one local cluster: one address each (127.0.0.x), the same two ports, evenly spaced tokens."""
+
+    nodes: list[CassandraNode]
+
+    @property
+    def hosts(self) -> list[str]:
+        return [node.host for node in self.nodes]
+
+    def running(self) -> list[CassandraNode]:
+        return [node for node in self.nodes if node.process is not None and node.process.running()]
+
+    def session(self, keyspace: str | None = None) -> Any:
+        """A session coordinated by the first running node."""
+        return self.running()[0].session(keyspace)
+
+    def wait_until_all_up(self, timeout: float = 120.0) -> None:
+        """Until every running node holds every running node as NORMAL in gossip (it has settled)."""
+        deadline = time.monotonic() + timeout
+        want = {node.host for node in self.running()}
+        seen: dict[str, set[str]] = {}
+        while time.monotonic() < deadline:
+            seen = {node.host: _peers_up(node) | {node.host} for node in self.running()}
+            if all(hosts >= want for hosts in seen.values()):
+                return
+            time.sleep(0.5)
+        raise ServiceError(f"cassandra cluster: gossip did not settle within {timeout:g} s; up per node: {seen}")
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.stop()
+
+
+def _peers_up(node: CassandraNode) -> set[str]:
+    """Hosts this node's gossip holds as NORMAL (``system_views.gossip_info``; a stopped node is shutdown)."""
+    rows = node.session().execute("SELECT address, status_with_port FROM system_views.gossip_info")
+    return {str(row.address) for row in rows if (row.status_with_port or "").startswith("NORMAL")}
+
+
+def evenly_spaced_tokens(count: int) -> list[int]:
+    """Murmur3 tokens splitting the ring into ``count`` equal primary ranges."""
+    return [-(2**63) + i * (2**64 // count) for i in range(count)]
+
+
+def common_free_port(hosts: tuple[str, ...] | list[str]) -> int:
+    """A port free on every host (so each node of a cluster listens on the same one)."""
+    for _ in range(50):
+        port = free_port(hosts[0])
+        if all(_bindable(host, port) for host in hosts[1:]):
+            return port
+    raise ServiceError(f"no TCP port free on all of {hosts}")
+
+
+def _bindable(host: str, port: int) -> bool:
+    import socket  # noqa: PLC0415
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def running_cluster(
+    workdir: Path, size: int = 3, compat_mode: str = "CASSANDRA_4", version: str = DEFAULT_VERSION
+) -> Iterator[CassandraCluster]:
+    """Start ``size`` nodes on 127.0.0.1..size (the first seeds the others), yield the cluster, always stop it.
+
+    The seed starts first; the others then start together (fixed tokens: nothing to stream).
+    """
+    if compat_mode not in COMPAT_MODES:
+        raise ValueError(f"compat_mode must be one of {COMPAT_MODES}, not {compat_mode!r}")
+    if not 1 <= size <= len(CLUSTER_HOSTS):
+        raise ValueError(f"size must be 1..{len(CLUSTER_HOSTS)}, not {size}")
+    hosts = list(CLUSTER_HOSTS[:size])
+    port, storage_port = common_free_port(hosts), common_free_port(hosts)
+    seed = f"{hosts[0]}:{storage_port}"
+    cluster = CassandraCluster(
+        [
+            CassandraNode(
+                workdir=workdir / f"node{i + 1}",
+                compat_mode=compat_mode,
+                version=version,
+                host=host,
+                port=port,
+                storage_port=storage_port,
+                seed=seed,
+                initial_token=token,
+            )
+            for i, (host, token) in enumerate(zip(hosts, evenly_spaced_tokens(size), strict=True))
+        ]
+    )
+    started = time.monotonic()
+    try:
+        cluster.nodes[0].start()
+        with ThreadPoolExecutor(max_workers=size) as pool:
+            for started_node in [pool.submit(node.start) for node in cluster.nodes[1:]]:
+                started_node.result()  # a node that did not come up raises its ServiceError here
+        cluster.wait_until_all_up()
+        for node in cluster.nodes:
+            node.startup_seconds = time.monotonic() - started
+        yield cluster
+    finally:
+        cluster.stop()

@@ -89,6 +89,9 @@ class ManagedProcess:
         assert self.process is not None
         return self.process.pid
 
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def failure(self, why: str) -> ServiceError:
         return ServiceError(
             f"{self.name} {why}\ncommand: {' '.join(self.command)}\n"

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,10 @@ CHECKPOINT_COLUMNS = [
     ("version", "UInt128"),
 ]
 Hook = Callable[[], Awaitable[None]]
+#: States per key a settling read joins (the newest; concurrent replicas' inserts are among them).
+SETTLE_DEPTH = 8
+#: Settling rounds after one insert: each round is needed only when another runtime inserted meanwhile.
+SETTLE_ROUNDS = 4
 
 
 @dataclass
@@ -102,6 +107,8 @@ class ClickHouseSink:
         self._health = SinkHealth(name)
         #: Temporary staging tables this sink's session created: dropped at close.
         self._stages: set[str] = set()
+        #: Rows inserted to settle a race with another runtime's concurrent insert (``_settle``).
+        self.settled = 0
         #: Test seam: awaited after the data insert, before the checkpoint insert.
         self.before_checkpoint: Hook | None = None
 
@@ -208,7 +215,7 @@ class ClickHouseSink:
         create = sql.create_stage() if sql.stage not in self._stages else None
         client = self.client
 
-        def run() -> bool:
+        def run() -> int | None:
             if create is not None:
                 client.command(create)
             client.command(f"TRUNCATE TABLE {sql.stage}")
@@ -216,7 +223,7 @@ class ClickHouseSink:
             stored = client.raw_query(sql.latest_staged(), fmt="Native")
             merged = native.merger.merge(block, stored)
             if merged is None:
-                return False
+                return None
             rows, count = merged
             if count:
                 client.raw_insert(
@@ -226,11 +233,15 @@ class ClickHouseSink:
                     fmt="Native",
                     settings={"insert_deduplication_token": token + ":rows", "optimize_on_insert": 0},
                 )
-            return True
+            return int(count)
 
-        done: bool = await self._call(run)
+        inserted: int | None = await self._call(run)
         self._stages.add(sql.stage)
-        return done
+        if inserted is None:
+            return False
+        if inserted:
+            await self._settle(sql, sql.recent_staged(SETTLE_DEPTH), None, static=False)  # the stage holds the keys
+        return True
 
     async def _write_flat(self, table: _Table, deltas: dict[tuple[Any, ...], list[Any]], token: str) -> None:
         """The fast path (``flat.py``): plain upserts into a table without stored range or partition deletions.
@@ -256,6 +267,8 @@ class ClickHouseSink:
         if rows:
             columns, data = nonempty_columns(rows, sql.state_columns)
             await self._insert(sql.state, columns, data, token + ":rows", column_oriented=True)
+            width = len(sql.layout.key_names)
+            await self._settle_keys(sql, [tuple(row[:width]) for row in rows], static=False)
 
     async def _has_tombstones(self, sql: TableSql) -> bool:
         result = await self._call(self.client.query, sql.has_tombstones())
@@ -284,9 +297,12 @@ class ClickHouseSink:
         if regular:
             merged = await self._merge(sql, regular, known, static=False)
             await self._insert(sql.state, sql.state_columns, merged, token + ":rows")
+            await self._settle_keys(sql, [tuple(row[: len(layout.key_names)]) for row in merged], static=False)
         if static and sql.has_statics:
             merged = await self._merge(sql, static, known, static=True)
             await self._insert(sql.statics, sql.static_columns, merged, token + ":statics")
+            width = len(layout.partition_names)
+            await self._settle_keys(sql, [tuple(row[:width]) for row in merged], static=True)
 
     async def _merge(
         self, sql: TableSql, deltas: list[RowDelta], tombstones: dict[tuple[Any, ...], list[Tombstone]], *, static: bool
@@ -319,17 +335,60 @@ class ClickHouseSink:
                 out.append(_row(state, columns, static, version))
         return out
 
+    async def _settle_keys(self, sql: TableSql, keys: Sequence[tuple[Any, ...]], *, static: bool) -> None:
+        if keys:
+            key_columns = sql.layout.schema.partition_key if static else sql.layout.schema.primary_key
+            query = sql.recent(sql.statics if static else sql.state, key_columns, SETTLE_DEPTH)
+            await self._settle(sql, query, keys, static=static)
+
+    async def _settle(
+        self, sql: TableSql, query: str, keys: Sequence[tuple[Any, ...]] | None, *, static: bool
+    ) -> None:
+        """After an insert, make each key's newest state hold the cells of every state stored beside it.
+
+        Replicas' runtimes merge the same rows at the same moment: each reads the newest state,
+        joins its cells and inserts a whole row, so a state inserted concurrently can win
+        ``FINAL`` while lacking another's cells. Read back the newest ``SETTLE_DEPTH`` states
+        of the keys just written (``query``: by ``keys``, or by the stage when None); where the
+        newest lacks a cell another holds, insert their join above both, and look again.
+        Whoever inserts last sees every state that landed before its read (docs/sinks.md, Replicas).
+        """
+        layout = sql.layout
+        target = sql.statics if static else sql.state
+        columns = _plan(layout.statics if static else layout.regulars)
+        width = len(layout.partition_names) if static else len(layout.key_names)
+        key_columns = layout.schema.partition_key if static else layout.schema.primary_key
+        for _ in range(SETTLE_ROUNDS):
+            newest: dict[tuple[Any, ...], tuple[RowDelta, int, bool]] = {}
+            for state, version in await self._read(sql, query, keys, static=static):  # newest first per key
+                top = newest.get(state.key)
+                if top is None:
+                    newest[state.key] = (state, version, False)
+                elif top[0].merge(state):
+                    newest[state.key] = (top[0], top[1], True)
+            joined = [
+                _row(state, columns, static, max(state.version, version + 1))
+                for state, version, changed in newest.values()
+                if changed
+            ]
+            if not joined:
+                return
+            self.settled += len(joined)
+            await self._insert(target, target_columns(sql, static), joined, f"settle:{secrets.token_hex(8)}")
+            keys = [tuple(row[:width]) for row in joined]
+            query = sql.recent(target, key_columns, SETTLE_DEPTH)
+
     async def _read(
-        self, sql: TableSql, query: str, keys: Sequence[tuple[Any, ...]], *, static: bool
+        self, sql: TableSql, query: str, keys: Sequence[tuple[Any, ...]] | None, *, static: bool
     ) -> list[tuple[RowDelta, int]]:
-        """The newest stored states of ``keys``, each with its stored ``_version``."""
-        if not keys:
+        """The stored states ``query`` selects for ``keys`` (None: it names its own), each with its ``_version``."""
+        if keys is not None and not keys:
             return []
         layout = sql.layout
         columns = layout.statics if static else layout.regulars
         key_columns = layout.schema.partition_key if static else layout.schema.primary_key
         formats = {c.name: "bytes" for c in (*key_columns, *columns) if c.type.kind is Kind.BLOB}
-        parameters = key_parameters(list(keys), len(key_columns))
+        parameters = key_parameters(list(keys), len(key_columns)) if keys is not None else None
         result = await self._call(self.client.query, query, parameters=parameters, column_formats=formats)
         names = result.column_names
         out = []
@@ -490,3 +549,7 @@ def _row(state: RowDelta, columns: list[tuple[str, bool, bool]], static: bool, v
         out += [state.live_ts, state.live_exp]
     out += [state.deleted_at, version, 0 if alive else 1]
     return out
+
+
+def target_columns(sql: TableSql, static: bool) -> list[tuple[str, str]]:
+    return sql.static_columns if static else sql.state_columns

@@ -114,6 +114,17 @@ class TableSql(TableObjects):
         keys = ", ".join(ident(c.name) for c in key_columns)
         return f"SELECT * FROM {target} WHERE {key_filter(key_columns)} ORDER BY _version DESC LIMIT 1 BY {keys}"
 
+    def recent(self, target: str, key_columns: tuple[Column, ...], depth: int) -> str:
+        """Up to ``depth`` newest states per key, newest first, of the keys that hold more than one state:
+        what a settling read joins (replicas' race). A key with one state has nothing to join."""
+        keys = ", ".join(ident(c.name) for c in key_columns)
+        return _recent(target, keys, key_filter(key_columns), depth)
+
+    def recent_staged(self, depth: int) -> str:
+        """``recent`` of the row table for the keys in the staging table (the compiled merge's batch)."""
+        keys = ", ".join(ident(n) for n in self.layout.key_names)
+        return _recent(self.state, keys, f"({keys}) IN (SELECT {keys} FROM {self.stage})", depth)
+
     def latest_flat(self) -> str:
         """``latest`` of the row table with the columns ``flat.FlatRows`` merges, in its order, and ``_version``."""
         return self._latest_merged(key_filter(self.layout.schema.primary_key))
@@ -300,3 +311,11 @@ def _bound_array(values: Sequence[Any]) -> Any:
 def _type_literal(clickhouse_type: str) -> str:
     """A type name as a string literal for CAST: ``DateTime64(6, 'UTC')`` holds quotes of its own."""
     return "'" + clickhouse_type.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _recent(target: str, keys: str, where: str, depth: int) -> str:
+    several = f"SELECT {keys} FROM {target} WHERE {where} GROUP BY {keys} HAVING count() > 1"
+    return (
+        f"SELECT * FROM {target} WHERE {where} AND ({keys}) IN ({several}) "
+        f"ORDER BY _version DESC LIMIT {depth} BY {keys}"
+    )
