@@ -15,10 +15,10 @@ core on Native blocks (``_write_native``), or in Python as flat rows
 (``_write_flat``) without the core; everything else (deletions, collections,
 statics, repeated rows) takes the general path (``_write_table``).
 
-Cost and limit (docs/sinks.md): one keyed read per batch; two runtimes that
-write the same row at the same moment can each insert a state missing the
-other's cells, which converges when the next replica delivery of either
-mutation is merged (every replica's runtime sees every mutation).
+Cost and limit (docs/sinks.md): one keyed read per batch. Replicas' runtimes
+write the same row at the same moment and can each insert a state missing the
+other's cells; after each insert a settling read (``_settle``) joins the states
+stored beside the newest one, so whoever inserts last repairs the race.
 """
 
 # Identifiers are quoted by ident(); values are bound by clickhouse-connect: S608 does not apply.
