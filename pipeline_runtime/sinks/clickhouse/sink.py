@@ -341,9 +341,7 @@ class ClickHouseSink:
             query = sql.recent(sql.statics if static else sql.state, key_columns, SETTLE_DEPTH)
             await self._settle(sql, query, keys, static=static)
 
-    async def _settle(
-        self, sql: TableSql, query: str, keys: Sequence[tuple[Any, ...]] | None, *, static: bool
-    ) -> None:
+    async def _settle(self, sql: TableSql, query: str, keys: Sequence[tuple[Any, ...]] | None, *, static: bool) -> None:
         """After an insert, make each key's newest state hold the cells of every state stored beside it.
 
         Replicas' runtimes merge the same rows at the same moment: each reads the newest state,
