@@ -38,6 +38,7 @@ from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.errors import ConfigError, HeadraceError
 from pipeline_runtime.observability.http import HealthServer
 from pipeline_runtime.observability.metrics import Metrics, create_metrics
+from pipeline_runtime.pipeline.replicas import ReplicaRouter
 from pipeline_runtime.pipeline.runner import BatchPolicy, Runner, SnapshotFactory
 from pipeline_runtime.pipeline.snapshot import INITIAL, Deliver, ReadMarks, SnapshotRun, SnapshotSettings
 from pipeline_runtime.pipeline.transform import PlannedTransform
@@ -49,6 +50,7 @@ from pipeline_runtime.sinks.deadletter import JsonlDeadLetters
 from pipeline_runtime.sinks.postgres import PostgresSink
 from pipeline_runtime.sinks.retry import Backoff
 from pipeline_runtime.source.connect import connect
+from pipeline_runtime.source.ring import driver_ring
 from pipeline_runtime.source.schema.driver import DriverSchemaSource
 from pipeline_runtime.source.schema.registry import SchemaRegistry
 from pipeline_runtime.source.snapshot import SnapshotReader
@@ -175,6 +177,7 @@ class Runtime:
                 batching=BatchPolicy(max_events=batch_size, max_wait=flush),
                 backoff=Backoff(maximum=self.options.retry_max_delay),
                 snapshot=self._snapshot_factory(registry, transform),
+                replicas=self._replica_router(),
             )
             await self.runner.run(stop, live=not self.options.snapshot_only)
         finally:
@@ -186,6 +189,27 @@ class Runtime:
             await http.stop()
             if self.session is not None:
                 self.session.cluster.shutdown()
+
+    def _replica_router(self) -> ReplicaRouter | None:
+        """Replica dedup (docs/replicas.md), or None when every replica's runtime writes every change."""
+        source = self.pipeline.spec.source
+        if not source.replica_dedup:
+            return None
+        assert self.source is not None
+        local = self._local_address()
+        session = self.session
+        return ReplicaRouter(
+            ring=lambda: driver_ring(session, local),
+            schema=self.source.schema,
+            margin=float(source.replica_margin_seconds),
+            takeover=float(source.replica_takeover_seconds),
+        )
+
+    def _local_address(self) -> str | None:
+        """This runtime's own Cassandra node: the operator's pod address, else the pipeline's contact point."""
+        return (
+            self.options.cassandra_host or with_contact_point(self.pipeline.spec.source.cassandra, None).contact_point
+        )
 
     def _snapshot_factory(self, registry: SchemaRegistry, transform: PlannedTransform) -> SnapshotFactory | None:
         """What the snapshot reads (docs/snapshot.md), or None when nothing is to be read."""
@@ -205,9 +229,7 @@ class Runtime:
             if unknown:
                 raise ConfigError(f"not a selected table with CDC on: {', '.join(unknown)}")
             selected = [s for s in selected if s.qualified_name in only]
-        local = (
-            self.options.cassandra_host or with_contact_point(self.pipeline.spec.source.cassandra, None).contact_point
-        )
+        local = self._local_address()
 
         fetch_size = settings.fetch_size
         if settings.rows_per_second:

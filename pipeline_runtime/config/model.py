@@ -149,6 +149,14 @@ class SourceSpec(_Model):
     """Tables to capture."""
     snapshot: SnapshotSpec = SnapshotSpec()
     """What tables already hold: read once through CQL and merged with live changes."""
+    replica_dedup: bool = False
+    """on: each runtime writes only the changes of the token ranges its node is primary replica for and
+    holds the rest until their runtime has written them (about one write per change, not one per replica);
+    off: every replica's runtime writes every change (docs/replicas.md)."""
+    replica_takeover_seconds: int = Field(default=60, ge=5, le=3600)
+    """With replicaDedup: a node's runtime silent this long has its ranges written by the other replicas'."""
+    replica_margin_seconds: int = Field(default=15, ge=0, le=600)
+    """With replicaDedup: clock skew between nodes plus the commitlog sync period (10 s by default)."""
 
 
 class SinkType(StrEnum):

@@ -42,6 +42,8 @@ class Metrics:
     snapshot_rows: Counter
     snapshot_ranges: Gauge
     snapshot_seconds: Gauge
+    replica_events: Counter
+    replica_held: Gauge
 
 
 def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
@@ -160,6 +162,19 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "headrace_snapshot_seconds",
             "Seconds a table's snapshot has run in this runtime (stops growing when it is done)",
             [*node, "table"],
+            registry=registry,
+        ),
+        replica_events=Counter(
+            "headrace_replica_events",
+            "Changes by what replica dedup did with them: written (this node is primary), held (another"
+            " node's runtime writes them), covered (dropped: its runtime wrote them), taken_over (written here)",
+            [*node, "disposition"],
+            registry=registry,
+        ),
+        replica_held=Gauge(
+            "headrace_replica_held",
+            "Changes held for other nodes' runtimes (replica dedup): the checkpoint waits at the oldest",
+            node,
             registry=registry,
         ),
     )

@@ -39,6 +39,7 @@ from pipeline_runtime.observability.metrics import Metrics
 from pipeline_runtime.pipeline.cleanup import consumed, delete_segments
 from pipeline_runtime.pipeline.lifecycle import Lifecycle, RuntimeState
 from pipeline_runtime.pipeline.protocols import ChangeSource, EventTransform
+from pipeline_runtime.pipeline.replicas import ReplicaRouter, watermark_key, watermarks
 from pipeline_runtime.pipeline.snapshot import Deliver, ReadMarks, SnapshotRun
 from pipeline_runtime.sinks.base import Batch, Checkpoint, Sink
 from pipeline_runtime.sinks.deadletter import DeadLetter, DeadLetterStore
@@ -51,6 +52,8 @@ T = TypeVar("T")
 DEFAULT_BACKOFF = Backoff()
 #: Builds the snapshot on the runner's delivery path and its reading of committed marks.
 SnapshotFactory = Callable[[Deliver, ReadMarks], SnapshotRun]
+#: How often replica dedup publishes this runtime's watermark and reads the others'.
+REPLICA_TICK_SECONDS = 1.0
 #: A sink call running longer than this makes /readyz name the sink, before its timeout ends it.
 STUCK_AFTER_SECONDS = 30.0
 
@@ -116,6 +119,7 @@ class Runner:
         batching: BatchPolicy = BatchPolicy(),
         backoff: Backoff = DEFAULT_BACKOFF,
         snapshot: SnapshotFactory | None = None,
+        replicas: ReplicaRouter | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.node = node
@@ -147,6 +151,12 @@ class Runner:
         self._delivering = asyncio.Lock()
         #: The initial snapshot beside live capture, built on this runner's delivery path.
         self.snapshot: SnapshotRun | None = snapshot(self.deliver, self.committed_marks) if snapshot else None
+        #: Replica dedup (``source.replicaDedup``): which changes this runtime writes, holds or drops.
+        self.replicas = replicas
+        #: The end of what was read and delivered; the checkpoint stays behind it while changes are held.
+        self._through: Position | None = None
+        self._replica_tick_at = 0.0
+        self._replica_counted: dict[str, int] = {}
         # Read at every scrape, so the figure is never older than the scrape.
         metrics.lag_seconds.labels(**self._labels).set_function(self.lag_seconds)
 
@@ -167,7 +177,7 @@ class Runner:
                     await self._until_stopped(self.snapshot.run(), stop)
                 return
             start = await self._start_position()
-            self.progress.committed = start
+            self.progress.committed = self._through = start
             self.lifecycle.move(RuntimeState.RUNNING)
             log.info("replicating", extra={"start": str(start) if start else "beginning"})
             await self._until_stopped(self._replicate_and_snapshot(start), stop)
@@ -259,6 +269,10 @@ class Runner:
         pending_position: Position | None = None
         dirty_since: float | None = None  # when the first uncommitted event or position move arrived
         limit = self.batching.max_events
+        self._through = start
+        entry_start = start or Position(0, 0)  # where to read again to see the current entry
+        if self.replicas is not None:
+            self.replicas.held.clear()  # read again from the checkpoint: held changes come back
         try:
             async for chunk in self.source.read(start):
                 now = time.monotonic()
@@ -266,8 +280,11 @@ class Runner:
                     self._count(self.metrics.events_decoded, chunk.events)
                     self.progress.pending_since(chunk.durable_at or time.time())
                 # The events of one entry are consecutive and share its end position.
-                for _, entry in itertools.groupby(chunk.events, key=_entry_end):
+                for end, entry in itertools.groupby(chunk.events, key=_entry_end):
                     selected = [e for e in map(self.transform.event, entry) if e is not None]
+                    if selected and self.replicas is not None:
+                        selected = self.replicas.route(selected, chunk.durable_at or time.time(), entry_start)
+                    entry_start = end
                     if not selected:
                         continue
                     if pending and len(pending) + len(selected) > limit:
@@ -277,9 +294,17 @@ class Runner:
                         self.progress.pending_since(chunk.durable_at or time.time())
                     pending += selected
                     dirty_since = now if dirty_since is None else dirty_since
-                if chunk.position is not None and chunk.position != self.progress.committed:
+                if chunk.position is not None and chunk.position != self._through:
                     pending_position = chunk.position
                     dirty_since = now if dirty_since is None else dirty_since
+                if self.replicas is not None and now - self._replica_tick_at >= REPLICA_TICK_SECONDS:
+                    self._replica_tick_at = now
+                    held_from = self.replicas.hold_from()
+                    pending += await self._replica_tick()
+                    if pending or self.replicas.hold_from() != held_from:
+                        # Written after all, or dropped as covered: the checkpoint may move on.
+                        pending_position = pending_position or self._through or chunk.position
+                        dirty_since = now if dirty_since is None else dirty_since
                 if pending_position is None or dirty_since is None:
                     continue
                 if len(pending) >= limit or now - dirty_since >= self.batching.max_wait:
@@ -308,7 +333,13 @@ class Runner:
                     self.metrics.batches.labels(**self._labels, sink=sink.name).inc()
                     self._count_written(sink, events, letters)
 
-    async def _commit(self, events: list[ChangeEvent], position: Position) -> None:
+    async def _commit(self, events: list[ChangeEvent], through: Position) -> None:
+        # Held changes (replica dedup) keep the checkpoint at the first of them: read again after a restart.
+        held = self.replicas.hold_from() if self.replicas is not None else None
+        position = min(through, held) if held is not None else through
+        self._through = through
+        if not events and position == self.progress.committed:
+            return  # nothing new to record
         await self.deliver(events, Checkpoint(self.pipeline, self.node, position))
         now = time.monotonic()
         self.progress.committed = position
@@ -320,6 +351,24 @@ class Runner:
         self.metrics.committed_segment.labels(**self._labels).set(position.segment_id)
         self.metrics.committed_offset.labels(**self._labels).set(position.offset)
         self._cleanup(position)
+
+    async def _replica_tick(self) -> list[ChangeEvent]:
+        """Publish this runtime's watermark, read the others', and settle the held changes they cover."""
+        replicas = self.replicas
+        assert replicas is not None
+        replicas.refresh(watermarks(await self.committed_marks()))
+        own = replicas.own_watermark(self.lag_seconds())
+        if own is not None:
+            host, mark = own
+            await self.deliver([], Checkpoint(self.pipeline, watermark_key(host), mark.position()))
+        taken = replicas.resolve()
+        counts = replicas.counts
+        for disposition in ("written", "taken_over", "held", "covered"):
+            series = self.metrics.replica_events.labels(**self._labels, disposition=disposition)
+            series.inc(counts[disposition] - self._replica_counted.get(disposition, 0))
+            self._replica_counted[disposition] = counts[disposition]
+        self.metrics.replica_held.labels(**self._labels).set(len(replicas.held))
+        return taken
 
     def _count(self, counter: Any, events: Sequence[ChangeEvent], **labels: str) -> None:
         """Add ``events`` to a per-table, per-op counter: one increment per series, not per event."""

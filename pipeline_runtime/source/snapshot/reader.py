@@ -157,7 +157,7 @@ class SnapshotReader:
         self.converter = SnapshotConverter(schema)
         element_list = _element_list_type()
         cluster = session.cluster
-        self._local = _find_host(cluster, local_address)
+        self._local = find_host(cluster, local_address)
         # A session of its own: its protocol handler decodes the per-element lists (and it is not the caller's).
         self._session = cluster.connect()
         self._session.client_protocol_handler = _protocol_handler(element_list)
@@ -239,7 +239,7 @@ class SnapshotReader:
             yield from self.pages(token_range)
 
 
-def _find_host(cluster: Any, address: str | None) -> Any:
+def find_host(cluster: Any, address: str | None) -> Any:
     """The driver's Host for ``address`` (an IP or a name that resolves to one), or None."""
     if address is None:
         return None

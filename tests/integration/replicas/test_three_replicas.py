@@ -6,6 +6,11 @@ hot rows, every delete kind and TTLs; one node is stopped mid-run and started ag
 missed reach it later by hinted handoff (with their original writetimes). The oracle: when writes have
 stopped, each sink table equals Cassandra's ``SELECT *`` read at ALL. A table loaded before the
 pipeline existed is snapshotted once: each runtime reads the ranges its node is primary replica for.
+
+The commitlog v7 cluster runs with ``replicaDedup`` off (every runtime writes every change), the v8 one
+with it on (each change written by its primary replica's runtime, the others hold it): each format and
+each setting once, since the full cross would double the suite's cost. With dedup on, a runtime that
+stops while its node stays up has its ranges taken over by the others (``test_a_silent_runtimes_...``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 import clickhouse_connect
 import pytest
+import yaml
 from cassandra import ConsistencyLevel
 from cassandra.query import SimpleStatement
 
@@ -93,12 +99,29 @@ class Workload:
             time.sleep(0.002)
 
 
-def start_runtime(cluster: CassandraCluster, index: int, keyspace: str, sinks: dict[str, str], tmp: Path) -> Runtime:
+def start_runtime(
+    cluster: CassandraCluster, index: int, keyspace: str, sinks: dict[str, str], tmp: Path, *, dedup: bool
+) -> Runtime:
     node = cluster.nodes[index]
     folder = tmp / f"node{index + 1}"
     path = pipeline_yaml(folder, keyspace, node, sinks, fetchSize=100)
+    config = yaml.safe_load(path.read_text())
+    config["spec"]["source"] |= {"replicaDedup": dedup, "replicaMarginSeconds": 2, "replicaTakeoverSeconds": 10}
+    path.write_text(yaml.safe_dump(config))
     options = dataclasses.replace(local_options(node, folder), node=f"cassandra-{index}")
     return Runtime(load_pipeline(path), options)
+
+
+def dedup_for(cluster: CassandraCluster) -> bool:
+    """replicaDedup on for the v8 cluster, off for the v7 one (see the module's docstring)."""
+    return cluster.nodes[0].compat_mode == "NONE"
+
+
+def written_per_change(runtimes: list[Runtime]) -> float:
+    """Sink writes per source change: events every runtime committed over the most any one decoded."""
+    written = sum(r.runner.progress.events_committed for r in runtimes if r.runner is not None)
+    decoded = max(r.source.decode_stats.events if r.source is not None else 0 for r in runtimes)
+    return written / max(decoded, 1)
 
 
 def rows_at_all(node: CassandraNode, keyspace: str, table: str) -> list[dict[str, Any]]:
@@ -145,7 +168,8 @@ async def test_three_runtimes_through_a_node_restart_leave_one_truth_in_every_si
     session.execute(f"ALTER TABLE {keyspace}.cold WITH cdc = true")
 
     sinks = {"pg": postgres_dsn, "ch": chdb_dsn}
-    runtimes = [start_runtime(cluster, i, keyspace, sinks, tmp_path) for i in range(3)]
+    dedup = dedup_for(cluster)
+    runtimes = [start_runtime(cluster, i, keyspace, sinks, tmp_path, dedup=dedup) for i in range(3)]
     stop = asyncio.Event()
     tasks = [asyncio.create_task(r.run(stop)) for r in runtimes]
     workload = Workload(cluster, keyspace)
@@ -181,8 +205,67 @@ async def test_three_runtimes_through_a_node_restart_leave_one_truth_in_every_si
             await assert_sinks_equal_cassandra(cluster, keyspace, schema, postgres_dsn, client)
         # Every replica's runtime replicated: each saw the workload in its own node's commitlog.
         assert all(r.runner is not None and r.runner.progress.events_committed > 0 for r in runtimes)
+        amplification = written_per_change(runtimes)
+        if dedup:
+            # About once each; the node's stop and start (takeover, then changes from before its return) add some.
+            assert amplification < 2.0, amplification
+            held = [r.runner.replicas for r in runtimes if r.runner is not None and r.runner.replicas is not None]
+            assert all(router.counts["covered"] > 0 for router in held), [router.counts for router in held]
+        else:
+            assert amplification > 2.5, amplification  # every replica's runtime writes every change
+        print(f"replicaDedup {'on' if dedup else 'off'}: {amplification:.2f} sink writes per change")
     finally:
         workload.stop.set()
         await asyncio.gather(*clients, return_exceptions=True)
         stop.set()
+        await asyncio.gather(*(asyncio.wait_for(t, 30) for t in tasks), return_exceptions=True)
+
+
+async def test_a_silent_runtimes_ranges_are_taken_over_and_nothing_is_lost(
+    cluster: CassandraCluster, postgres_dsn: str, chdb_dsn: str, tmp_path: Path
+) -> None:
+    """replicaDedup on; one runtime stops while its node serves on: the others write its ranges after takeover."""
+    keyspace = f"rf3_{uuid.uuid4().hex[:8]}"
+    session = cluster.session()
+    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {RF3}")
+    session.execute(f"CREATE TABLE {keyspace}.kv (k int PRIMARY KEY, v text) WITH cdc = true")
+    insert = session.prepare(f"INSERT INTO {keyspace}.kv (k, v) VALUES (?, ?)")
+    insert.consistency_level = ConsistencyLevel.QUORUM
+    sinks = {"pg": postgres_dsn, "ch": chdb_dsn}
+    runtimes = [start_runtime(cluster, i, keyspace, sinks, tmp_path, dedup=True) for i in range(3)]
+    stops = [asyncio.Event() for _ in runtimes]
+    tasks = [asyncio.create_task(r.run(stop)) for r, stop in zip(runtimes, stops, strict=True)]
+    _, schema = registry_schema(cluster.nodes[0], keyspace, "kv")
+
+    async def pg_count() -> int:
+        return len(await postgres_rows(postgres_dsn, keyspace, "kv"))
+
+    async def all_rows(n: int) -> Any:
+        got = await pg_count()
+        return True if got == n else got
+
+    try:
+        for k in range(300):
+            await asyncio.to_thread(session.execute, insert, (k, f"before {k}"))
+        await wait_until(lambda: all_rows(300), 60, "the first 300 rows")
+        silent = runtimes[2]
+        assert silent.runner is not None and silent.runner.replicas is not None
+        host = silent.runner.replicas.local
+        stops[2].set()
+        await asyncio.wait_for(tasks[2], 30)
+        stopped_at = time.monotonic()
+        for k in range(300, 600):
+            await asyncio.to_thread(session.execute, insert, (k, f"after {k}"))
+        await wait_until(lambda: all_rows(600), 90, "every row, the silent runtime's ranges too")
+        takeover = time.monotonic() - stopped_at
+        others = [r.runner.replicas for r in runtimes[:2] if r.runner is not None and r.runner.replicas is not None]
+        assert all(router.status()[host] == "taking over" for router in others)
+        assert sum(router.counts["taken_over"] for router in others) >= 50  # its share of the 300 new rows
+        await assert_sinks_equal_cassandra(
+            cluster, keyspace, schema, postgres_dsn, clickhouse_connect.get_client(dsn=chdb_dsn)
+        )
+        print(f"takeover of a silent runtime's ranges: {takeover:.1f} s (replicaTakeoverSeconds 10)")
+    finally:
+        for stop in stops:
+            stop.set()
         await asyncio.gather(*(asyncio.wait_for(t, 30) for t in tasks), return_exceptions=True)

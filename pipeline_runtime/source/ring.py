@@ -1,0 +1,50 @@
+"""The token ring from the driver's metadata, as replica dedup reads it (``pipeline.replicas.RingView``).
+
+Only the Murmur3 partitioner is supported (every cluster since Cassandra 1.2 unless changed):
+with another, ``driver_ring`` gives None and every replica's runtime writes every change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline_runtime.source.snapshot.reader import find_host
+
+
+class DriverRing:
+    """The driver's token map: primary replicas by keyspace (its replication strategy), node liveness."""
+
+    def __init__(self, cluster: Any, local: Any) -> None:
+        self._cluster = cluster
+        self._local = local
+
+    @property
+    def local(self) -> str:
+        return str(self._local.host_id)
+
+    @property
+    def local_up(self) -> bool:
+        return self._local.is_up is not False
+
+    def nodes(self) -> set[str]:
+        return {str(host.host_id) for host in self._cluster.metadata.all_hosts()}
+
+    def owner(self, keyspace: str, token: int) -> str:
+        from cassandra.metadata import Murmur3Token  # noqa: PLC0415
+
+        token_map = self._cluster.metadata.token_map
+        replicas = token_map.get_replicas(keyspace, Murmur3Token(token)) if token_map is not None else []
+        # The first replica in ring order from the token is its primary (per the keyspace's strategy).
+        return str(replicas[0].host_id) if replicas else self.local
+
+
+def driver_ring(session: Any, local_address: str | None) -> DriverRing | None:
+    """The ring of ``session``'s cluster seen from the node at ``local_address`` (None: not known yet)."""
+    from cassandra.metadata import Murmur3Token  # noqa: PLC0415
+
+    cluster = session.cluster
+    token_map = cluster.metadata.token_map
+    if token_map is None or token_map.token_class is not Murmur3Token:
+        return None
+    local = find_host(cluster, local_address)
+    return DriverRing(cluster, local) if local is not None else None
