@@ -329,6 +329,8 @@ class Runtime:
             dead_letter_file=str(self.dead_letters.path) if self.dead_letters is not None else None,
             sinks=sinks,
             snapshot=runner.snapshot.status() if runner.snapshot is not None else {},
+            replicas=runner.replicas.status() if runner.replicas is not None else {},
+            held_changes=len(runner.replicas.held) if runner.replicas is not None else 0,
         )
 
     async def _report_once(self) -> None:

@@ -145,6 +145,12 @@ class NodeStatus(_Status):
     """Per sink name."""
     snapshot: dict[str, TableSnapshotStatus] = {}
     """Per 'keyspace.table' being or already snapshotted by this runtime."""
+    replicas: dict[str, str] = {}
+    """With replicaDedup, per Cassandra node (host id) of the ring: what this runtime does with the changes
+    of its token ranges: writing (its own node's), standby (held until that node's runtime wrote them) or
+    taking over (that runtime is silent: written here)."""
+    held_changes: int = Field(default=0, ge=0)
+    """With replicaDedup: changes held for other nodes' runtimes; the checkpoint waits at the oldest."""
 
 
 class SinkStatus(_Status):

@@ -188,9 +188,13 @@ class ReplicaRouter:
             return list(events)  # no ring known yet: behave as without dedup
         now = self.clock()
         out = []
+        owners: dict[tuple[str, str, str], str] = {}  # the events of one entry are mostly of one partition
         for event in events:
-            token = self.tokenizer(self.schema(event.keyspace, event.table), event)
-            owner = ring.local if token is None else ring.owner(event.keyspace, token)
+            partition = (event.keyspace, event.table, repr(event.partition_key))
+            owner = owners.get(partition)
+            if owner is None:
+                token = self.tokenizer(self.schema(event.keyspace, event.table), event)
+                owner = owners[partition] = ring.local if token is None else ring.owner(event.keyspace, token)
             if owner == ring.local:
                 self.counts["written"] += 1
                 out.append(event)

@@ -260,6 +260,9 @@ async def test_a_silent_runtimes_ranges_are_taken_over_and_nothing_is_lost(
         takeover = time.monotonic() - stopped_at
         others = [r.runner.replicas for r in runtimes[:2] if r.runner is not None and r.runner.replicas is not None]
         assert all(router.status()[host] == "taking over" for router in others)
+        status = runtimes[0].node_status()  # what the runtime reports onto the CDCPipeline's status.nodes
+        assert status.replicas[host] == "taking over"
+        assert status.replicas[others[0].local or ""] == "writing"
         assert sum(router.counts["taken_over"] for router in others) >= 50  # its share of the 300 new rows
         await assert_sinks_equal_cassandra(
             cluster, keyspace, schema, postgres_dsn, clickhouse_connect.get_client(dsn=chdb_dsn)

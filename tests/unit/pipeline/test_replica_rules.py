@@ -146,3 +146,24 @@ def test_watermarks_are_published_as_positions_and_read_as_the_oldest_over_the_s
     }
     assert watermarks(marks) == {"a": Watermark(NOW - 5, 1)}  # b is not in every sink yet
     assert watermarks({}) == {}
+
+
+def test_replica_dedup_reads_on_and_off_from_yaml_and_bounds_its_timings() -> None:
+    import yaml  # noqa: PLC0415
+
+    from pipeline_runtime.config.loader import parse_pipeline  # noqa: PLC0415
+    from pipeline_runtime.errors import ConfigError  # noqa: PLC0415
+
+    text = """
+source:
+  cassandra: {{}}
+  tables: [{{keyspace: ks}}]
+  replicaDedup: {value}
+  replicaTakeoverSeconds: {takeover}
+sinks: [{{name: pg, type: postgres, connectionSecret: {{name: pg, key: dsn}}}}]
+"""
+    on = parse_pipeline(yaml.safe_load(text.format(value="on", takeover=30))).spec.source
+    assert on.replica_dedup is True and on.replica_takeover_seconds == 30 and on.replica_margin_seconds == 15
+    assert parse_pipeline(yaml.safe_load(text.format(value="off", takeover=30))).spec.source.replica_dedup is False
+    with pytest.raises(ConfigError, match="replicaTakeoverSeconds"):
+        parse_pipeline(yaml.safe_load(text.format(value="on", takeover=1)))
