@@ -15,6 +15,12 @@ median over the rounds (the range is printed). The servers' own settings are
 recorded in the JSON, and ``sinks.disk`` gives the file system's fdatasync
 latency, which decides what durability costs.
 
+ClickHouse runs each case twice, interleaved: ``sinks.clickhouse_insert`` with
+one writer per row (RF=1, or ``replicaDedup`` on), and
+``.settling`` with the settling read after every insert that replicated
+keyspaces without dedup get (several runtimes may write one row at once;
+docs/sinks.md, Replicas); ``settling/single`` is the ratio of the pairs.
+
 After every case the sink is read back as its users read it (ClickHouse:
 the view over FINAL): over all rows, the server counts rows and distinct keys
 and sums a column that both writes set differently, and counts the names of
@@ -267,22 +273,38 @@ def run() -> list[dict[str, Any]]:
                 "batch_size": size,
             }
         )
-    ch_rates: dict[int, list[float]] = {size: [] for size in SIZES}
+    ch_rates: dict[tuple[str, int], list[float]] = {(v, size): [] for v in ("single", "settling") for size in SIZES}
     # chdb holds one data folder per process, shared with the other benchmarks (each in databases of its own).
     folder = engine_path()
     client = chdb_client(Path(folder))
     version = client.query("SELECT version()").result_rows[0][0]
+    # One writer per row (RF=1, or replicaDedup on), and the settling read after each insert that
+    # replicated keyspaces without dedup need (docs/sinks.md, Replicas), interleaved.
+    variants: dict[str, Any] = {"single": lambda: False, "settling": lambda: True}
     for round_number in range(ROUNDS):
         for size in SIZES:
-            database = f"bench_{size}_{round_number}"
-            sink = ClickHouseSink("ch", f"chdb://{folder}", TableNaming(target=database))
-            ch_rates[size].append(asyncio.run(measure(sink, size)))
-            checks["clickhouse"] = check_landed(f"clickhouse[{size}]", *clickhouse_check(client, database))
-            client.command(f"DROP DATABASE `{database}` SYNC")
+            for variant, settle in variants.items():
+                database = f"bench_{variant}_{size}_{round_number}"
+                sink = ClickHouseSink("ch", f"chdb://{folder}", TableNaming(target=database), settle=settle)
+                ch_rates[(variant, size)].append(asyncio.run(measure(sink, size)))
+                checks["clickhouse"] = check_landed(f"clickhouse[{size}]", *clickhouse_check(client, database))
+                client.command(f"DROP DATABASE `{database}` SYNC")
     engine = {"engine": f"chdb (ClickHouse {version}, in-process)"}
     for size in SIZES:
         extra = checks["clickhouse"] | {"server": "chdb", "settings": engine}
-        results.append(_summary("sinks.clickhouse_insert", size, ch_rates[size], extra))
+        results.append(_summary("sinks.clickhouse_insert", size, ch_rates[("single", size)], extra))
+        results.append(_summary("sinks.clickhouse_insert.settling", size, ch_rates[("settling", size)], extra))
+        ratios = [s / o for s, o in zip(ch_rates[("settling", size)], ch_rates[("single", size)], strict=True)]
+        results.append(
+            {
+                "benchmark": f"sinks.clickhouse_insert[{size}]",
+                "metric": "settling/single",
+                "value": round(_median(ratios), 2),
+                "unit": "x",
+                "note": f"{min(ratios):.2f}-{max(ratios):.2f}, pairs run back to back",
+                "batch_size": size,
+            }
+        )
     return results
 
 

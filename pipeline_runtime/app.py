@@ -15,6 +15,7 @@ import fnmatch
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from pipeline_runtime.sinks.deadletter import JsonlDeadLetters
 from pipeline_runtime.sinks.postgres import PostgresSink
 from pipeline_runtime.sinks.retry import Backoff
 from pipeline_runtime.source.connect import connect
-from pipeline_runtime.source.ring import driver_ring
+from pipeline_runtime.source.ring import driver_ring, replication_factor
 from pipeline_runtime.source.schema.driver import DriverSchemaSource
 from pipeline_runtime.source.schema.registry import SchemaRegistry
 from pipeline_runtime.source.snapshot import SnapshotReader
@@ -105,12 +106,16 @@ def table_selected(selectors: list[TableSelector], schema: TableSchema) -> bool:
     )
 
 
-def build_sink(spec: SinkSpec, secrets: SecretStore) -> Sink:
-    """The sink object for one ``spec.sinks[]`` entry (connection URL from its Secret)."""
+def build_sink(spec: SinkSpec, secrets: SecretStore, concurrent_writers: Callable[[], bool] | None = None) -> Sink:
+    """The sink object for one ``spec.sinks[]`` entry (connection URL from its Secret).
+
+    ``concurrent_writers``: whether another runtime may write the same rows at the moment (ClickHouse
+    then settles its inserts; None: assume so).
+    """
     dsn = secrets.read(spec.connection_secret)
     naming = TableNaming(spec.target, dict(spec.table_mapping))
     if spec.type is SinkType.CLICKHOUSE:
-        return ClickHouseSink(spec.name, dsn, naming)
+        return ClickHouseSink(spec.name, dsn, naming, settle=concurrent_writers)
     if spec.type is SinkType.TIMESCALEDB:
         from pipeline_runtime.sinks.timescale import TimescaleSink  # noqa: PLC0415
 
@@ -140,12 +145,14 @@ class Runtime:
     http: HealthServer | None = None
     started_at: float = field(default_factory=time.monotonic)
     _counts_seen: dict[str, int] = field(default_factory=dict)
+    #: Whether a selected keyspace keeps more than one replica (None until connected).
+    _replicated: bool | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, replicate and serve until ``stop`` is set (or a fatal error)."""
         spec = self.pipeline.spec
         secrets = SecretStore(self.options.secrets_dir)
-        sinks = [build_sink(s, secrets) for s in spec.sinks]
+        sinks = [build_sink(s, secrets, self._concurrent_writers) for s in spec.sinks]
         transformer = build_transformer(spec, secrets)
         self.http = http = HealthServer(
             self.metrics.registry, self.readiness, self.options.http_host, self.options.http_port
@@ -161,6 +168,8 @@ class Runtime:
                 DriverSchemaSource(self.session),
                 lambda schema: schema.cdc and table_selected(spec.source.tables, schema),
             )
+            keyspaces = {s.keyspace for s in registry.schemas.values() if registry.selector(s)}
+            self._replicated = any(replication_factor(self.session, k) > 1 for k in keyspaces)
             self.dead_letters = JsonlDeadLetters(self.options.dead_letter_file(self.pipeline.name))
             self.source = CdcRawSource(self.options.cdc_raw, self.options.node, registry)
             batch_size = min(s.batch_size for s in spec.sinks)
@@ -189,6 +198,16 @@ class Runtime:
             await http.stop()
             if self.session is not None:
                 self.session.cluster.shutdown()
+
+    def _concurrent_writers(self) -> bool:
+        """Whether another runtime may write the same rows now: a replicated keyspace without replicaDedup,
+        or while this runtime takes over a silent one's ranges (ClickHouse then settles each insert)."""
+        if self._replicated is None:
+            return True  # not connected yet: assume the worst
+        if not self._replicated:
+            return False
+        replicas = self.runner.replicas if self.runner is not None else None
+        return replicas is None or replicas.taking_over()
 
     def _replica_router(self) -> ReplicaRouter | None:
         """Replica dedup (docs/replicas.md), or None when every replica's runtime writes every change."""

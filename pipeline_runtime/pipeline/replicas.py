@@ -252,6 +252,10 @@ class ReplicaRouter:
             return None
         return ring.local, Watermark(self.clock() - lag, self.since)
 
+    def taking_over(self) -> bool:
+        """Whether this runtime writes another node's ranges now (two runtimes may write the same rows)."""
+        return "taking over" in self.status().values()
+
     def hold_from(self) -> Position | None:
         """The checkpoint may not pass this: where the oldest held change must be read again."""
         return self.held[0].resume_at if self.held else None

@@ -48,3 +48,20 @@ def driver_ring(session: Any, local_address: str | None) -> DriverRing | None:
         return None
     local = find_host(cluster, local_address)
     return DriverRing(cluster, local) if local is not None else None
+
+
+def replication_factor(session: Any, keyspace: str) -> int:
+    """How many replicas ``keyspace`` keeps (over all datacenters); unknown strategies count as several."""
+    meta = session.cluster.metadata.keyspaces.get(keyspace)
+    strategy = getattr(meta, "replication_strategy", None)
+    if meta is None:
+        return 1
+    if strategy is None:
+        return 3
+    simple = getattr(strategy, "replication_factor", None)
+    if simple is not None:
+        return int(getattr(simple, "all_replicas", simple))
+    per_dc = getattr(strategy, "dc_replication_factors", None)
+    if per_dc:
+        return sum(int(getattr(rf, "all_replicas", rf)) for rf in per_dc.values())
+    return 3  # LocalStrategy, EverywhereStrategy or unknown: assume several writers

@@ -97,8 +97,13 @@ class _Native:
 class ClickHouseSink:
     """Writes change events into ClickHouse (or the in-process chdb engine)."""
 
-    def __init__(self, name: str, dsn: str, naming: TableNaming | None = None) -> None:
+    def __init__(
+        self, name: str, dsn: str, naming: TableNaming | None = None, *, settle: Callable[[], bool] | None = None
+    ) -> None:
         self.name = name
+        #: Whether another runtime may write the same rows at this moment (replicas without replicaDedup,
+        #: or a takeover): then each insert is followed by a settling read (``_settle``). None: always.
+        self.concurrent_writers = settle or (lambda: True)
         self._dsn = dsn
         self._naming = naming or TableNaming()
         self._client: Any = None
@@ -239,8 +244,8 @@ class ClickHouseSink:
         self._stages.add(sql.stage)
         if inserted is None:
             return False
-        if inserted:
-            await self._settle(sql, sql.recent_staged(SETTLE_DEPTH), None, static=False)  # the stage holds the keys
+        if inserted and self.concurrent_writers():
+            await self._settle_flat(sql, sql.conflicting_staged(SETTLE_DEPTH), None)  # the stage holds the keys
         return True
 
     async def _write_flat(self, table: _Table, deltas: dict[tuple[Any, ...], list[Any]], token: str) -> None:
@@ -267,8 +272,10 @@ class ClickHouseSink:
         if rows:
             columns, data = nonempty_columns(rows, sql.state_columns)
             await self._insert(sql.state, columns, data, token + ":rows", column_oriented=True)
-            width = len(sql.layout.key_names)
-            await self._settle_keys(sql, [tuple(row[:width]) for row in rows], static=False)
+            if self.concurrent_writers():
+                width = len(sql.layout.key_names)
+                keys = [tuple(row[:width]) for row in rows]
+                await self._settle_flat(sql, sql.conflicting_keys(SETTLE_DEPTH), keys)
 
     async def _has_tombstones(self, sql: TableSql) -> bool:
         result = await self._call(self.client.query, sql.has_tombstones())
@@ -335,8 +342,17 @@ class ClickHouseSink:
                 out.append(_row(state, columns, static, version))
         return out
 
+    async def _settle_flat(self, sql: TableSql, query: str, keys: Sequence[tuple[Any, ...]] | None) -> None:
+        """``_settle`` for a flat table: first ask ClickHouse which keys need it (``TableSql.conflicting``)."""
+        key_columns = sql.layout.schema.primary_key
+        formats = {c.name: "bytes" for c in key_columns if c.type.kind is Kind.BLOB}
+        parameters = key_parameters(list(keys), len(key_columns)) if keys is not None else None
+        result = await self._call(self.client.query, query, parameters=parameters, column_formats=formats)
+        found = [tuple(from_ch(v, c.type) for v, c in zip(row, key_columns, strict=True)) for row in result.result_rows]
+        await self._settle_keys(sql, found, static=False)
+
     async def _settle_keys(self, sql: TableSql, keys: Sequence[tuple[Any, ...]], *, static: bool) -> None:
-        if keys:
+        if keys and self.concurrent_writers():
             key_columns = sql.layout.schema.partition_key if static else sql.layout.schema.primary_key
             query = sql.recent(sql.statics if static else sql.state, key_columns, SETTLE_DEPTH)
             await self._settle(sql, query, keys, static=static)

@@ -120,6 +120,43 @@ class TableSql(TableObjects):
         keys = ", ".join(ident(c.name) for c in key_columns)
         return _recent(target, keys, key_filter(key_columns), depth)
 
+    def conflicting(self, where: str, depth: int) -> str:
+        """Keys (matching ``where``) whose newest state may lack a cell another of their ``depth`` newest
+        states holds: a newer writetime in any column, liveness or deletion, or an equal one with another
+        value or expiry. Flat tables only (single-cell regular columns); the settling read then joins just
+        these keys. In steady state it returns nothing, and costs one query instead of a read-back."""
+        keys = ", ".join(ident(n) for n in self.layout.key_names)
+        top = "headrace_top__"  # the newest state's values, beside each state's (a prefix no column uses)
+        names = [n for c in self.layout.regulars for n in (c.name, f"{c.name}__ts", f"{c.name}__exp")]
+        names += ["_live_ts", "_live_exp", "_del_ts"]
+        tops = ", ".join(f"first_value_respect_nulls({ident(n)}) OVER w AS {ident(top + n)}" for n in names)
+
+        def newer_or_other(value: str | None, ts: str, exp: str) -> str:
+            ts_here, ts_top = f"ifNull({ident(ts)}, -1)", f"ifNull({ident(top + ts)}, -1)"
+            same = f"ifNull({ident(exp)}, -1) = ifNull({ident(top + exp)}, -1)"
+            if value is not None:
+                here, there = ident(value), ident(top + value)
+                same += f" AND (isNull({here}) AND isNull({there}) OR ifNull({here} = {there}, 0))"
+            return f"{ts_here} > {ts_top} OR {ts_here} = {ts_top} AND NOT ({same})"
+
+        checks = [newer_or_other(c.name, f"{c.name}__ts", f"{c.name}__exp") for c in self.layout.regulars]
+        checks += [newer_or_other(None, "_live_ts", "_live_exp"), f"_del_ts > {ident(top + '_del_ts')}"]
+        recent = f"SELECT * FROM {self.state} WHERE {where} ORDER BY _version DESC LIMIT {depth} BY {keys}"
+        window = f"PARTITION BY {keys} ORDER BY _version DESC ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
+        return (
+            f"SELECT DISTINCT {keys} FROM (SELECT *, {tops} FROM ({recent}) WINDOW w AS ({window}))"
+            f" WHERE {' OR '.join(f'({c})' for c in checks)}"
+        )
+
+    def conflicting_keys(self, depth: int) -> str:
+        """``conflicting`` for keys given as parameters (``key_filter``)."""
+        return self.conflicting(key_filter(self.layout.schema.primary_key), depth)
+
+    def conflicting_staged(self, depth: int) -> str:
+        """``conflicting`` for the keys in the staging table."""
+        keys = ", ".join(ident(n) for n in self.layout.key_names)
+        return self.conflicting(f"({keys}) IN (SELECT {keys} FROM {self.stage})", depth)
+
     def recent_staged(self, depth: int) -> str:
         """``recent`` of the row table for the keys in the staging table (the compiled merge's batch)."""
         keys = ", ".join(ident(n) for n in self.layout.key_names)
