@@ -245,9 +245,20 @@ class CassandraNode:
         self.process.wait_until(lambda: port_open(self.host, self.port), timeout=timeout, interval=0.5)
         self.process.wait_until(self._cql_answers, timeout=60.0, interval=0.5)
 
-    def restart(self, timeout: float = 180.0) -> None:
-        """Start a stopped node again on its ports, with its data (hints then replay to it)."""
-        self.start(timeout)
+    def restart(self, timeout: float = 180.0, attempts: int = 3) -> None:
+        """Start a stopped node again on its ports, with its data (hints then replay to it).
+
+        A restarted cluster node first runs a gossip shadow round with its seed, bounded by the
+        short ring delay the tests use; on a loaded machine the seed can answer too late, and
+        Cassandra exits with "Unable to gossip with any peers". That attempt is repeated.
+        """
+        for attempt in range(attempts):
+            try:
+                self.start(timeout)
+                return
+            except ServiceError as exc:
+                if "Unable to gossip with any peers" not in str(exc) or attempt == attempts - 1:
+                    raise
 
     def _cql_answers(self) -> bool:
         self.session().execute("SELECT release_version FROM system.local")

@@ -200,7 +200,9 @@ async def test_three_runtimes_through_a_node_restart_leave_one_truth_in_every_si
         # Every replica's runtime replicated: each saw the workload in its own node's commitlog.
         assert all(r.runner is not None and r.runner.progress.events_committed > 0 for r in runtimes)
         amplification = written_per_change(runtimes)
-        assert amplification > 2.5, amplification  # every replica's runtime writes every change
+        # Every replica's runtime writes every change its node got: two full copies, and the stopped node's
+        # runtime all but what its node missed while down and had not yet received by hints.
+        assert amplification > 2.0, amplification
         print(f"replicaDedup off: {amplification:.2f} sink writes per change")
     finally:
         workload.stop.set()
