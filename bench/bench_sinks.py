@@ -261,17 +261,10 @@ def run() -> list[dict[str, Any]]:
             name = "sinks.postgres_upsert" if mode == "durable" else "sinks.postgres_upsert.unsafe_fsync_off"
             extra = checks[mode] | {"server": "postgres", "settings": settings[mode]}
             results.append(_summary(name, size, rates[(mode, size)], extra))
-        ratios = [d / u for d, u in zip(rates[("durable", size)], rates[("unsafe", size)], strict=True)]
         results.append(
-            {
-                "benchmark": f"sinks.postgres_upsert[{size}]",
-                "metric": "durable/unsafe",
-                "value": round(_median(ratios), 2),
-                "unit": "x",
-                "note": f"{min(ratios):.2f}-{max(ratios):.2f}, pairs run back to back",
-                "ratios": [round(r, 3) for r in ratios],
-                "batch_size": size,
-            }
+            _ratio_row(
+                "sinks.postgres_upsert", "durable/unsafe", rates[("durable", size)], rates[("unsafe", size)], size
+            )
         )
     ch_rates: dict[tuple[str, int], list[float]] = {(v, size): [] for v in ("single", "settling") for size in SIZES}
     # chdb holds one data folder per process, shared with the other benchmarks (each in databases of its own).
@@ -294,18 +287,30 @@ def run() -> list[dict[str, Any]]:
         extra = checks["clickhouse"] | {"server": "chdb", "settings": engine}
         results.append(_summary("sinks.clickhouse_insert", size, ch_rates[("single", size)], extra))
         results.append(_summary("sinks.clickhouse_insert.settling", size, ch_rates[("settling", size)], extra))
-        ratios = [s / o for s, o in zip(ch_rates[("settling", size)], ch_rates[("single", size)], strict=True)]
         results.append(
-            {
-                "benchmark": f"sinks.clickhouse_insert[{size}]",
-                "metric": "settling/single",
-                "value": round(_median(ratios), 2),
-                "unit": "x",
-                "note": f"{min(ratios):.2f}-{max(ratios):.2f}, pairs run back to back",
-                "batch_size": size,
-            }
+            _ratio_row(
+                "sinks.clickhouse_insert",
+                "settling/single",
+                ch_rates[("settling", size)],
+                ch_rates[("single", size)],
+                size,
+            )
         )
     return results
+
+
+def _ratio_row(benchmark: str, metric: str, top: list[float], bottom: list[float], size: int) -> dict[str, Any]:
+    """The median ratio of rates measured in pairs, back to back (one pair per round)."""
+    ratios = [t / b for t, b in zip(top, bottom, strict=True)]
+    return {
+        "benchmark": f"{benchmark}[{size}]",
+        "metric": metric,
+        "value": round(_median(ratios), 2),
+        "unit": "x",
+        "note": f"{min(ratios):.2f}-{max(ratios):.2f}, pairs run back to back",
+        "ratios": [round(r, 3) for r in ratios],
+        "batch_size": size,
+    }
 
 
 def _row(benchmark: str, size: int, rate: float) -> dict[str, Any]:

@@ -99,6 +99,14 @@ class Workload:
             time.sleep(0.002)
 
 
+def rf3_keyspace(cluster: CassandraCluster) -> tuple[str, Any]:
+    """A fresh keyspace replicated to all three nodes, and a session on the cluster."""
+    keyspace = f"rf3_{uuid.uuid4().hex[:8]}"
+    session = cluster.session()
+    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {RF3}")
+    return keyspace, session
+
+
 def start_runtime(
     cluster: CassandraCluster, index: int, keyspace: str, sinks: dict[str, str], tmp: Path, *, dedup: bool
 ) -> Runtime:
@@ -147,9 +155,7 @@ async def assert_sinks_equal_cassandra(
 async def test_three_runtimes_through_a_node_restart_leave_one_truth_in_every_sink(
     cluster: CassandraCluster, postgres_dsn: str, chdb_dsn: str, tmp_path: Path
 ) -> None:
-    keyspace = f"rf3_{uuid.uuid4().hex[:8]}"
-    session = cluster.session()
-    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {RF3}")
+    keyspace, session = rf3_keyspace(cluster)
     session.execute(
         f"CREATE TABLE {keyspace}.hot (k int, ck int, st text static, a text, b bigint, tags set<text>,"
         " m map<text, int>, PRIMARY KEY (k, ck)) WITH cdc = true"
@@ -215,9 +221,7 @@ async def test_a_silent_runtimes_ranges_are_taken_over_and_nothing_is_lost(
     cluster: CassandraCluster, postgres_dsn: str, chdb_dsn: str, tmp_path: Path
 ) -> None:
     """replicaDedup on; one runtime stops while its node serves on: the others write its ranges after takeover."""
-    keyspace = f"rf3_{uuid.uuid4().hex[:8]}"
-    session = cluster.session()
-    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {RF3}")
+    keyspace, session = rf3_keyspace(cluster)
     session.execute(f"CREATE TABLE {keyspace}.kv (k int PRIMARY KEY, v text) WITH cdc = true")
     insert = session.prepare(f"INSERT INTO {keyspace}.kv (k, v) VALUES (?, ?)")
     insert.consistency_level = ConsistencyLevel.QUORUM
