@@ -2,7 +2,8 @@
 
 SQLSTATE classes decide: connection problems (08), transaction rollbacks such
 as serialization failures and deadlocks (40), resource limits (53), operator
-intervention (57) and system errors (58) are worth retrying; data exceptions
+intervention (57) and system errors (58) are worth retrying, and so is a
+connection asyncpg itself reports unusable (``InternalClientError``); data exceptions
 (22) and constraint violations (23) are caused by rows in the batch, so the
 writer bisects the batch and dead-letters those rows. Everything else is a
 plain, fatal ``SinkError``: a ``ValueError`` or ``TypeError`` raised inside the
@@ -38,6 +39,11 @@ def translate(exc: BaseException, sink: str) -> HeadraceError:
         return SinkError(message)
     if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
         return SinkUnavailableError(f"sink {sink}: connection to PostgreSQL failed: {exc}")
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # A pooled connection the server dropped (e.g. at its restart) can be handed out half-way
+        # through consuming the error ("cannot switch to state ..."): the pool terminates it on
+        # release, so a retry gets a fresh connection.
+        return SinkUnavailableError(f"sink {sink}: PostgreSQL connection in an unusable state: {exc}")
     return SinkError(f"sink {sink}: {internal_failure(exc)}")
 
 

@@ -46,6 +46,9 @@ def test_postgres_data_exceptions_are_row_level_and_connection_classes_retryable
     assert isinstance(pg_translate(data, "s"), RowRejectedError)
     assert isinstance(pg_translate(asyncpg.exceptions.SerializationError("retry"), "s"), SinkUnavailableError)
     assert isinstance(pg_translate(ConnectionResetError("reset"), "s"), SinkUnavailableError)
+    # A pooled connection handed out while still consuming the error of a server restart (seen in CI).
+    busy = asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) is in progress")
+    assert isinstance(pg_translate(busy, "s"), SinkUnavailableError)
 
 
 def test_clickhouse_value_codes_are_row_level_and_network_retryable() -> None:
