@@ -65,6 +65,10 @@ test: prereqs deps ## Fetch/build what the tests need (cached), then run the who
 	@set -o pipefail; echo "line coverage, runtime:" && $(VENV)/bin/coverage report --include='pipeline_runtime/*' --fail-under=85 --format=total
 	@set -o pipefail; echo "line coverage, operator:" && $(VENV)/bin/coverage report --include='operator/*' --fail-under=85 --format=total
 
+.PHONY: stress
+stress: prereqs deps ## Hunt rare failures: replicaDedup through many node restarts (HEADRACE_STRESS_CYCLES, 10)
+	$(VENV)/bin/pytest -m stress -s tests/integration/replicas/test_dedup_restarts.py $(PYTEST_ARGS)
+
 .PHONY: test-unit
 test-unit: dev ## Only the tests that need no server
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)

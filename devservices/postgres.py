@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from devservices.pki import Certificate
 from devservices.process import ManagedProcess, ServiceError, free_port
 
 SERVICE_USER = "postgres"
@@ -71,6 +72,9 @@ class PostgresServer:
     user: str = "postgres"
     startup_seconds: float = 0.0
     process: ManagedProcess | None = None
+    #: With a certificate: ``ssl=on`` with it (its CA also checks client certificates), and TCP
+    #: connections over TLS only (``hostssl``; the database ``mtls`` also asks a client certificate).
+    tls: Certificate | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -82,7 +86,42 @@ class PostgresServer:
 
     def settings(self) -> dict[str, str]:
         """The ``-c`` settings this server is started with."""
-        return ({} if self.durable else dict(UNSAFE_SETTINGS)) | COMMON_SETTINGS
+        tls = {} if self.tls is None else {"ssl": "on"} | self._tls_files(self.tls)
+        return ({} if self.durable else dict(UNSAFE_SETTINGS)) | COMMON_SETTINGS | tls
+
+    def _tls_files(self, certificate: Certificate) -> dict[str, str]:
+        """Copies of ``certificate``'s files the server may read (its key private to the server's user)."""
+        folder = self.workdir / "tls"
+        folder.mkdir(exist_ok=True)
+        out = {}
+        for setting, source in (("ssl_cert_file", certificate.cert), ("ssl_key_file", certificate.key),
+                                ("ssl_ca_file", certificate.ca)):  # fmt: skip
+            copy = folder / setting  # fixed names: use_certificate rewrites them and reloads
+            shutil.copyfile(source, copy)
+            copy.chmod(0o600)
+            owner = self._run_as()
+            if owner is not None:
+                shutil.chown(copy, owner, owner)
+            out[setting] = str(copy)
+        return out
+
+    def use_certificate(self, certificate: Certificate) -> None:
+        """Serve ``certificate`` from the next connection on (a configuration reload, no restart)."""
+        assert self.tls is not None, "a server started without TLS"
+        self._tls_files(certificate)
+        self.psql("SELECT pg_reload_conf()")
+        time.sleep(0.5)  # the postmaster reloads asynchronously
+
+    def _write_hba(self) -> None:
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(
+            "local all all trust\n"
+            "hostssl mtls all 127.0.0.1/32 trust clientcert=verify-ca\n"
+            "hostssl all all 127.0.0.1/32 trust\n"
+        )
+        owner = self._run_as()
+        if owner is not None:
+            shutil.chown(hba, owner, owner)
 
     def server_settings(self) -> dict[str, str]:
         """The running server's own view of the settings that decide durability and speed."""
@@ -140,6 +179,8 @@ class PostgresServer:
         result = subprocess.run(initdb, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise ServiceError(f"postgres: {' '.join(initdb)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        if self.tls is not None:
+            self._write_hba()
         self._launch(timeout)
         self.startup_seconds = time.monotonic() - started
 
@@ -206,9 +247,11 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_postgres(workdir: Path, *, durable: bool = True) -> Iterator[PostgresServer]:
-    """Start PostgreSQL in ``workdir``, yield it, and always stop it (``durable``: see the module doc)."""
-    server = PostgresServer(workdir=workdir, durable=durable)
+def running_postgres(
+    workdir: Path, *, durable: bool = True, tls: Certificate | None = None
+) -> Iterator[PostgresServer]:
+    """Start PostgreSQL in ``workdir``, yield it, and always stop it (``durable``, ``tls``: see PostgresServer)."""
+    server = PostgresServer(workdir=workdir, durable=durable, tls=tls)
     try:
         server.start()
         yield server

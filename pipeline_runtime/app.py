@@ -35,6 +35,7 @@ from pipeline_runtime.config.model import (
 )
 from pipeline_runtime.config.status import NodeSinkStatus, NodeStatus
 from pipeline_runtime.config.status import Position as StatusPosition
+from pipeline_runtime.config.tls import ssl_context
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.errors import ConfigError, HeadraceError
 from pipeline_runtime.observability.http import HealthServer
@@ -114,16 +115,17 @@ def build_sink(spec: SinkSpec, secrets: SecretStore, concurrent_writers: Callabl
     """
     dsn = secrets.read(spec.connection_secret)
     naming = TableNaming(spec.target, dict(spec.table_mapping))
+    tls = ssl_context(spec.tls, secrets.read, f"sink {spec.name}: tls")
     if spec.type is SinkType.CLICKHOUSE:
-        return ClickHouseSink(spec.name, dsn, naming, settle=concurrent_writers)
+        return ClickHouseSink(spec.name, dsn, naming, settle=concurrent_writers, tls=tls)
     if spec.type is SinkType.TIMESCALEDB:
         from pipeline_runtime.sinks.timescale import TimescaleSink  # noqa: PLC0415
 
         assert spec.timescale is not None  # the model guarantees it
         return TimescaleSink(
-            spec.name, dsn, spec.timescale.time_column, naming, chunk_interval=spec.timescale.chunk_interval
+            spec.name, dsn, spec.timescale.time_column, naming, chunk_interval=spec.timescale.chunk_interval, tls=tls
         )
-    return PostgresSink(spec.name, dsn, naming)
+    return PostgresSink(spec.name, dsn, naming, tls=tls)
 
 
 def build_transformer(spec: PipelineSpec, secrets: SecretStore) -> Transformer:

@@ -204,7 +204,9 @@ class SinkSpec(_Model):
     flush_interval_ms: int = Field(default=1000, ge=10, le=600_000)
     """Longest wait before a partial batch is written."""
     tls: TLSSpec = TLSSpec()
-    """TLS towards the sink."""
+    """TLS towards the sink. Enabled: PostgreSQL and TimescaleDB connect over TLS only (whatever the
+    DSN's sslmode), ClickHouse over HTTPS; the server's certificate and name are verified against
+    caSecret (else the system's CAs). Not for chdb:// (refused). Off: the DSN decides."""
     timescale: TimescaleSpec | None = None
     """Hypertable settings; required for timescaledb."""
 

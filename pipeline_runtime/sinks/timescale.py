@@ -14,6 +14,8 @@ table and column.
 
 from __future__ import annotations
 
+import ssl
+
 import asyncpg
 
 from pipeline_runtime.cql.schema import TableSchema
@@ -48,8 +50,9 @@ class TimescaleSink(PostgresSink):
         *,
         chunk_interval: str = "7 days",
         pool_size: int = 2,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(name, dsn, naming, pool_size=pool_size)
+        super().__init__(name, dsn, naming, pool_size=pool_size, tls=tls)
         self.time_column = time_column
         self.chunk_interval = chunk_interval
         self._extension_schema = "public"

@@ -31,16 +31,18 @@ import contextlib
 import hashlib
 import json
 import secrets
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import clickhouse_connect
+import urllib3
 
 from pipeline_runtime.cql.canonical import dumps
 from pipeline_runtime.cql.schema import Column, TableSchema
 from pipeline_runtime.cql.types import Kind
-from pipeline_runtime.errors import SinkError
+from pipeline_runtime.errors import ConfigError, SinkError
 from pipeline_runtime.events import LIVE_TIMESTAMP, ChangeEvent, Position
 from pipeline_runtime.native import native_module
 from pipeline_runtime.sinks.base import Batch, Checkpoint, SinkHealth, SinkState, TableNaming
@@ -98,9 +100,19 @@ class ClickHouseSink:
     """Writes change events into ClickHouse (or the in-process chdb engine)."""
 
     def __init__(
-        self, name: str, dsn: str, naming: TableNaming | None = None, *, settle: Callable[[], bool] | None = None
+        self,
+        name: str,
+        dsn: str,
+        naming: TableNaming | None = None,
+        *,
+        settle: Callable[[], bool] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        if tls is not None and dsn.startswith("chdb:"):
+            raise ConfigError(f"sink {name}: tls does not apply to chdb:// (the in-process engine has no connection)")
         self.name = name
+        #: With a context (``sinks[].tls``) the client speaks HTTPS, verified as the context says.
+        self._tls = tls
         #: Whether another runtime may write the same rows at this moment (replicas without replicaDedup,
         #: or a takeover): then each insert is followed by a settling read (``_settle``). None: always.
         self.concurrent_writers = settle or (lambda: True)
@@ -130,9 +142,24 @@ class ClickHouseSink:
 
     # -- lifecycle -------------------------------------------------------
 
+    def _tls_options(self) -> dict[str, Any]:
+        """clickhouse-connect's options for HTTPS through this sink's SSL context (none without one)."""
+        if self._tls is None:
+            return {}
+        verify = self._tls.verify_mode is not ssl.CERT_NONE
+        pool = urllib3.PoolManager(
+            ssl_context=self._tls,
+            cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
+            assert_hostname=None if verify else False,
+            maxsize=8,
+            retries=1,
+            block=False,
+        )
+        return {"interface": "https", "secure": True, "pool_mgr": pool}
+
     async def open(self) -> None:
         async with boundary(self.name):
-            self._client = await asyncio.to_thread(clickhouse_connect.get_client, dsn=self._dsn)
+            self._client = await asyncio.to_thread(clickhouse_connect.get_client, dsn=self._dsn, **self._tls_options())
         await self._call(self.client.command, "CREATE DATABASE IF NOT EXISTS headrace")
         await self._call(
             self.client.command,

@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -100,9 +101,20 @@ class _Work:
 class PostgresSink:
     """Writes change events into PostgreSQL with exactly-once effect."""
 
-    def __init__(self, name: str, dsn: str, naming: TableNaming | None = None, *, pool_size: int = 2) -> None:
+    def __init__(
+        self,
+        name: str,
+        dsn: str,
+        naming: TableNaming | None = None,
+        *,
+        pool_size: int = 2,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.name = name
         self._dsn = dsn
+        #: With a context (``sinks[].tls``) every connection is TLS, verified as the context says, whatever
+        #: the DSN's sslmode; without one the DSN decides.
+        self._tls = tls
         self._naming = naming or TableNaming()
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
@@ -116,7 +128,7 @@ class PostgresSink:
     async def open(self) -> None:
         async with boundary(self.name):
             self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=self._pool_size, init=register_codecs
+                self._dsn, min_size=1, max_size=self._pool_size, init=register_codecs, ssl=self._tls
             )
         try:
             async with boundary(self.name), self._pool.acquire() as conn:

@@ -72,14 +72,15 @@ class Workload:
         self.clients = clients
         self.stop = threading.Event()
         self.down: set[str] = set()
+        # Coordinators are nodes that stay up: a coordinator stores the hints for a stopped one.
+        self.coordinators = cluster.nodes[:2]
         self.written = 0
         self.failed = 0
         self._lock = threading.Lock()
 
     def run_client(self, client: int) -> None:
         rng = random.Random(client)
-        # Coordinators are the nodes that stay up: a coordinator stores the hints for the stopped one.
-        session = self.cluster.nodes[client % 2].session(self.keyspace)
+        session = self.coordinators[client % len(self.coordinators)].session(self.keyspace)
         i = 0
         while not self.stop.is_set():
             i += 1

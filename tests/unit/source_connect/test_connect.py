@@ -10,8 +10,9 @@ import pytest
 from devservices.process import free_port
 from devservices.pytest_require import require_tool
 from pipeline_runtime.config.model import CassandraSource, SecretRef, TLSSpec
+from pipeline_runtime.config.tls import ssl_context
 from pipeline_runtime.errors import ConfigError
-from pipeline_runtime.source.connect import CassandraUnavailableError, connect, ssl_context
+from pipeline_runtime.source.connect import CassandraUnavailableError, connect
 
 
 @pytest.fixture(scope="module")
