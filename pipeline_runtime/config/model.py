@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
@@ -168,8 +168,6 @@ class SinkType(StrEnum):
 class WriteMode(StrEnum):
     UPSERT = "upsert"
     """Keep the current state of each row (last write wins)."""
-    APPEND = "append"
-    """Append every change as a new row (an audit log)."""
 
 
 class TimescaleSpec(_Model):
@@ -196,7 +194,8 @@ class SinkSpec(_Model):
     table_mapping: dict[str, str] = {}
     """Map 'keyspace.table' to a target table name."""
     write_mode: WriteMode = WriteMode.UPSERT
-    """upsert or append."""
+    """upsert: each sink table holds the current state of each row (last write wins). A change
+    history (append) is not available yet and is refused."""
     batch_size: int = Field(default=10_000, ge=1, le=100_000)
     """Most rows per batch (a batch is written when full or after flushIntervalMs). Each batch pays
     fixed costs (round trips, commits, one ClickHouse part per insert), so larger batches write
@@ -209,6 +208,13 @@ class SinkSpec(_Model):
     caSecret (else the system's CAs). Not for chdb:// (refused). Off: the DSN decides."""
     timescale: TimescaleSpec | None = None
     """Hypertable settings; required for timescaledb."""
+
+    @field_validator("write_mode", mode="before")
+    @classmethod
+    def _no_append_yet(cls, value: object) -> object:
+        if value == "append":
+            raise ValueError("writeMode append (a history of every change) is not available yet: use upsert")
+        return value
 
     @model_validator(mode="after")
     def _timescale_needs_time_column(self) -> SinkSpec:

@@ -74,6 +74,10 @@ INVALID = {
         "should be less than or equal to 100000",
     ),
     "unknown-field": (lambda s: s.update(sinkz=[]), 'unknown field "spec.sinkz"'),
+    "append-not-available": (
+        lambda s: s.update(sinks=[{**SINK, "writeMode": "append"}]),
+        'Unsupported value: "append": supported values: "upsert"',
+    ),
 }
 
 

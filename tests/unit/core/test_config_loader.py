@@ -57,6 +57,10 @@ def test_manifest_and_bare_spec_load_the_same_model(tmp_path: Path) -> None:
             "spec.sinks[0].name",
         ),
         ({"surprise": 1}, "spec.surprise: Extra inputs are not permitted"),
+        (
+            {"sinks": [{**SPEC["sinks"][0], "writeMode": "append"}]},
+            "writeMode append (a history of every change) is not available yet: use upsert",
+        ),
     ],
 )
 def test_invalid_specs_say_what_to_fix(patch: dict[str, object], message: str) -> None:
