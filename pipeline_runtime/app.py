@@ -32,6 +32,8 @@ from pipeline_runtime.config.model import (
     SinkType,
     SnapshotMode,
     TableSelector,
+    TimescaleSpec,
+    WriteMode,
 )
 from pipeline_runtime.config.status import NodeSinkStatus, NodeStatus
 from pipeline_runtime.config.status import Position as StatusPosition
@@ -48,8 +50,10 @@ from pipeline_runtime.report.kubernetes import KubernetesStatusReporter
 from pipeline_runtime.secrets import DEFAULT_SECRETS_DIR, SecretStore
 from pipeline_runtime.sinks.base import Sink, TableNaming
 from pipeline_runtime.sinks.clickhouse import ClickHouseSink
+from pipeline_runtime.sinks.clickhouse.history import ClickHouseHistorySink
 from pipeline_runtime.sinks.deadletter import JsonlDeadLetters
 from pipeline_runtime.sinks.postgres import PostgresSink
+from pipeline_runtime.sinks.postgres.history import PostgresHistorySink
 from pipeline_runtime.sinks.retry import Backoff
 from pipeline_runtime.source.connect import connect
 from pipeline_runtime.source.ring import driver_ring, replication_factor
@@ -116,15 +120,23 @@ def build_sink(spec: SinkSpec, secrets: SecretStore, concurrent_writers: Callabl
     dsn = secrets.read(spec.connection_secret)
     naming = TableNaming(spec.target, dict(spec.table_mapping))
     tls = ssl_context(spec.tls, secrets.read, f"sink {spec.name}: tls")
+    append = spec.write_mode is WriteMode.APPEND
     if spec.type is SinkType.CLICKHOUSE:
+        if append:
+            return ClickHouseHistorySink(spec.name, dsn, naming, tls=tls)
         return ClickHouseSink(spec.name, dsn, naming, settle=concurrent_writers, tls=tls)
     if spec.type is SinkType.TIMESCALEDB:
-        from pipeline_runtime.sinks.timescale import TimescaleSink  # noqa: PLC0415
+        from pipeline_runtime.sinks.timescale import TimescaleHistorySink, TimescaleSink  # noqa: PLC0415
 
-        assert spec.timescale is not None  # the model guarantees it
+        timescale = spec.timescale or TimescaleSpec()
+        if append:
+            return TimescaleHistorySink(spec.name, dsn, naming, chunk_interval=timescale.chunk_interval, tls=tls)
+        assert timescale.time_column is not None  # the model guarantees it
         return TimescaleSink(
-            spec.name, dsn, spec.timescale.time_column, naming, chunk_interval=spec.timescale.chunk_interval, tls=tls
+            spec.name, dsn, timescale.time_column, naming, chunk_interval=timescale.chunk_interval, tls=tls
         )
+    if append:
+        return PostgresHistorySink(spec.name, dsn, naming, tls=tls)
     return PostgresSink(spec.name, dsn, naming, tls=tls)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
@@ -168,16 +168,19 @@ class SinkType(StrEnum):
 class WriteMode(StrEnum):
     UPSERT = "upsert"
     """Keep the current state of each row (last write wins)."""
+    APPEND = "append"
+    """Add one row per change to a history table ``<table>_changes`` (docs/sinks.md, "Append mode")."""
 
 
 class TimescaleSpec(_Model):
     """Hypertable settings for TimescaleDB sinks."""
 
-    time_column: str = Field(min_length=1)
-    """Column that partitions the hypertable; must be part of the primary key."""
+    time_column: str | None = Field(default=None, min_length=1)
+    """writeMode upsert: the column that partitions each hypertable; must be part of the primary key
+    (required). writeMode append: refused (history tables are partitioned by each change's writetime)."""
     chunk_interval: str = "7 days"
-    """Hypertable chunk interval: an interval such as 7 days for a timestamp or date time column, a
-    whole number of its units for an integer one."""
+    """Hypertable chunk interval: an interval such as 7 days for a timestamp or date time column (and
+    for append's writetime), a whole number of its units for an integer one."""
 
 
 class SinkSpec(_Model):
@@ -194,8 +197,9 @@ class SinkSpec(_Model):
     table_mapping: dict[str, str] = {}
     """Map 'keyspace.table' to a target table name."""
     write_mode: WriteMode = WriteMode.UPSERT
-    """upsert: each sink table holds the current state of each row (last write wins). A change
-    history (append) is not available yet and is refused."""
+    """upsert: each sink table holds the current state of each row (last write wins); append: a table
+    <table>_changes gets one row per change (what it wrote or deleted, its writetime, its source
+    position), idempotent under redelivery."""
     batch_size: int = Field(default=10_000, ge=1, le=100_000)
     """Most rows per batch (a batch is written when full or after flushIntervalMs). Each batch pays
     fixed costs (round trips, commits, one ClickHouse part per insert), so larger batches write
@@ -207,19 +211,22 @@ class SinkSpec(_Model):
     DSN's sslmode), ClickHouse over HTTPS; the server's certificate and name are verified against
     caSecret (else the system's CAs). Not for chdb:// (refused). Off: the DSN decides."""
     timescale: TimescaleSpec | None = None
-    """Hypertable settings; required for timescaledb."""
-
-    @field_validator("write_mode", mode="before")
-    @classmethod
-    def _no_append_yet(cls, value: object) -> object:
-        if value == "append":
-            raise ValueError("writeMode append (a history of every change) is not available yet: use upsert")
-        return value
+    """Hypertable settings: type timescaledb only; required there with writeMode upsert (timeColumn)."""
 
     @model_validator(mode="after")
-    def _timescale_needs_time_column(self) -> SinkSpec:
-        if self.type is SinkType.TIMESCALEDB and self.timescale is None:
+    def _timescale_settings(self) -> SinkSpec:
+        if self.type is not SinkType.TIMESCALEDB:
+            if self.timescale is not None:
+                raise ValueError(f"sink {self.name}: timescale applies to type timescaledb only, not {self.type}")
+            return self
+        time_column = self.timescale.time_column if self.timescale is not None else None
+        if self.write_mode is WriteMode.UPSERT and time_column is None:
             raise ValueError(f"sink {self.name}: type timescaledb needs timescale.timeColumn")
+        if self.write_mode is WriteMode.APPEND and time_column is not None:
+            raise ValueError(
+                f"sink {self.name}: with writeMode append the history hypertables are partitioned by each "
+                "change's writetime; remove timescale.timeColumn"
+            )
         return self
 
 

@@ -254,7 +254,11 @@ class ReplicaRouter:
 
     def taking_over(self) -> bool:
         """Whether this runtime writes another node's ranges now (two runtimes may write the same rows)."""
-        return "taking over" in self.status().values()
+        ring = self._ring
+        if ring is None or not self.marks:
+            return False
+        now = self.clock()
+        return any(self._stale(owner, now) for owner in self.marks if owner != ring.local)
 
     def hold_from(self) -> Position | None:
         """The checkpoint may not pass this: where the oldest held change must be read again."""

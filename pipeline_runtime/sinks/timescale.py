@@ -24,6 +24,7 @@ from pipeline_runtime.errors import ConfigError
 from pipeline_runtime.sinks.base import TableNaming
 from pipeline_runtime.sinks.errors import MissingExtensionError
 from pipeline_runtime.sinks.postgres.errors import boundary
+from pipeline_runtime.sinks.postgres.history import PostgresHistorySink
 from pipeline_runtime.sinks.postgres.sink import PostgresSink
 from pipeline_runtime.sinks.postgres.sql import TableSql
 
@@ -58,21 +59,7 @@ class TimescaleSink(PostgresSink):
         self._extension_schema = "public"
 
     async def _prepare_database(self, conn: asyncpg.Connection) -> None:
-        async with boundary(self.name):
-            found = await conn.fetchval(
-                "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'timescaledb'"
-            )
-            database = await conn.fetchval("SELECT current_database()")
-        if found is None:
-            raise MissingExtensionError(
-                str(database),
-                "timescaledb",
-                "install TimescaleDB on the server and run CREATE EXTENSION timescaledb in that database, "
-                "or use a sink of type postgres",
-            )
-        # Its functions are called schema-qualified (regnamespace text is quoted where it must be):
-        # the session's search_path need not include them.
-        self._extension_schema = str(found)
+        self._extension_schema = await extension_schema(conn, self.name)
         await super()._prepare_database(conn)
 
     async def ensure_table(self, schema: TableSchema) -> None:
@@ -116,4 +103,61 @@ class TimescaleSink(PostgresSink):
         )
 
 
-__all__ = ["TimescaleSink"]
+async def extension_schema(conn: asyncpg.Connection, sink: str) -> str:
+    """The schema of the timescaledb extension (quoted where it must be); MissingExtensionError without it.
+
+    Its functions are called schema-qualified: the session's search_path need not include them.
+    """
+    async with boundary(sink):
+        found = await conn.fetchval(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'timescaledb'"
+        )
+        database = await conn.fetchval("SELECT current_database()")
+    if found is None:
+        raise MissingExtensionError(
+            str(database),
+            "timescaledb",
+            "install TimescaleDB on the server and run CREATE EXTENSION timescaledb in that database, "
+            "or use a sink of type postgres",
+        )
+    return str(found)
+
+
+class TimescaleHistorySink(PostgresHistorySink):
+    """``writeMode: append`` on TimescaleDB: each history table a hypertable on the change's writetime."""
+
+    def __init__(
+        self,
+        name: str,
+        dsn: str,
+        naming: TableNaming | None = None,
+        *,
+        chunk_interval: str = "7 days",
+        pool_size: int = 2,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(name, dsn, naming, pool_size=pool_size, tls=tls)
+        self.chunk_interval = chunk_interval
+        self._extension_schema = "public"
+
+    async def _prepare_database(self, conn: asyncpg.Connection) -> None:
+        self._extension_schema = await extension_schema(conn, self.name)
+        await super()._prepare_database(conn)
+
+    async def _after_history_create(self, conn: asyncpg.Connection, target: str) -> None:
+        schema = self._extension_schema
+        try:
+            await conn.execute(
+                f"SELECT {schema}.create_hypertable($1::regclass, {schema}.by_range('_writetime', $2::text::interval), "
+                "if_not_exists => TRUE, migrate_data => TRUE)",
+                target,
+                self.chunk_interval,
+            )
+        except asyncpg.DataError as exc:
+            raise ConfigError(
+                f"sink {self.name}: timescale.chunkInterval {self.chunk_interval!r} is not an interval "
+                "(such as 7 days) for the history tables' writetime"
+            ) from exc
+
+
+__all__ = ["TimescaleHistorySink", "TimescaleSink", "extension_schema"]

@@ -49,8 +49,19 @@ RULES: dict[str, list[dict[str, str]]] = {
     ],
     "SinkSpec": [
         {
-            "rule": "self.type != 'timescaledb' || has(self.timescale)",
+            "rule": "self.type == 'timescaledb' || !has(self.timescale)",
+            "message": "timescale applies to sinks of type timescaledb only: remove it or change the type",
+        },
+        {
+            "rule": "self.type != 'timescaledb' || (has(self.writeMode) && self.writeMode == 'append') || "
+            "(has(self.timescale) && has(self.timescale.timeColumn))",
             "message": "a timescaledb sink needs timescale.timeColumn, the column that partitions the hypertable",
+        },
+        {
+            "rule": "!has(self.writeMode) || self.writeMode != 'append' || !has(self.timescale) || "
+            "!has(self.timescale.timeColumn)",
+            "message": "with writeMode append the history hypertables are partitioned by each change's writetime: "
+            "remove timescale.timeColumn",
         },
     ],
     "TransformSpec": [

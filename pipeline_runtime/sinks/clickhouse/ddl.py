@@ -22,24 +22,36 @@ _META = frozenset({"_del_ts", "_version", "is_deleted", "_live_ts", "_live_exp"}
 def ensure_tables(client: Any, sql: TableSql) -> None:
     for statement in sql.create_tables():
         client.command(statement)
-    _evolve(client, sql, sql.table + "__state", sql.state, sql.state_columns)
+    table = f"{sql.database}.{sql.table}"
+    evolve(client, sql.database, sql.table + "__state", sql.state, sql.state_columns, table)
     if sql.has_statics:
-        _evolve(client, sql, sql.table + "__static", sql.statics, sql.static_columns)
+        evolve(client, sql.database, sql.table + "__static", sql.statics, sql.static_columns, table)
     # Several runtimes (every replica's, every pipeline's) run this at once: each statement must
     # succeed whoever ran it first, so no DROP-then-CREATE window and no plain ADD COLUMN.
     client.command(sql.create_view())
 
 
-def _evolve(client: Any, sql: TableSql, name: str, qualified: str, expected: list[tuple[str, str]]) -> None:
+def evolve(  # noqa: PLR0917 - where, what and how to name it
+    client: Any,
+    database: str,
+    name: str,
+    qualified: str,
+    expected: list[tuple[str, str]],
+    table: str,
+    own: frozenset[str] = _META,
+) -> None:
+    """Add the ``expected`` columns table ``database.name`` (``qualified``) lacks; raise on drift.
+
+    ``table`` names the Cassandra table in the ``SchemaDriftError``; ``own`` are the sink's own columns.
+    """
     result = client.query(
         "SELECT name, type FROM system.columns WHERE database = %(db)s AND table = %(table)s ORDER BY position",
-        parameters={"db": sql.database, "table": name},
+        parameters={"db": database, "table": name},
     )
     existing = dict(result.result_rows)
     wanted = dict(expected)
-    table = f"{sql.database}.{sql.table}"
     for column, found in existing.items():
-        if column in _META:
+        if column in own:
             continue
         if column not in wanted:
             base = column.removesuffix("__ts").removesuffix("__exp").removesuffix("__state")

@@ -37,20 +37,26 @@ async def ensure_tables(conn: asyncpg.Connection, sql: TableSql) -> None:
     layout = sql.layout
     key_types = {c.name: pg_type(c.type) for c in layout.schema.primary_key}
     rows = {n: t for c in layout.regulars for n, t in storage_columns(c)}
-    await _evolve(conn, sql, sql.rows, {**key_types, **rows, "_live_ts": "bigint", "_live_exp": "bigint"})
+    qualified = f"{sql.schema}.{sql.table}"
+    expected = {**key_types, **rows, "_live_ts": "bigint", "_live_exp": "bigint", "_del_ts": None}
+    await evolve(conn, qualified, sql.rows, expected)
     if sql.has_statics:
         part = {c.name: pg_type(c.type) for c in layout.schema.partition_key}
         statics = {n: t for c in layout.statics for n, t in storage_columns(c)}
-        await _evolve(conn, sql, sql.statics, {**part, **statics})
+        await evolve(conn, qualified, sql.statics, {**part, **statics, "_del_ts": None})
     await conn.execute(f"DROP VIEW IF EXISTS {sql.view}")
     await conn.execute(sql.create_view())
 
 
-async def _evolve(conn: asyncpg.Connection, sql: TableSql, table: str, expected: dict[str, str]) -> None:
+async def evolve(conn: asyncpg.Connection, qualified: str, table: str, expected: dict[str, str | None]) -> None:
+    """Add the ``expected`` columns ``table`` lacks; raise ``SchemaDriftError`` (naming ``qualified``) on drift.
+
+    A column expected with type None is the sink's own and is left as it is.
+    """
     existing = {r["attname"]: r["type"] for r in await conn.fetch(_EXISTING, table)}
-    existing.pop("_del_ts", None)
-    qualified = f"{sql.schema}.{sql.table}"
     for name, found in existing.items():
+        if name in expected and expected[name] is None:
+            continue
         wanted = expected.get(name)
         if wanted is None:
             raise SchemaDriftError(
@@ -66,7 +72,7 @@ async def _evolve(conn: asyncpg.Connection, sql: TableSql, table: str, expected:
                 f"sink type {found} differs from {wanted} mapped from Cassandra: the type changed; "
                 "migrate the sink column by hand",
             )
-    missing = [(n, t) for n, t in expected.items() if n not in existing]
+    missing = [(n, t) for n, t in expected.items() if n not in existing and t is not None]
     if missing:
         adds = ", ".join(f"ADD COLUMN {ident(n)} {t}" for n, t in missing)
         await conn.execute(f"ALTER TABLE {table} {adds}")

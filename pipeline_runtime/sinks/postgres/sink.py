@@ -209,7 +209,7 @@ class PostgresSink:
                 if self.before_checkpoint is not None:
                     await self.before_checkpoint(conn)
                 if batch.checkpoint is not None:
-                    await _store_checkpoint(conn, batch.checkpoint)
+                    await store_checkpoint(conn, batch.checkpoint)
         finally:
             if side is not None:
                 await asyncio.wait([side])  # its own transaction ends either way: never leave it running
@@ -390,7 +390,7 @@ async def _wait_for(conn: asyncpg.Connection, key: int, side: asyncio.Future[Non
     await side  # done by now: the lock is free once its transaction has committed or rolled back
 
 
-async def _store_checkpoint(conn: asyncpg.Connection, checkpoint: Checkpoint) -> None:
+async def store_checkpoint(conn: asyncpg.Connection, checkpoint: Checkpoint) -> None:
     # Never moves back: a replay from a lower position (another sink was behind) keeps this one.
     await conn.execute(
         'INSERT INTO headrace.checkpoints AS c (pipeline, node, segment_id, "offset") VALUES ($1, $2, $3, $4) '
@@ -403,4 +403,4 @@ async def _store_checkpoint(conn: asyncpg.Connection, checkpoint: Checkpoint) ->
     )
 
 
-__all__ = ["PostgresSink", "ident"]
+__all__ = ["PostgresSink", "ident", "store_checkpoint"]

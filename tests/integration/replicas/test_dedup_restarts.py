@@ -40,6 +40,16 @@ pytestmark = [pytest.mark.cassandra, pytest.mark.postgres, pytest.mark.clickhous
 CYCLES = int(os.environ.get("HEADRACE_STRESS_CYCLES", "10"))
 
 
+async def pg_fetch(dsn: str, query: str) -> list[Any]:
+    import asyncpg  # noqa: PLC0415
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [dict(r) for r in await conn.fetch(query)]
+    finally:
+        await conn.close()
+
+
 class Trace:
     """Every decision of every router, by partition: who did what with which change, and the marks then."""
 
@@ -50,6 +60,10 @@ class Trace:
     def note(self, router: ReplicaRouter, event: ChangeEvent, what: str, detail: str = "") -> None:
         key = (event.table, repr(event.partition_key))
         stamp = time.time() - self.started
+        cells = " ".join(
+            f"{n}={getattr(c, 'value', '<coll>')!r}@{getattr(c, 'timestamp', '')}" for n, c in event.cells.items()
+        )
+        detail = f"{detail} {cells}"
         self.by_partition[key].append(
             f"{stamp:8.2f} {str(router.local)[:8]} {what:<10} {event.op} ck={event.clustering_key} "
             f"ts={event.max_timestamp} at={event.source.position} {detail}"
@@ -148,6 +162,12 @@ async def test_dedup_keeps_every_change_through_repeated_node_restarts(
                 for k in sorted(set(re.findall(r"key \[(-?\d+)", str(failure)))):
                     print(f"--- decisions about partition {k}")
                     print("\n".join(trace.lines("hot", repr({"k": int(k)}))))
+                    for storage in ("hot__rows", "hot__tombstones"):
+                        stored = await pg_fetch(
+                            postgres_dsn, f'SELECT * FROM "{keyspace}"."{storage}" WHERE k = {int(k)}'
+                        )
+                        print(f"--- PostgreSQL {storage} of partition {k}")
+                        print("\n".join(map(str, stored)))
                 raise AssertionError(f"cycle {cycle} (stopped {stopped.host}): {failure}") from failure
     finally:
         stop.set()

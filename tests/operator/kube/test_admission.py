@@ -74,9 +74,19 @@ INVALID = {
         "should be less than or equal to 100000",
     ),
     "unknown-field": (lambda s: s.update(sinkz=[]), 'unknown field "spec.sinkz"'),
-    "append-not-available": (
-        lambda s: s.update(sinks=[{**SINK, "writeMode": "append"}]),
-        'Unsupported value: "append": supported values: "upsert"',
+    "timescale-on-clickhouse": (
+        lambda s: s.update(sinks=[{**SINK, "type": "clickhouse", "timescale": {"chunkInterval": "1 day"}}]),
+        "timescale applies to sinks of type timescaledb only",
+    ),
+    "timescale-without-time-column": (
+        lambda s: s.update(sinks=[{**SINK, "type": "timescaledb", "timescale": {"chunkInterval": "1 day"}}]),
+        "a timescaledb sink needs timescale.timeColumn",
+    ),
+    "append-with-time-column": (
+        lambda s: s.update(
+            sinks=[{**SINK, "type": "timescaledb", "writeMode": "append", "timescale": {"timeColumn": "at"}}]
+        ),
+        "with writeMode append the history hypertables are partitioned",
     ),
 }
 

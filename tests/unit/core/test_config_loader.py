@@ -58,8 +58,21 @@ def test_manifest_and_bare_spec_load_the_same_model(tmp_path: Path) -> None:
         ),
         ({"surprise": 1}, "spec.surprise: Extra inputs are not permitted"),
         (
-            {"sinks": [{**SPEC["sinks"][0], "writeMode": "append"}]},
-            "writeMode append (a history of every change) is not available yet: use upsert",
+            {"sinks": [{**SPEC["sinks"][0], "timescale": {"timeColumn": "at"}}]},
+            "timescale applies to type timescaledb only",
+        ),
+        (
+            {
+                "sinks": [
+                    {
+                        **SPEC["sinks"][0],
+                        "type": "timescaledb",
+                        "writeMode": "append",
+                        "timescale": {"timeColumn": "at"},
+                    }
+                ]
+            },
+            "with writeMode append the history hypertables are partitioned by each change's writetime",
         ),
     ],
 )

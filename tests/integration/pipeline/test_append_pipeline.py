@@ -1,0 +1,111 @@
+"""One pipeline, an upsert sink and append sinks side by side, from a real Cassandra (both formats).
+
+The upsert sink ends equal to Cassandra; each append sink holds one history row per CQL statement
+(each statement here changes one row, so one event), in writetime order, with what the statement
+wrote; a kill -9 mid-stream and a restart add no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import clickhouse_connect
+import pytest
+import yaml
+
+from devservices.cassandra import CassandraNode
+from pipeline_runtime.app import Runtime
+from pipeline_runtime.config.loader import load_pipeline
+from tests.integration.pipeline.test_end_to_end import local_options, new_keyspace, wait_until
+from tests.integration.pipeline.test_snapshot_runtime import pipeline_yaml
+
+pytestmark = [pytest.mark.cassandra, pytest.mark.postgres, pytest.mark.clickhouse]
+
+STATEMENTS = [
+    "INSERT INTO {ks}.items (id, name, qty, tags) VALUES (1, 'apple', 3, {{'red'}}) USING TIMESTAMP 1000",
+    "UPDATE {ks}.items USING TIMESTAMP 2000 SET qty = 4 WHERE id = 1",
+    "UPDATE {ks}.items USING TIMESTAMP 3000 SET tags = tags + {{'green'}} WHERE id = 1",
+    "INSERT INTO {ks}.items (id, name, qty) VALUES (2, 'pear', 1) USING TIMESTAMP 4000 AND TTL 86400",
+    "DELETE name FROM {ks}.items USING TIMESTAMP 5000 WHERE id = 2",
+    "DELETE FROM {ks}.items USING TIMESTAMP 6000 WHERE id = 1",
+]
+
+
+async def pg_history(dsn: str, keyspace: str) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(f'SELECT * FROM "{keyspace}_hist"."items_changes" ORDER BY _writetime')
+    finally:
+        await conn.close()
+    return [dict(r) for r in rows]
+
+
+def ch_history(dsn: str, keyspace: str) -> list[dict[str, Any]]:
+    client = clickhouse_connect.get_client(dsn=dsn)
+    result = client.query(f"SELECT * FROM `{keyspace}_chh`.`items_changes` FINAL ORDER BY _writetime")
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+
+def micros(value: dt.datetime) -> int:
+    value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return (value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+
+
+async def test_upsert_and_append_sinks_side_by_side(
+    cassandra: CassandraNode, postgres_dsn: str, chdb_dsn: str, tmp_path: Path
+) -> None:
+    keyspace = new_keyspace(cassandra, "items (id int PRIMARY KEY, name text, qty int, tags set<text>) WITH cdc = true")
+    sinks = {"pg": postgres_dsn, "hist": postgres_dsn, "chh": chdb_dsn}
+    path = pipeline_yaml(tmp_path, keyspace, cassandra, sinks, mode="never")
+    config = yaml.safe_load(path.read_text())
+    for entry in config["spec"]["sinks"]:
+        if entry["name"] != "pg":
+            entry["writeMode"] = "append"
+            entry["target"] = f"{keyspace}_{entry['name']}"
+    path.write_text(yaml.safe_dump(config))
+    session = cassandra.session()
+
+    async def run(statements: list[str], done: int = 0) -> None:
+        runtime = Runtime(load_pipeline(path), local_options(cassandra, tmp_path))
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.run(stop))
+        try:
+            for text in statements:
+                session.execute(text.format(ks=keyspace))
+
+            async def arrived() -> Any:
+                try:
+                    got = [len(await pg_history(postgres_dsn, keyspace)), len(ch_history(chdb_dsn, keyspace))]
+                except Exception as exc:  # the tables are made when the runtime has started
+                    return repr(exc)
+                return True if got == [len(statements) + done] * 2 else got
+
+            await wait_until(arrived, 60, "every change in both histories")
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+    await run(STATEMENTS[:3])
+    # The runtime starts again from its checkpoint; the rest arrives, nothing twice.
+    await run(STATEMENTS[3:], done=3)
+    for rows in (await pg_history(postgres_dsn, keyspace), ch_history(chdb_dsn, keyspace)):
+        assert [micros(r["_writetime"]) for r in rows] == [1000, 2000, 3000, 4000, 5000, 6000]
+        assert [r["_op"] for r in rows] == ["upsert"] * 5 + ["delete_partition"]  # no clustering key
+        assert [r["id"] for r in rows] == [1, 1, 1, 2, 2, 1]
+        first, second, third, fourth, fifth, _ = rows
+        assert (first["name"], first["qty"], second["qty"], second["name"]) == ("apple", 3, 4, None)
+        assert json.loads(third["tags"]) == {"cleared": False, "added": ["green"], "removed": []}
+        assert fourth["_ttl"] == 86400 and fourth["_expires_at"] is not None
+        assert list(fifth["_deleted"]) == ["name"]
+    # The upsert sink beside them holds the current state: only row 2, without its name.
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        state = await conn.fetch(f'SELECT id, name, qty FROM "{keyspace}"."items"')
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in state] == [(2, None, 1)]
