@@ -199,7 +199,7 @@ async def test_a_chunk_interval_that_is_not_an_interval_names_the_setting(timesc
     sink = TimescaleHistorySink("hist", timescaledb_dsn, TableNaming(target="badchunk"), chunk_interval="soon")
     await sink.open()
     try:
-        with pytest.raises(ConfigError, match="timescale.chunkInterval 'soon' is not an interval"):
+        with pytest.raises(ConfigError, match=r"timescale\.chunkInterval 'soon' is not an interval"):
             await sink.ensure_table(contract_schema())
     finally:
         await sink.close()
