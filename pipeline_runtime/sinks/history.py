@@ -3,7 +3,7 @@
 A history row says what one change did, in Cassandra's terms, with where it came from:
 
 - ``_node``, ``_segment``, ``_offset``: the source node and the end of the commitlog entry that held
-  the change; ``_change``: a digest of what the change is (table, key, operation, bounds, writetime).
+  the change (a row a snapshot read: segment 0, offset 0, so reading it again records nothing new); ``_change``: a digest of what the change is (table, key, operation, bounds, writetime).
   Together they are the table's unique key: a batch delivered again adds no rows.
 - ``_op`` (``upsert``, ``delete_row``, ``delete_partition``, ``delete_range``), ``_static`` (an upsert
   of the partition's static row), ``_writetime`` (the newest writetime in the change, µs),
@@ -37,6 +37,8 @@ from pipeline_runtime.cql.schema import Column, TableSchema
 from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.events import LIVE_TIMESTAMP, Bound, Cell, ChangeEvent, CollectionChange
 
+#: The segment id of rows a snapshot read (``source.snapshot``): no commitlog segment has it.
+SNAPSHOT_SEGMENT = 0
 #: A history table's name: the mapped table name with this suffix.
 HISTORY_SUFFIX = "_changes"
 
@@ -103,7 +105,8 @@ def history_row(layout: HistoryLayout, event: ChangeEvent) -> list[Any]:
     row: list[Any] = [
         event.source.node,
         event.source.position.segment_id,
-        event.source.position.offset,
+        # A snapshot's rows (segment 0) are numbered per read: the same row read again is the same change.
+        event.source.position.offset if event.source.position.segment_id != SNAPSHOT_SEGMENT else 0,
         change_id(event),
         str(event.op),
         event.static,

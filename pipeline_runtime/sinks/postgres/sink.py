@@ -281,10 +281,10 @@ class PostgresSink:
         for tombstone in item.tombstones:
             record = tombstone_record(tombstone, len(sql.layout.clustering))
             await conn.execute(sql.insert_tombstone(), *record)
-            applied[record[0]] = record
+            _keep_newest(applied, record)
         for stage in stages:
             for found in await conn.fetch(sql.tombstones_for_stage(stage)):
-                applied.setdefault(found[0], tuple(found))
+                _keep_newest(applied, tuple(found))
         for record in applied.values():
             await _apply_tombstone(conn, sql, record)
 
@@ -359,6 +359,17 @@ async def _copy(conn: asyncpg.Connection, stage: str, columns: list[str], record
 
 async def _chunks(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+def _keep_newest(applied: dict[str, tuple[Any, ...]], record: Sequence[Any]) -> None:
+    """Keep, per tombstone id (partition and bounds), the deletion with the newest timestamp (the last field).
+
+    One batch can hold two deletions of the same partition or range out of writetime order (a hint or
+    another replica's change read later): the newer one must be the one applied to the rows.
+    """
+    known = applied.get(record[0])
+    if known is None or record[-1] > known[-1]:
+        applied[record[0]] = tuple(record)
 
 
 async def _apply_tombstone(

@@ -22,7 +22,7 @@ from devservices.cassandra import CassandraNode
 from pipeline_runtime.app import Runtime
 from pipeline_runtime.config.loader import load_pipeline
 from tests.integration.pipeline.test_end_to_end import local_options, new_keyspace, wait_until
-from tests.integration.pipeline.test_snapshot_runtime import pipeline_yaml
+from tests.integration.pipeline.test_snapshot_runtime import pipeline_yaml, snapshot_done
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.postgres, pytest.mark.clickhouse]
 
@@ -109,3 +109,41 @@ async def test_upsert_and_append_sinks_side_by_side(
     finally:
         await conn.close()
     assert [tuple(r) for r in state] == [(2, None, 1)]
+
+
+async def test_a_snapshot_into_an_append_sink_is_recorded_once(
+    cassandra: CassandraNode, postgres_dsn: str, chdb_dsn: str, tmp_path: Path
+) -> None:
+    """Rows a table held before the pipeline are snapshot rows of the history; reading them again adds none."""
+    keyspace = new_keyspace(cassandra, "items (id int PRIMARY KEY, name text, qty int, tags set<text>) WITH cdc = true")
+    session = cassandra.session()
+    for n in range(3):
+        session.execute(
+            f"INSERT INTO {keyspace}.items (id, name, qty) VALUES ({n}, 'old {n}', {n}) USING TIMESTAMP {n + 1}"
+        )
+    sinks = {"hist": postgres_dsn}
+
+    async def snapshot(request: str) -> None:
+        path = pipeline_yaml(tmp_path, keyspace, cassandra, sinks, mode="initial", request=request)
+        config = yaml.safe_load(path.read_text())
+        config["spec"]["sinks"][0] |= {"writeMode": "append", "target": f"{keyspace}_hist"}
+        path.write_text(yaml.safe_dump(config))
+        runtime = Runtime(load_pipeline(path), local_options(cassandra, tmp_path))
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.run(stop))
+        try:
+            await wait_until(lambda: snapshot_done(runtime, 1), 60, "the snapshot")
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+    await snapshot("")
+    rows = await pg_history(postgres_dsn, keyspace)
+    assert [(r["id"], r["name"], micros(r["_writetime"])) for r in rows] == [
+        (0, "old 0", 1),
+        (1, "old 1", 2),
+        (2, "old 2", 3),
+    ]
+    assert {(r["_op"], r["_segment"], r["_offset"]) for r in rows} == {("upsert", 0, 0)}
+    await snapshot("again")  # a requested second read of unchanged rows records nothing new
+    assert len(await pg_history(postgres_dsn, keyspace)) == 3
