@@ -3,7 +3,8 @@
 A history row says what one change did, in Cassandra's terms, with where it came from:
 
 - ``_node``, ``_segment``, ``_offset``: the source node and the end of the commitlog entry that held
-  the change (a row a snapshot read: segment 0, offset 0, so reading it again records nothing new); ``_change``: a digest of what the change is (table, key, operation, bounds, writetime).
+  the change (a row a snapshot read: segment 0, offset 0, so reading it again records nothing new);
+  ``_change``: a digest of what the change is (table, key, operation, bounds, writetime).
   Together they are the table's unique key: a batch delivered again adds no rows.
 - ``_op`` (``upsert``, ``delete_row``, ``delete_partition``, ``delete_range``), ``_static`` (an upsert
   of the partition's static row), ``_writetime`` (the newest writetime in the change, µs),
