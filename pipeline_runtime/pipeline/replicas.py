@@ -93,8 +93,8 @@ class RingView(Protocol):
     def nodes(self) -> set[str]:
         """Host ids of every node of the ring."""
 
-    def owner(self, keyspace: str, token: int) -> str:
-        """Host id of the primary replica of ``token`` in ``keyspace``."""
+    def owner(self, keyspace: str, token: int) -> str | None:
+        """Host id of the primary replica of ``token`` in ``keyspace`` (None: not known at the moment)."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class Ring:
     def nodes(self) -> set[str]:
         return set(self.owners)
 
-    def owner(self, keyspace: str, token: int) -> str:
+    def owner(self, keyspace: str, token: int) -> str | None:
         index = bisect.bisect_left(self.tokens, token)
         return self.owners[index % len(self.owners)]
 
@@ -167,6 +167,9 @@ class ReplicaRouter:
     marks: dict[str, Watermark] = field(default_factory=dict)
     #: Changes by what became of them: written (owned), taken_over, held, covered.
     counts: Counter[str] = field(default_factory=Counter)
+    #: When a change last had no known owner (the driver was rebuilding its token map): written here,
+    #: so others may write the same rows for a while (``taking_over``).
+    unowned_at: float = -1e18
     _ring: RingView | None = None
 
     def refresh(self, marks: Mapping[str, Watermark]) -> None:
@@ -188,14 +191,20 @@ class ReplicaRouter:
             return list(events)  # no ring known yet: behave as without dedup
         now = self.clock()
         out = []
-        owners: dict[tuple[str, str, str], str] = {}  # the events of one entry are mostly of one partition
+        owners: dict[tuple[str, str, str], str | None] = {}  # the events of one entry are mostly of one partition
         for event in events:
             partition = (event.keyspace, event.table, repr(event.partition_key))
-            owner = owners.get(partition)
-            if owner is None:
+            if partition in owners:
+                owner = owners[partition]
+            else:
                 token = self.tokenizer(self.schema(event.keyspace, event.table), event)
                 owner = owners[partition] = ring.local if token is None else ring.owner(event.keyspace, token)
-            if owner == ring.local:
+            if owner is None:
+                # No known owner: writing it is always safe, and the others may do the same meanwhile.
+                self.unowned_at = now
+                self.counts["taken_over"] += 1
+                out.append(event)
+            elif owner == ring.local:
                 self.counts["written"] += 1
                 out.append(event)
             elif self._stale(owner, now):
@@ -255,9 +264,11 @@ class ReplicaRouter:
     def taking_over(self) -> bool:
         """Whether this runtime writes another node's ranges now (two runtimes may write the same rows)."""
         ring = self._ring
-        if ring is None or not self.marks:
+        if ring is None:
             return False
         now = self.clock()
+        if now - self.unowned_at < self.takeover:
+            return True
         return any(self._stale(owner, now) for owner in self.marks if owner != ring.local)
 
     def hold_from(self) -> Position | None:

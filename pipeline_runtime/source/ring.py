@@ -29,13 +29,14 @@ class DriverRing:
     def nodes(self) -> set[str]:
         return {str(host.host_id) for host in self._cluster.metadata.all_hosts()}
 
-    def owner(self, keyspace: str, token: int) -> str:
+    def owner(self, keyspace: str, token: int) -> str | None:
         from cassandra.metadata import Murmur3Token  # noqa: PLC0415
 
         token_map = self._cluster.metadata.token_map
         replicas = token_map.get_replicas(keyspace, Murmur3Token(token)) if token_map is not None else []
-        # The first replica in ring order from the token is its primary (per the keyspace's strategy).
-        return str(replicas[0].host_id) if replicas else self.local
+        # The first replica in ring order from the token is its primary (per the keyspace's strategy); none
+        # while the driver rebuilds its token map (a node restarting): the router then writes the change.
+        return str(replicas[0].host_id) if replicas else None
 
 
 def driver_ring(session: Any, local_address: str | None) -> DriverRing | None:
