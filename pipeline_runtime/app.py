@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import fnmatch
+import functools
 import logging
 import os
 import time
@@ -105,10 +106,17 @@ def with_contact_point(source: CassandraSource, node_host: str | None) -> Cassan
 
 def table_selected(selectors: list[TableSelector], schema: TableSchema) -> bool:
     """Whether ``spec.source.tables`` selects the table (shell wildcards in both names)."""
-    return any(
-        fnmatch.fnmatchcase(schema.keyspace, s.keyspace) and fnmatch.fnmatchcase(schema.name, s.table)
-        for s in selectors
-    )
+    return selects(selectors, schema.keyspace, schema.name)
+
+
+def selects(selectors: list[TableSelector], keyspace: str, table: str) -> bool:
+    """Whether any of ``selectors`` matches ``keyspace.table`` (shell wildcards in both names)."""
+    return any(fnmatch.fnmatchcase(keyspace, s.keyspace) and fnmatch.fnmatchcase(table, s.table) for s in selectors)
+
+
+def sink_tables(spec: PipelineSpec) -> dict[str, Callable[[str, str], bool]]:
+    """Per sink with ``sinks[].tables``: whether it receives a table."""
+    return {s.name: functools.partial(selects, s.tables) for s in spec.sinks if s.tables is not None}
 
 
 def build_sink(spec: SinkSpec, secrets: SecretStore, concurrent_writers: Callable[[], bool] | None = None) -> Sink:
@@ -201,6 +209,7 @@ class Runtime:
                 backoff=Backoff(maximum=self.options.retry_max_delay),
                 snapshot=self._snapshot_factory(registry, transform),
                 replicas=self._replica_router(),
+                receives=sink_tables(self.pipeline.spec),
             )
             await self.runner.run(stop, live=not self.options.snapshot_only)
         finally:

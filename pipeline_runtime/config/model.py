@@ -196,6 +196,9 @@ class SinkSpec(_Model):
     """Target schema (PostgreSQL) or database (ClickHouse); defaults to the keyspace name."""
     table_mapping: dict[str, str] = {}
     """Map 'keyspace.table' to a target table name."""
+    tables: list[TableSelector] | None = Field(default=None, min_length=1, max_length=64)
+    """The tables this sink receives, among those source.tables selects (same wildcards); unset: all
+    of them. Lets one pipeline send time-series tables to TimescaleDB and everything to ClickHouse."""
     write_mode: WriteMode = WriteMode.UPSERT
     """upsert: each sink table holds the current state of each row (last write wins); append: a table
     <table>_changes gets one row per change (what it wrote or deleted, its writetime, its source

@@ -25,7 +25,7 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -120,8 +120,11 @@ class Runner:
         backoff: Backoff = DEFAULT_BACKOFF,
         snapshot: SnapshotFactory | None = None,
         replicas: ReplicaRouter | None = None,
+        receives: Mapping[str, Callable[[str, str], bool]] | None = None,
     ) -> None:
         self.pipeline = pipeline
+        #: Per sink name, whether it receives a (keyspace, table) (``sinks[].tables``); absent: every table.
+        self.receives = dict(receives or {})
         self.node = node
         self.source = source
         self.transform = transform
@@ -324,14 +327,26 @@ class Runner:
                 await self._ensure_tables(events)
                 for sink in self.sinks:
                     started = time.monotonic()
+                    own = self._for_sink(sink.name, events)
                     with tracer.start_as_current_span("headrace.write") as write_span:
                         write_span.set_attribute("headrace.sink", sink.name)
-                        write = functools.partial(self.writers[sink.name].write, Batch(events, checkpoint))
+                        write = functools.partial(self.writers[sink.name].write, Batch(own, checkpoint))
                         letters = await self._stalling(sink, "write", write)
                     elapsed = time.monotonic() - started
                     self.metrics.batch_seconds.labels(**self._labels, sink=sink.name).observe(elapsed)
                     self.metrics.batches.labels(**self._labels, sink=sink.name).inc()
-                    self._count_written(sink, events, letters)
+                    self._count_written(sink, own, letters)
+
+    def _for_sink(self, sink: str, events: list[ChangeEvent]) -> list[ChangeEvent]:
+        """The events of the tables ``sink`` receives (all of them without ``sinks[].tables``)."""
+        receives = self.receives.get(sink)
+        if receives is None or not events:
+            return events
+        tables = {(e.keyspace, e.table) for e in events}
+        wanted = {t for t in tables if receives(*t)}
+        if len(wanted) == len(tables):
+            return events
+        return [e for e in events if (e.keyspace, e.table) in wanted]
 
     async def _commit(self, events: list[ChangeEvent], through: Position) -> None:
         # Held changes (replica dedup) keep the checkpoint at the first of them: read again after a restart.
@@ -403,6 +418,9 @@ class Runner:
             for sink in self.sinks:
                 key = (sink.name, schema.qualified_name, shape)
                 if key in self._tables_ready:
+                    continue
+                receives = self.receives.get(sink.name)
+                if receives is not None and not receives(keyspace, table):
                     continue
                 await self._call(sink, "create table", functools.partial(sink.ensure_table, schema))
                 self._tables_ready.add(key)
