@@ -104,6 +104,10 @@ def with_contact_point(source: CassandraSource, node_host: str | None) -> Cassan
     return source.model_copy(update={"contact_point": node_host or LOCAL_CONTACT_POINT})
 
 
+#: How long ``check_connections`` waits for a sink to open.
+SINK_CHECK_SECONDS = 20.0
+
+
 def table_selected(selectors: list[TableSelector], schema: TableSchema) -> bool:
     """Whether ``spec.source.tables`` selects the table (shell wildcards in both names)."""
     return selects(selectors, schema.keyspace, schema.name)
@@ -418,6 +422,29 @@ class Runtime:
             if count > seen:
                 metric.labels(**labels, **extra).inc(count - seen)
                 self._counts_seen[key] = count
+
+
+async def check_connections(pipeline: LoadedPipeline, options: RuntimeOptions) -> list[tuple[str, str | None]]:
+    """One (what, problem or None) per sink: opened as the runtime opens it, then closed.
+
+    Opening connects, authenticates, verifies TLS, checks what the sink needs (the TimescaleDB
+    extension) and creates the checkpoint table when missing (the privilege the runtime needs).
+    """
+    secrets = SecretStore(options.secrets_dir)
+    out: list[tuple[str, str | None]] = []
+    for spec in pipeline.spec.sinks:
+        what = f"sink {spec.name} ({spec.type}, {spec.write_mode})"
+        try:
+            sink = build_sink(spec, secrets, concurrent_writers=lambda: False)
+            try:
+                await asyncio.wait_for(sink.open(), SINK_CHECK_SECONDS)
+            finally:
+                await sink.close()
+        except (HeadraceError, TimeoutError) as exc:
+            out.append((what, str(exc) or f"no answer within {SINK_CHECK_SECONDS} s"))
+        else:
+            out.append((what, None))
+    return out
 
 
 def check_config(pipeline: LoadedPipeline, options: RuntimeOptions) -> list[str]:

@@ -3,6 +3,7 @@
     headrace run --config pipeline.yaml --node NODE --cdc-raw DIR   replicate (foreground)
     headrace snapshot --config pipeline.yaml --table KS.T ...      read tables again into the sinks, then exit
     headrace validate --config pipeline.yaml                       check a config, print problems
+    headrace validate --config pipeline.yaml --check-connections   ... and open every sink
     headrace decode SEGMENT... --contact-point HOST                 print a segment's events as JSON lines
 
 Every option of ``run`` also reads an environment variable (``HEADRACE_NODE``,
@@ -24,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline_runtime.app import Runtime, RuntimeOptions, check_config
+from pipeline_runtime.app import Runtime, RuntimeOptions, check_config, check_connections
 from pipeline_runtime.config.loader import load_pipeline
 from pipeline_runtime.errors import ConfigError, HeadraceError
 from pipeline_runtime.observability.logging import configure_logging
@@ -115,6 +116,11 @@ def parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a pipeline config and its secrets")
     config_option(validate)
     runtime_options(validate)
+    validate.add_argument(
+        "--check-connections",
+        action="store_true",
+        help="also open every sink as the runtime does (reachable, authenticated, TLS verified, what it needs)",
+    )
 
     decode = commands.add_parser("decode", help="print the change events of commitlog segments as JSON lines")
     decode.add_argument("segments", nargs="+", type=Path)
@@ -186,7 +192,17 @@ def command_validate(args: argparse.Namespace) -> int:
     if problems:
         return 2
     print(f"pipeline {pipeline.name}: {len(pipeline.spec.sinks)} sink(s), configuration is valid")
-    return 0
+    if not args.check_connections:
+        return 0
+    options = RuntimeOptions(node=args.node, cdc_raw=args.cdc_raw, secrets_dir=args.secrets_dir)
+    failed = 0
+    for what, trouble in asyncio.run(check_connections(pipeline, options)):
+        if trouble is None:
+            print(f"{what}: ok")
+        else:
+            failed += 1
+            print(f"{what}: {trouble}", file=sys.stderr)
+    return 2 if failed else 0
 
 
 def command_decode(args: argparse.Namespace) -> int:

@@ -77,6 +77,27 @@ def test_validate_says_what_is_missing_and_what_is_fine(tmp_path: Path) -> None:
     assert "spec.sinks: List should have at least 1 item" in invalid.stderr
 
 
+@pytest.mark.postgres
+def test_validate_check_connections_opens_each_sink_and_says_which_failed(postgres_dsn: str, tmp_path: Path) -> None:
+    config, secrets = pipeline_file(tmp_path, "shop", 9042, postgres_dsn)
+    document = yaml.safe_load(config.read_text())
+    dead = f"postgresql://postgres@127.0.0.1:{free_port('127.0.0.1')}/nowhere"
+    (secrets / "dead").mkdir()
+    (secrets / "dead" / "dsn").write_text(dead)
+    document["sinks"].append(
+        {"name": "dead", "type": "postgres", "connectionSecret": {"name": "dead", "key": "dsn"}, "writeMode": "append"}
+    )
+    config.write_text(yaml.safe_dump(document))
+    cdc_raw = tmp_path / "cdc_raw"
+    cdc_raw.mkdir()
+    args = ["validate", "--config", str(config), "--secrets-dir", str(secrets), "--cdc-raw", str(cdc_raw)]
+    result = headrace(*args, "--check-connections")
+    assert result.returncode == 2, result
+    assert "sink pg (postgres, upsert): ok" in result.stdout
+    assert "sink dead (postgres, append): sink dead: connection to PostgreSQL failed" in result.stderr
+    assert headrace(*args).returncode == 0  # without the flag nothing is opened
+
+
 @pytest.mark.cassandra
 @pytest.mark.postgres
 def test_standalone_run_replicates_reports_and_stops_cleanly(
