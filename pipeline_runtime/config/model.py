@@ -15,6 +15,21 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+#: A Kubernetes quantity (``resource.Quantity``'s grammar): ``500m``, ``1``, ``512Mi``, ``1e3``.
+Quantity = Annotated[
+    str,
+    Field(
+        pattern=r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
+        max_length=64,
+    ),
+]
+#: A container image reference: [registry[:port]/]path[:tag][@sha256:digest], lower-case path.
+IMAGE_PATTERN = (
+    r"^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
+#: Resource names a runtime container may request.
+RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 
 
 class _Model(BaseModel):
@@ -71,7 +86,7 @@ class CassandraSource(_Model):
     """Label selector (matchLabels) of the Cassandra pods."""
     workload: ResourceRef | None = None
     """Alternatively, the StatefulSet or CassandraDatacenter that owns the pods."""
-    data_volume: str = "server-data"
+    data_volume: Name = "server-data"
     """Name of the data volume in the Cassandra pod spec; its PVC is mounted into the runtime."""
     cdc_raw_path: str = "cdc_raw"
     """Path of cdc_raw inside the data volume."""
@@ -157,6 +172,14 @@ class SourceSpec(_Model):
     """With replicaDedup: a node's runtime silent this long has its ranges written by the other replicas'."""
     replica_margin_seconds: int = Field(default=15, ge=0, le=600)
     """With replicaDedup: clock skew between nodes plus the commitlog sync period (10 s by default)."""
+
+    @model_validator(mode="after")
+    def _tables_once(self) -> SourceSpec:
+        seen = [(t.keyspace, t.table) for t in self.tables]
+        repeated = sorted({f"{k}.{t}" for k, t in seen if seen.count((k, t)) > 1})
+        if repeated:
+            raise ValueError(f"source.tables lists {', '.join(repeated)} more than once")
+        return self
 
 
 class SinkType(StrEnum):
@@ -319,17 +342,45 @@ class EnvVar(_Model):
     value: str
 
 
+class Resources(_Model):
+    """Container resources: cpu, memory and ephemeral-storage quantities."""
+
+    requests: dict[str, Quantity] = {}
+    """What the scheduler reserves for the runtime, for example cpu: 250m, memory: 256Mi."""
+    limits: dict[str, Quantity] = {}
+    """What the runtime may use at most."""
+
+    @model_validator(mode="after")
+    def _known_names(self) -> Resources:
+        for kind, values in (("requests", self.requests), ("limits", self.limits)):
+            unknown = sorted(set(values) - set(RESOURCE_NAMES))
+            if unknown:
+                raise ValueError(
+                    f"runtime.resources.{kind}: {', '.join(unknown)} is not one of {', '.join(RESOURCE_NAMES)}"
+                )
+        return self
+
+
 class RuntimeSpec(_Model):
     """How the runtime Deployments run."""
 
-    image: str = "ghcr.io/headrace/runtime:0.1.0"
+    image: str = Field(default="ghcr.io/headrace/runtime:0.1.0", pattern=IMAGE_PATTERN, max_length=512)
     """Runtime container image."""
-    resources: dict[str, dict[str, str]] = {}
+    resources: Resources = Resources()
     """Container resources (requests/limits)."""
     log_level: LogLevel = LogLevel.INFO
     """Log level."""
-    env: list[EnvVar] = []
-    """Extra environment variables (never secrets: use Secret references)."""
+    env: list[EnvVar] = Field(default=[], max_length=64)
+    """Extra environment variables (never secrets: use Secret references); names starting HEADRACE_
+    are the operator's own and refused."""
+
+    @model_validator(mode="after")
+    def _env_not_the_operators(self) -> RuntimeSpec:
+        taken = sorted(e.name for e in self.env if e.name.startswith("HEADRACE_"))
+        if taken:
+            raise ValueError(f"runtime.env: {', '.join(taken)}: names starting HEADRACE_ are set by the operator")
+        return self
+
     max_lag_seconds: int = Field(default=60, ge=1)
     """Lag above which the pipeline turns Degraded."""
 

@@ -167,6 +167,8 @@ def _container(
             *secret_mounts(secrets),
         ],
     }
-    if spec.runtime.resources:
-        container["resources"] = {kind: dict(values) for kind, values in spec.runtime.resources.items()}
+    resources = spec.runtime.resources
+    wanted = {kind: dict(values) for kind, values in (("requests", resources.requests), ("limits", resources.limits))}
+    if any(wanted.values()):
+        container["resources"] = {kind: values for kind, values in wanted.items() if values}
     return container

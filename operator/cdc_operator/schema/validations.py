@@ -36,6 +36,27 @@ RULES: dict[str, list[dict[str, str]]] = {
             "fieldPath": ".transforms.masking",
         },
     ],
+    "SourceSpec": [
+        {
+            "rule": "self.tables.all(t, self.tables.exists_one(u, u.keyspace == t.keyspace && u.table == t.table))",
+            "message": "source.tables lists a table more than once: keep one entry per keyspace and table",
+            "fieldPath": ".tables",
+        },
+    ],
+    "RuntimeSpec": [
+        {
+            "rule": "!has(self.env) || self.env.all(e, !e.name.startsWith('HEADRACE_'))",
+            "message": "runtime.env: names starting HEADRACE_ are set by the operator; choose another name",
+            "fieldPath": ".env",
+        },
+    ],
+    "Resources": [
+        {
+            "rule": "(!has(self.requests) || self.requests.all(k, k in ['cpu', 'memory', 'ephemeral-storage'])) && "
+            "(!has(self.limits) || self.limits.all(k, k in ['cpu', 'memory', 'ephemeral-storage']))",
+            "message": "runtime.resources: requests and limits take cpu, memory and ephemeral-storage",
+        },
+    ],
     "CassandraSource": [
         {
             "rule": "!(has(self.podSelector) && has(self.workload))",
@@ -85,6 +106,9 @@ BOUNDS: dict[tuple[str, str], dict[str, int]] = {
     ("TransformSpec", "masking"): {"maxItems": 256},
     # Cassandra names have at most 48 characters; patterns a few more.
     ("TableSelector", "keyspace"): {"maxLength": 64},
+    ("TableSelector", "table"): {"maxLength": 64},
+    ("Resources", "requests"): {"maxProperties": 8},
+    ("Resources", "limits"): {"maxProperties": 8},
     ("MaskRule", "table"): {"maxLength": 130},
 }
 

@@ -74,6 +74,34 @@ INVALID = {
         "should be less than or equal to 100000",
     ),
     "unknown-field": (lambda s: s.update(sinkz=[]), 'unknown field "spec.sinkz"'),
+    "image-not-a-reference": (
+        lambda s: s.update(runtime={"image": "UPPER CASE:tag"}),
+        "spec.runtime.image in body should match",
+    ),
+    "data-volume-not-a-name": (
+        lambda s: s["source"]["cassandra"].update(dataVolume="Server_Data"),
+        "spec.source.cassandra.dataVolume in body should match",
+    ),
+    "cpu-not-a-quantity": (
+        lambda s: s.update(runtime={"resources": {"requests": {"cpu": "lots"}}}),
+        "spec.runtime.resources.requests.cpu in body should match",
+    ),
+    "resources-typo": (
+        lambda s: s.update(runtime={"resources": {"requets": {"cpu": "1"}}}),
+        'unknown field "spec.runtime.resources.requets"',
+    ),
+    "resources-unknown-name": (
+        lambda s: s.update(runtime={"resources": {"limits": {"gpu": "1"}}}),
+        "requests and limits take cpu, memory and ephemeral-storage",
+    ),
+    "env-of-the-operator": (
+        lambda s: s.update(runtime={"env": [{"name": "HEADRACE_LOG_LEVEL", "value": "debug"}]}),
+        "names starting HEADRACE_ are set by the operator",
+    ),
+    "table-twice": (
+        lambda s: s["source"].update(tables=[{"keyspace": "shop"}, {"keyspace": "shop", "table": "*"}]),
+        "source.tables lists a table more than once",
+    ),
     "timescale-on-clickhouse": (
         lambda s: s.update(sinks=[{**SINK, "type": "clickhouse", "timescale": {"chunkInterval": "1 day"}}]),
         "timescale applies to sinks of type timescaledb only",

@@ -57,6 +57,10 @@ def test_manifest_and_bare_spec_load_the_same_model(tmp_path: Path) -> None:
             "spec.sinks[0].name",
         ),
         ({"surprise": 1}, "spec.surprise: Extra inputs are not permitted"),
+        ({"runtime": {"image": "UPPER CASE:tag"}}, "spec.runtime.image: String should match pattern"),
+        ({"runtime": {"resources": {"requests": {"cpu": "lots"}}}}, "spec.runtime.resources.requests.cpu"),
+        ({"runtime": {"resources": {"limits": {"gpu": "1"}}}}, "gpu is not one of cpu, memory, ephemeral-storage"),
+        ({"runtime": {"env": [{"name": "HEADRACE_NODE", "value": "x"}]}}, "names starting HEADRACE_ are set by"),
         (
             {"sinks": [{**SPEC["sinks"][0], "timescale": {"timeColumn": "at"}}]},
             "timescale applies to type timescaledb only",
