@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from cdc_operator.handlers.reconcile import with_snapshot_request
 from cdc_operator.status.assess import assess
+from cdc_operator.status.nodes import reports_in_force
 from cdc_operator.status.observation import Observation, Thresholds
 from pydantic import ValidationError
 
@@ -155,6 +156,24 @@ def test_paused_wins() -> None:
     status = assess(observe(spec=SPEC.model_copy(update={"paused": True}), missing_secrets=["x"]))
     assert status.phase is Phase.PAUSED
     assert condition(status, ConditionType.READY).reason == "Paused"
+    assert (
+        "rejects writes to CDC tables once it reaches cdc_total_space" in condition(status, ConditionType.READY).message
+    )
+
+
+def test_reports_describe_the_present_neither_while_paused_nor_right_after() -> None:
+    """Paused runtimes are scaled to zero: their last reports are history, also at the first pass after resume."""
+    nodes = {pod: report() for pod in PODS}
+    assert reports_in_force(False, [], nodes) == nodes
+    paused_status = assess(observe(spec=SPEC.model_copy(update={"paused": True}), nodes={}))
+    assert reports_in_force(True, paused_status.conditions, nodes) == {}
+    assert paused_status.ready_nodes == f"0/{len(PODS)}" and paused_status.max_lag_seconds is None
+    # The first pass after spec.paused turned false still sees the Paused condition: old reports do not count.
+    assert reports_in_force(False, paused_status.conditions, nodes) == {}
+    resumed = assess(observe(nodes={}, previous_conditions=paused_status.conditions))
+    assert resumed.phase is Phase.PENDING and resumed.ready_nodes == f"0/{len(PODS)}"
+    # From then on the runtimes' fresh reports count again.
+    assert reports_in_force(False, resumed.conditions, nodes) == nodes
 
 
 def test_transition_time_kept_while_status_holds() -> None:

@@ -23,6 +23,7 @@ from cdc_operator.handlers.scale import retire
 from cdc_operator.kube.client import Kube
 from cdc_operator.render import PipelineRef, render_pipeline
 from cdc_operator.status.assess import assess
+from cdc_operator.status.nodes import reports_in_force
 from cdc_operator.status.observation import Observation
 from pipeline_runtime.config.loader import describe_validation_error
 from pipeline_runtime.config.model import PipelineSpec
@@ -88,6 +89,8 @@ async def reconcile(
         if not blocked
         else None
     )
+    in_force = reports_in_force(spec.paused, previous.conditions, nodes)
+    dropped = [pod for pod in nodes if pod not in in_force]
     seen = Observation(
         spec=spec,
         source_description=discovery.description,
@@ -98,10 +101,11 @@ async def reconcile(
         draining=retired.draining if retired else {},
         deployments={p.name: naming.runtime_deployment(name, p.name) for p in discovery.pods},
         config_hash=rendered.config_hash,
-        **base,
+        **(base | {"nodes": in_force}),
     )
     stale = [pod for pod in nodes if pod not in live and (retired is None or pod not in retired.draining)]
-    return await _report(kube, name, seen, previous, removed=stale if retired is not None else [])
+    removed = sorted({*dropped, *(stale if retired is not None else [])})
+    return await _report(kube, name, seen, previous, removed=removed)
 
 
 def _previous_status(raw: Any) -> PipelineStatus:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdc_operator.status.conditions import Verdict, conditions, false, true
-from cdc_operator.status.nodes import NodeState, node_state
+from cdc_operator.status.nodes import PAUSED, NodeState, node_state
 from cdc_operator.status.observation import Observation
 from pipeline_runtime.config.status import ConditionType, NodeStatus, Phase, PipelineStatus, TableSnapshotStatus
 from pipeline_runtime.config.status import SinkStatus as SinkSummary
@@ -101,11 +101,14 @@ def _decide(seen: Observation) -> tuple[Phase, dict[ConditionType, Verdict]]:
     if seen.spec is None:
         return _failed("InvalidSpec", f"the spec is invalid, fix it and apply again: {seen.invalid_spec}")
     if seen.spec.paused:
-        message = "spec.paused is true: the runtimes are scaled to zero; set it to false to resume"
+        message = (
+            "spec.paused is true: the runtimes are scaled to zero; set it to false to resume. Cassandra keeps "
+            "writing cdc_raw meanwhile and rejects writes to CDC tables once it reaches cdc_total_space"
+        )
         return Phase.PAUSED, {
-            ConditionType.READY: false("Paused", message),
-            ConditionType.PROGRESSING: false("Paused", message),
-            ConditionType.DEGRADED: false("Paused", message),
+            ConditionType.READY: false(PAUSED, message),
+            ConditionType.PROGRESSING: false(PAUSED, message),
+            ConditionType.DEGRADED: false(PAUSED, message),
         }
     fatal = _fatal(seen)
     if fatal is not None:

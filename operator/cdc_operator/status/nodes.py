@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from pipeline_runtime.config.status import NodeStatus
+from pipeline_runtime.config.status import Condition, ConditionType, NodeStatus
+
+#: The reason of the Ready condition while spec.paused holds (status/assess.py).
+PAUSED = "Paused"
 
 
 class NodeState(StrEnum):
@@ -32,3 +36,16 @@ def node_state(report: NodeStatus | None, config_hash: str | None, now: datetime
     if report.last_error or not all(s.healthy for s in report.sinks.values()):
         return NodeState.FAILING
     return NodeState.READY
+
+
+def reports_in_force(
+    paused: bool, previous: Sequence[Condition], nodes: Mapping[str, NodeStatus]
+) -> dict[str, NodeStatus]:
+    """The runtimes' reports that describe the present.
+
+    None while the pipeline is paused (its runtimes are scaled to zero: their last lag, events/s
+    and readiness are history), and none at the first pass after a pause is lifted (a report from
+    before the pause must not make a runtime that has not started yet count as ready).
+    """
+    was_paused = any(c.type == ConditionType.READY and c.reason == PAUSED for c in previous)
+    return {} if paused or was_paused else dict(nodes)

@@ -11,6 +11,7 @@ from kopf.testing import KopfRunner
 from tests.operator.golden import assert_golden
 from tests.operator.kube.cluster import Cluster, condition, pipeline, wait_for
 from tests.operator.kube.expected import assert_live_matches, normalized_yaml, owned_objects
+from tests.operator.kube.runtime import report
 
 pytestmark = pytest.mark.kube
 
@@ -57,6 +58,9 @@ def test_spec_change_rolls_runtimes_through_the_config_hash(cassandra: Cluster, 
 def test_pause_scales_to_zero_and_resume_restores(cassandra: Cluster, operator: KopfRunner) -> None:
     cassandra.apply(pipeline())
     wait_for(lambda: len(deployments(cassandra)) == 2, "two runtime Deployments")
+    for pod in ("cassandra-0", "cassandra-1"):
+        report(cassandra, pod)
+    wait_for(lambda: status_of(cassandra).get("readyNodes") == "2/2", "both runtimes ready")
     cassandra.merge_patch("cdcp", "shop", {"spec": {"paused": True}})
     wait_for(lambda: {d["spec"]["replicas"] for d in deployments(cassandra)} == {0}, "replicas 0")
     paused = wait_for(
@@ -64,8 +68,22 @@ def test_pause_scales_to_zero_and_resume_restores(cassandra: Cluster, operator: 
         "phase Paused",
     )
     assert condition(paused, "Ready") == {**condition(paused, "Ready"), "status": "False", "reason": "Paused"}
+    assert "cdc_total_space" in condition(paused, "Ready")["message"]
+    # Scaled to zero: the runtimes' last reports are history, not a 2/2 with lag and events/s.
+    wait_for(lambda: not status_of(cassandra).get("nodes"), "the paused runtimes' reports removed")
+    assert status_of(cassandra)["readyNodes"] == "0/2" and "maxLagSeconds" not in status_of(cassandra)
     cassandra.merge_patch("cdcp", "shop", {"spec": {"paused": False}})
     wait_for(lambda: {d["spec"]["replicas"] for d in deployments(cassandra)} == {1}, "replicas 1")
+    resumed = wait_for(lambda: (s := status_of(cassandra)).get("phase") != "Paused" and s, "resumed")
+    assert resumed["phase"] == "Pending" and resumed["readyNodes"] == "0/2"  # not Running from old reports
+    for pod in ("cassandra-0", "cassandra-1"):
+        report(cassandra, pod)
+    wait_for(lambda: status_of(cassandra).get("phase") == "Running", "Running on fresh reports")
+
+
+def status_of(cluster: Cluster) -> dict[str, Any]:
+    body = cluster.get("cdcp", "shop")
+    return dict((body or {}).get("status") or {})
 
 
 def test_restart_annotation_restamps_pod_templates(cassandra: Cluster, operator: KopfRunner) -> None:
