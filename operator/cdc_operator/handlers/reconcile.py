@@ -25,6 +25,7 @@ from cdc_operator.render import PipelineRef, render_pipeline
 from cdc_operator.status.assess import assess
 from cdc_operator.status.nodes import reports_in_force
 from cdc_operator.status.observation import Observation
+from cdc_operator.status.pods import problems_by_cassandra_pod
 from pipeline_runtime.config.loader import describe_validation_error
 from pipeline_runtime.config.model import PipelineSpec
 from pipeline_runtime.config.status import PipelineStatus
@@ -89,6 +90,13 @@ async def reconcile(
         if not blocked
         else None
     )
+    runtime_pods = await kube.list("Pod", namespace, naming.pipeline_selector(name))
+    by_label = {naming.fit(p.name): p.name for p in discovery.pods}
+    problems = {
+        by_label[label]: problem
+        for label, problem in problems_by_cassandra_pod(runtime_pods, naming.LABEL_CASSANDRA_POD).items()
+        if label in by_label
+    }
     in_force = reports_in_force(spec.paused, previous.conditions, nodes)
     dropped = [pod for pod in nodes if pod not in in_force]
     seen = Observation(
@@ -101,6 +109,7 @@ async def reconcile(
         draining=retired.draining if retired else {},
         deployments={p.name: naming.runtime_deployment(name, p.name) for p in discovery.pods},
         config_hash=rendered.config_hash,
+        runtime_problems=problems,
         **(base | {"nodes": in_force}),
     )
     stale = [pod for pod in nodes if pod not in live and (retired is None or pod not in retired.draining)]

@@ -221,6 +221,15 @@ def _issues(seen: Observation) -> list[_Issue]:
         node = seen.nodes.get(pod)
         deployment = seen.deployments.get(pod, pod)
         state = _state(seen, pod)
+        problem = seen.runtime_problems.get(pod)
+        if problem is not None and state is not NodeState.READY:
+            issues.append(
+                _Issue(
+                    "RuntimePodFailing",
+                    f"the runtime of {pod} does not run: {problem}; "
+                    f"see kubectl -n {seen.namespace} describe deployment/{deployment} and its pods",
+                )
+            )
         if state is NodeState.SILENT and node is not None:
             issues.append(
                 _Issue(
