@@ -171,7 +171,7 @@ async def test_three_runtimes_through_a_node_restart_leave_one_truth_in_every_si
     session.execute(f"ALTER TABLE {keyspace}.cold WITH cdc = true")
 
     sinks = {"pg": postgres_dsn, "ch": chdb_dsn}
-    dedup = cluster.compat_mode == "NONE"
+    dedup = cluster.nodes[0].compat_mode == "NONE"
     runtimes = [start_runtime(cluster, i, keyspace, sinks, tmp_path, dedup=dedup) for i in range(3)]
     stop = asyncio.Event()
     tasks = [asyncio.create_task(r.run(stop)) for r in runtimes]
