@@ -34,6 +34,30 @@ class AppliedState:
         self.fingerprint = None
 
 
+async def drift(kube: Kube, objects: Sequence[dict[str, Any]], live: Sequence[dict[str, Any]]) -> list[str]:
+    """What differs between the rendered ``objects`` and the cluster, in words (empty: nothing).
+
+    Runtime Deployments are compared with ``live`` (already listed): missing, or scaled by hand (two
+    runtimes on one cdc_raw would delete each other's segments). The other objects (ConfigMap,
+    ServiceAccount, Role, RoleBinding) are looked up: a deleted one breaks the runtimes at their next start.
+    """
+    found = {d["metadata"]["name"]: d for d in live}
+    out = []
+    for obj in objects:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        if kind == "Deployment":
+            current = found.get(name)
+            if current is None:
+                out.append(f"Deployment {name} is missing")
+            elif current.get("spec", {}).get("replicas") != obj["spec"]["replicas"]:
+                out.append(
+                    f"Deployment {name} has {current['spec'].get('replicas')} replicas, not {obj['spec']['replicas']}"
+                )
+        elif await kube.get(kind, obj["metadata"].get("namespace", ""), name) is None:
+            out.append(f"{kind} {name} is missing")
+    return out
+
+
 async def apply_all(kube: Kube, objects: Sequence[dict[str, Any]]) -> None:
     """Apply in order (identity objects before the Deployments that use them)."""
     for obj in objects:

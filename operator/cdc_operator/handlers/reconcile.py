@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from cdc_operator import naming
 from cdc_operator.config import OperatorConfig
-from cdc_operator.handlers.apply import AppliedState, apply_all, fingerprint
+from cdc_operator.handlers.apply import AppliedState, apply_all, drift, fingerprint
 from cdc_operator.handlers.discovery import discover, missing_secrets
 from cdc_operator.handlers.scale import retire
 from cdc_operator.kube.client import Kube
@@ -73,12 +73,13 @@ async def reconcile(
     rendered = render_pipeline(ref, spec, discovery.pods, config.runtime_image)
     missing = await missing_secrets(kube, namespace, rendered.secrets)
     existing = await kube.list("Deployment", namespace, naming.pipeline_selector(name))
-    names = {d["metadata"]["name"] for d in existing}
     blocked = discovery.problem is not None or bool(missing)
     if not blocked:
         digest = fingerprint(rendered.objects)
-        complete = all(d["metadata"]["name"] in names for d in rendered.deployments)
-        if not (complete and applied.is_current(digest, config.reapply_after_s)):
+        changed = await drift(kube, rendered.objects, existing)
+        if changed or not applied.is_current(digest, config.reapply_after_s):
+            if changed and applied.fingerprint is not None:
+                log.warning("repairing objects changed by hand", extra={"pipeline": name, "drift": "; ".join(changed)})
             await apply_all(kube, rendered.objects)
             applied.mark(digest)
     live = [p.name for p in discovery.pods]

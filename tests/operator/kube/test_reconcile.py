@@ -106,3 +106,21 @@ def test_delete_runs_the_finalizer_and_removes_owned_objects(cassandra: Cluster,
     # Nothing else in the namespace was touched: the Cassandra pods and the sink Secret stay.
     assert cassandra.get("pod", "cassandra-0") is not None
     assert cassandra.get("secret", "shop-sinks") is not None
+
+
+def test_objects_changed_by_hand_are_repaired_at_the_next_pass(cassandra: Cluster, operator: KopfRunner) -> None:
+    """A second replica of a runtime (two runtimes on one cdc_raw), a deleted ConfigMap or RoleBinding: back
+    within a reconcile interval (1 s here), not after HEADRACE_REAPPLY_SECONDS (600 s by default)."""
+    cassandra.apply(pipeline())
+    wait_for(lambda: len(deployments(cassandra)) == 2, "two runtime Deployments")
+    target = naming.runtime_deployment("shop", "cassandra-0")
+    cassandra.merge_patch("deployment", target, {"spec": {"replicas": 2}})
+    cassandra.kubectl("delete", "configmap", naming.config_map("shop"))
+    cassandra.kubectl("delete", "rolebinding", naming.service_account("shop"))
+    wait_for(
+        lambda: (d := cassandra.get("deployment", target)) and d["spec"]["replicas"] == 1,
+        "the runtime Deployment back at one replica",
+        timeout=20,
+    )
+    wait_for(lambda: cassandra.get("configmap", naming.config_map("shop")), "the ConfigMap recreated", timeout=20)
+    wait_for(lambda: cassandra.get("rolebinding", naming.service_account("shop")), "the RoleBinding", timeout=20)
