@@ -129,3 +129,11 @@ class TableNaming:
 
     def table(self, keyspace: str, table: str) -> str:
         return self.mapping.get(f"{keyspace}.{table}", table)
+
+
+def by_table(events: Sequence[ChangeEvent]) -> dict[str, list[ChangeEvent]]:
+    """A batch's events per ``keyspace.table``, in batch order within each table."""
+    out: dict[str, list[ChangeEvent]] = {}
+    for event in events:
+        out.setdefault(event.qualified_table, []).append(event)
+    return out

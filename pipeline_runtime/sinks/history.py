@@ -37,6 +37,7 @@ from pipeline_runtime.cql.canonical import JsonValue, dumps, map_json, to_json
 from pipeline_runtime.cql.schema import Column, TableSchema
 from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.events import LIVE_TIMESTAMP, Bound, Cell, ChangeEvent, CollectionChange
+from pipeline_runtime.sinks.base import TableNaming
 
 #: The segment id of rows a snapshot read (``source.snapshot``): no commitlog segment has it.
 SNAPSHOT_SEGMENT = 0
@@ -88,6 +89,11 @@ class HistoryLayout:
     @cached_property
     def column_names(self) -> list[str]:
         return [*META_COLUMNS, *(c.name for c in self.data_columns)]
+
+
+def history_table(naming: TableNaming, schema: TableSchema) -> tuple[str, str]:
+    """(schema or database, table name) of ``schema``'s history table: the mapped name plus ``_changes``."""
+    return naming.namespace(schema.keyspace), naming.table(schema.keyspace, schema.name) + HISTORY_SUFFIX
 
 
 def recorded(events: Sequence[ChangeEvent]) -> list[ChangeEvent]:

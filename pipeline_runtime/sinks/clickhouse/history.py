@@ -18,13 +18,13 @@ from typing import Any
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.errors import SinkError
 from pipeline_runtime.events import ChangeEvent
-from pipeline_runtime.sinks.base import Batch, TableNaming
+from pipeline_runtime.sinks.base import Batch, TableNaming, by_table
 from pipeline_runtime.sinks.clickhouse.ddl import evolve
 from pipeline_runtime.sinks.clickhouse.errors import boundary
 from pipeline_runtime.sinks.clickhouse.sink import ClickHouseSink
 from pipeline_runtime.sinks.clickhouse.sql import ident
 from pipeline_runtime.sinks.clickhouse.typemap import ch_encoder, nullable
-from pipeline_runtime.sinks.history import HISTORY_SUFFIX, META_COLUMNS, HistoryLayout, history_row, recorded
+from pipeline_runtime.sinks.history import META_COLUMNS, HistoryLayout, history_row, history_table, recorded
 
 #: The meta columns' types; ``_writetime`` is µs, ``_expires_at`` seconds since the epoch.
 META_TYPES = {
@@ -83,8 +83,7 @@ class ClickHouseHistorySink(ClickHouseSink):
 
     async def ensure_table(self, schema: TableSchema) -> None:
         layout = HistoryLayout(schema)
-        database = self._naming.namespace(schema.keyspace)
-        name = self._naming.table(schema.keyspace, schema.name) + HISTORY_SUFFIX
+        database, name = history_table(self._naming, schema)
         target = f"{ident(database)}.{ident(name)}"
         columns = column_types(layout)
         body = ", ".join(f"{ident(n)} {t}" for n, t in columns)
@@ -104,10 +103,8 @@ class ClickHouseHistorySink(ClickHouseSink):
         self._histories[schema.qualified_name] = _History(target, layout, columns, encoders)
 
     async def write(self, batch: Batch) -> None:
-        by_table: dict[str, list[ChangeEvent]] = {}
-        for event in batch.events:
-            by_table.setdefault(event.qualified_table, []).append(event)
-        for qualified, events in sorted(by_table.items()):
+        tables = by_table(batch.events)
+        for qualified, events in sorted(tables.items()):
             history = self._histories.get(qualified)
             if history is None:
                 raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")

@@ -45,7 +45,7 @@ from pipeline_runtime.cql.types import Kind
 from pipeline_runtime.errors import ConfigError, SinkError
 from pipeline_runtime.events import LIVE_TIMESTAMP, ChangeEvent, Position
 from pipeline_runtime.native import native_module
-from pipeline_runtime.sinks.base import Batch, Checkpoint, SinkHealth, SinkState, TableNaming
+from pipeline_runtime.sinks.base import Batch, Checkpoint, SinkHealth, SinkState, TableNaming, by_table
 from pipeline_runtime.sinks.changes import (
     Elements,
     Layout,
@@ -197,10 +197,8 @@ class ClickHouseSink:
     # -- writing ---------------------------------------------------------
 
     async def write(self, batch: Batch) -> None:
-        by_table: dict[str, list[ChangeEvent]] = {}
-        for event in batch.events:
-            by_table.setdefault(event.qualified_table, []).append(event)
-        for qualified, events in sorted(by_table.items()):
+        tables = by_table(batch.events)
+        for qualified, events in sorted(tables.items()):
             table = self._tables.get(qualified)
             if table is None:
                 raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")

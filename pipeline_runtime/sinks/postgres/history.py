@@ -19,13 +19,13 @@ import asyncpg
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.errors import SinkError
 from pipeline_runtime.events import ChangeEvent
-from pipeline_runtime.sinks.base import Batch, TableNaming
+from pipeline_runtime.sinks.base import Batch, TableNaming, by_table
 from pipeline_runtime.sinks.history import (
-    HISTORY_SUFFIX,
     META_COLUMNS,
     UNIQUE_KEY,
     HistoryLayout,
     history_row,
+    history_table,
     recorded,
 )
 from pipeline_runtime.sinks.postgres.ddl import DDL_LOCK, evolve
@@ -108,8 +108,7 @@ class PostgresHistorySink(PostgresSink):
 
     async def ensure_table(self, schema: TableSchema) -> None:
         layout = HistoryLayout(schema)
-        namespace = self._naming.namespace(schema.keyspace)
-        name = self._naming.table(schema.keyspace, schema.name) + HISTORY_SUFFIX
+        namespace, name = history_table(self._naming, schema)
         target = f"{ident(namespace)}.{ident(name)}"
         types = column_types(layout)
         columns = ", ".join(f"{ident(n)} {t}" for n, t in types.items())
@@ -131,13 +130,11 @@ class PostgresHistorySink(PostgresSink):
         """Hook for TimescaleDB: make the history table a hypertable on ``_writetime``."""
 
     async def write(self, batch: Batch) -> None:
-        by_table: dict[str, list[ChangeEvent]] = {}
-        for event in batch.events:
-            by_table.setdefault(event.qualified_table, []).append(event)
+        tables = by_table(batch.events)
         work = []
         histories = self._histories
         async with boundary(self.name):  # encoding errors become RowRejectedError here
-            for qualified, events in sorted(by_table.items()):
+            for qualified, events in sorted(tables.items()):
                 history = histories.get(qualified)
                 if history is None:
                     raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")

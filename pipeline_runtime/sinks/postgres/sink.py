@@ -36,7 +36,7 @@ import asyncpg
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.errors import SinkError
 from pipeline_runtime.events import ChangeEvent, Op, Position
-from pipeline_runtime.sinks.base import Batch, Checkpoint, SinkHealth, SinkState, TableNaming
+from pipeline_runtime.sinks.base import Batch, Checkpoint, SinkHealth, SinkState, TableNaming, by_table
 from pipeline_runtime.sinks.changes import (
     Layout,
     Shaper,
@@ -218,11 +218,9 @@ class PostgresSink:
         self._health.committed(len(batch.events))
 
     def _prepare(self, events: Sequence[ChangeEvent]) -> list[_Work]:
-        by_table: dict[str, list[ChangeEvent]] = {}
-        for event in events:
-            by_table.setdefault(event.qualified_table, []).append(event)
+        tables = by_table(events)
         work = []
-        for qualified, table_events in sorted(by_table.items()):
+        for qualified, table_events in sorted(tables.items()):
             table = self._tables.get(qualified)
             if table is None:
                 raise SinkError(f"sink {self.name}: table {qualified} was not prepared with ensure_table")
