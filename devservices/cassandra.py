@@ -106,6 +106,8 @@ class CassandraNode:
     commitlog_compression: str | None = None
     #: ``commitlog_segment_size`` in MiB: small by default so segments roll quickly in tests.
     commitlog_segment_mib: int = 1
+    #: ``cdc_total_space`` in MiB: Cassandra refuses writes to CDC tables once cdc_raw holds this much.
+    cdc_total_space_mib: int = 256
     host: str = "127.0.0.1"
     port: int = 0
     storage_port: int = 0
@@ -180,7 +182,7 @@ class CassandraNode:
             "commitlog_sync_period": "50ms",
             "commitlog_segment_size": f"{self.commitlog_segment_mib}MiB",
             "cdc_enabled": True,
-            "cdc_total_space": "256MiB",
+            "cdc_total_space": f"{self.cdc_total_space_mib}MiB",
             "cdc_free_space_check_interval": "250ms",
             "storage_compatibility_mode": self.compat_mode,
             "memtable_allocation_type": "heap_buffers",
@@ -308,6 +310,7 @@ def running_cassandra(
     *,
     commitlog_compression: str | None = None,
     commitlog_segment_mib: int = 1,
+    cdc_total_space_mib: int = 256,
 ) -> Iterator[CassandraNode]:
     """Start a node in ``workdir``, yield it, and always stop it."""
     if compat_mode not in COMPAT_MODES:
@@ -318,6 +321,7 @@ def running_cassandra(
         version=version,
         commitlog_compression=commitlog_compression,
         commitlog_segment_mib=commitlog_segment_mib,
+        cdc_total_space_mib=cdc_total_space_mib,
     )
     started = time.monotonic()
     try:

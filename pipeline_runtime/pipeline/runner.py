@@ -3,7 +3,8 @@
 One runtime serves one Cassandra node. It restarts from the lowest position
 committed over its sinks, so a crash anywhere re-delivers (the sinks make
 that harmless) and never skips. Sinks advance in lockstep: a batch is
-written to every sink before the next one is read, so one sink's outage
+written to every sink (all at once) before the next one is cut, while the
+source decodes at most one batch ahead (``ReadAhead``); one sink's outage
 stalls the pipeline, which retries with backoff, stops deleting segments and
 reports the growing backlog; nothing is dropped. A transient problem (a sink
 outage, a sink call past its timeout, a half-rewritten ``_cdc.idx``) never
@@ -39,6 +40,7 @@ from pipeline_runtime.observability.metrics import Metrics
 from pipeline_runtime.pipeline.cleanup import consumed, delete_segments
 from pipeline_runtime.pipeline.lifecycle import Lifecycle, RuntimeState
 from pipeline_runtime.pipeline.protocols import ChangeSource, EventTransform
+from pipeline_runtime.pipeline.readahead import ReadAhead
 from pipeline_runtime.pipeline.replicas import ReplicaRouter, watermark_key, watermarks
 from pipeline_runtime.pipeline.snapshot import Deliver, ReadMarks, SnapshotRun
 from pipeline_runtime.sinks.base import Batch, Checkpoint, Sink
@@ -160,6 +162,8 @@ class Runner:
         self._through: Position | None = None
         self._replica_tick_at = 0.0
         self._replica_counted: dict[str, int] = {}
+        #: The chunks decoded ahead of the sinks while live capture runs.
+        self._read_ahead: ReadAhead | None = None
         # Read at every scrape, so the figure is never older than the scrape.
         metrics.lag_seconds.labels(**self._labels).set_function(self.lag_seconds)
 
@@ -268,16 +272,26 @@ class Runner:
                 position = self.progress.committed
 
     async def _follow(self, start: Position | None) -> None:
+        limit = self.batching.max_events
+        self._through = start
+        if self.replicas is not None:
+            self.replicas.held.clear()  # read again from the checkpoint: held changes come back
+        # The source decodes the next chunks while this batch is written: one batch ahead at most.
+        async with ReadAhead(self.source.read(start), limit) as chunks:
+            self._read_ahead = chunks
+            try:
+                await self._follow_chunks(chunks, start)
+            finally:
+                self._read_ahead = None
+
+    async def _follow_chunks(self, chunks: ReadAhead, start: Position | None) -> None:
         pending: list[ChangeEvent] = []
         pending_position: Position | None = None
         dirty_since: float | None = None  # when the first uncommitted event or position move arrived
         limit = self.batching.max_events
-        self._through = start
         entry_start = start or Position(0, 0)  # where to read again to see the current entry
-        if self.replicas is not None:
-            self.replicas.held.clear()  # read again from the checkpoint: held changes come back
         try:
-            async for chunk in self.source.read(start):
+            async for chunk in chunks:
                 now = time.monotonic()
                 if chunk.events:
                     self._count(self.metrics.events_decoded, chunk.events)
@@ -320,22 +334,40 @@ class Runner:
             raise
 
     async def deliver(self, events: list[ChangeEvent], checkpoint: Checkpoint) -> None:
-        """Write ``events`` with ``checkpoint`` to every sink, one batch at a time; stalls while a sink is down."""
+        """Write ``events`` with ``checkpoint`` to every sink, one batch at a time; stalls while a sink is down.
+
+        The sinks write the batch at the same time, and it is delivered when every one of them
+        holds it. A fatal error in one sink cancels the others' writes (their transactions roll
+        back; a write that completes anyway is harmless, the sinks being idempotent).
+        """
         async with self._delivering:
             with tracer.start_as_current_span("headrace.batch") as span:
                 span.set_attribute("headrace.events", len(events))
                 await self._ensure_tables(events)
-                for sink in self.sinks:
-                    started = time.monotonic()
-                    own = self._for_sink(sink.name, events)
-                    with tracer.start_as_current_span("headrace.write") as write_span:
-                        write_span.set_attribute("headrace.sink", sink.name)
-                        write = functools.partial(self.writers[sink.name].write, Batch(own, checkpoint))
-                        letters = await self._stalling(sink, "write", write)
-                    elapsed = time.monotonic() - started
-                    self.metrics.batch_seconds.labels(**self._labels, sink=sink.name).observe(elapsed)
-                    self.metrics.batches.labels(**self._labels, sink=sink.name).inc()
-                    self._count_written(sink, own, letters)
+                if len(self.sinks) == 1:
+                    await self._write(self.sinks[0], events, checkpoint)
+                    return
+                writes = [asyncio.ensure_future(self._write(sink, events, checkpoint)) for sink in self.sinks]
+                try:
+                    await asyncio.gather(*writes)
+                finally:
+                    for write in writes:
+                        if not write.done():
+                            write.cancel()
+                    await asyncio.gather(*writes, return_exceptions=True)
+
+    async def _write(self, sink: Sink, events: list[ChangeEvent], checkpoint: Checkpoint) -> None:
+        """Write one sink's share of a batch, retrying (stalled) until it holds it."""
+        started = time.monotonic()
+        own = self._for_sink(sink.name, events)
+        with tracer.start_as_current_span("headrace.write") as write_span:
+            write_span.set_attribute("headrace.sink", sink.name)
+            write = functools.partial(self.writers[sink.name].write, Batch(own, checkpoint))
+            letters = await self._stalling(sink, "write", write)
+        elapsed = time.monotonic() - started
+        self.metrics.batch_seconds.labels(**self._labels, sink=sink.name).observe(elapsed)
+        self.metrics.batches.labels(**self._labels, sink=sink.name).inc()
+        self._count_written(sink, own, letters)
 
     def _for_sink(self, sink: str, events: list[ChangeEvent]) -> list[ChangeEvent]:
         """The events of the tables ``sink`` receives (all of them without ``sinks[].tables``)."""
@@ -438,11 +470,13 @@ class Runner:
     def lag_seconds(self, now: float | None = None) -> float:
         """Age of the oldest change durable in the commitlog but not yet committed in every sink (0: caught up).
 
-        The oldest change is either read and waiting for its batch to commit, or not read yet
-        (a backlog the source has not reached); both count, so lag keeps growing during a drain.
+        The oldest change is either read and waiting for its batch to commit, decoded ahead and
+        waiting for its turn, or not read yet (a backlog the source has not reached); all count,
+        so lag keeps growing during a drain.
         """
         now = time.time() if now is None else now
-        times = [self.progress.oldest_pending_durable, self.source.unread_durable_at()]
+        ahead = self._read_ahead.oldest_durable_at() if self._read_ahead is not None else None
+        times = [self.progress.oldest_pending_durable, ahead, self.source.unread_durable_at()]
         known = [t for t in times if t is not None]
         return max(0.0, now - min(known)) if known else 0.0
 

@@ -336,12 +336,15 @@ async def test_an_outage_shows_in_metrics_and_readiness_while_it_lasts() -> None
 async def test_a_hung_sink_call_times_out_is_retried_and_named_while_it_hangs() -> None:
     class HangingSink(MemorySink):
         hangs = 2
+        all_written = asyncio.Event()
 
         async def write(self, batch: Batch) -> None:
             if self.hangs:
                 self.hangs -= 1
                 await asyncio.sleep(3600)
             await super().write(batch)
+            if len(self.rows) == 3:
+                self.all_written.set()
 
     source = ListSource(chunks(3))
     sink = HangingSink("slow")
@@ -353,8 +356,8 @@ async def test_a_hung_sink_call_times_out_is_retried_and_named_while_it_hangs() 
     await asyncio.sleep(0.15)
     hanging = r.stuck_sinks(now=time.monotonic() + STUCK_AFTER_SECONDS)
     assert hanging and hanging[0].startswith("sink slow: write running for"), hanging
-    await asyncio.wait_for(source.drained.wait(), 5)
-    await asyncio.sleep(0.2)
+    # The source is read ahead of the sink: wait for the writes, not for the source's end.
+    await asyncio.wait_for(sink.all_written.wait(), 5)
     stop.set()
     await asyncio.wait_for(task, 5)
     assert sink.rows == {i: f"v{i}" for i in range(3)}
