@@ -37,6 +37,8 @@ class TablePlan:
     rename: Mapping[str, str]
     maskers: Mapping[str, Masker]
     clustering: tuple[str, ...] = ()
+    #: Every column kept, none renamed or masked: events pass unchanged (and uncopied).
+    identity: bool = False
 
     def name(self, column: str) -> str:
         return self.rename.get(column, column)
@@ -60,7 +62,10 @@ class Transformer:
         for selection in selections:
             rename.update(selection.rename)
         maskers = {name: self._masker(schema, rule) for name, rule in rules.items() if name in keep}
-        plan = TablePlan(frozenset(keep), rename, maskers, tuple(c.name for c in schema.clustering))
+        identity = not maskers and keep == {c.name for c in schema.columns} and all(
+            old == new for old, new in rename.items()
+        )
+        plan = TablePlan(frozenset(keep), rename, maskers, tuple(c.name for c in schema.clustering), identity)
         self._plans[qualified] = plan
         return plan
 
@@ -111,10 +116,12 @@ class Transformer:
         return dataclasses.replace(schema, columns=tuple(columns), dropped={})
 
     def event(self, event: ChangeEvent) -> ChangeEvent:
-        """A transformed copy of the event (the original is never changed)."""
+        """A transformed copy of the event (the original is never changed; returned as is when nothing applies)."""
         plan = self._plans.get(event.qualified_table)
         if plan is None:
             raise ConfigError(f"{event.qualified_table}: transformer has no plan; call schema() for the table first")
+        if plan.identity:
+            return event
         cells = {
             plan.name(name): (plan.maskers[name].change(change) if name in plan.maskers else change)
             for name, change in event.cells.items()

@@ -166,3 +166,29 @@ def test_canonical_text_is_the_sinks_canonical_json(cql: str, value: object, tex
     cql_type = parse_type(cql)
     assert canonical_text(value, cql_type) == text
     assert dumps(to_json(value, cql_type)) == text
+
+
+def test_an_event_nothing_applies_to_passes_unchanged_and_uncopied() -> None:
+    elsewhere = MaskRule(table="other.t", column="x", strategy=MaskStrategy.HASH)
+    plain = Transformer(TransformSpec(masking=[elsewhere], hash_key_secret=SecretRef(name="s", key="k")), KEY)
+    plain.plan(schema())
+    cells = {"age": Cell(3, 10), "phone": Cell("555-1234", 10)}
+    event = ChangeEvent(Op.UPSERT, "ks", "people", {"email": "a@b.c"}, SRC, {"seq": 1}, cells)
+    assert plain.event(event) is event
+    # A selection, a rename or a mask on the table makes a copy with the change.
+    people = "ks.people"
+    cases = {
+        "exclude": (TransformSpec(columns=[ColumnSelection(table=people, exclude=["phone"])]), {"age"}),
+        "rename": (TransformSpec(columns=[ColumnSelection(table=people, rename={"age": "n"})]), {"n", "phone"}),
+        "mask": (
+            TransformSpec(masking=[MaskRule(table=people, column="age", strategy=MaskStrategy.REDACT)]),
+            {"age", "phone"},
+        ),
+    }
+    for case, (spec, columns) in cases.items():
+        changed = Transformer(spec, KEY)
+        changed.plan(schema())
+        out = changed.event(event)
+        assert out is not event, case
+        assert set(out.cells) == columns, case
+    assert event.cells == cells  # the original is never changed
