@@ -56,6 +56,7 @@ from pipeline_runtime.sinks.deadletter import JsonlDeadLetters
 from pipeline_runtime.sinks.postgres import PostgresSink
 from pipeline_runtime.sinks.postgres.history import PostgresHistorySink
 from pipeline_runtime.sinks.retry import Backoff
+from pipeline_runtime.source.claim import CdcRawClaim
 from pipeline_runtime.source.connect import connect
 from pipeline_runtime.source.ring import driver_ring, replication_factor
 from pipeline_runtime.source.schema.driver import DriverSchemaSource
@@ -197,7 +198,8 @@ class Runtime:
             keyspaces = {s.keyspace for s in registry.schemas.values() if registry.selector(s)}
             self._replicated = any(replication_factor(self.session, k) > 1 for k in keyspaces)
             self.dead_letters = JsonlDeadLetters(self.options.dead_letter_file(self.pipeline.name))
-            self.source = CdcRawSource(self.options.cdc_raw, self.options.node, registry)
+            claim = CdcRawClaim(self.options.cdc_raw, self.pipeline.name, self.options.node)
+            self.source = CdcRawSource(self.options.cdc_raw, self.options.node, registry, claim=claim)
             batch_size = min(s.batch_size for s in spec.sinks)
             flush = min(s.flush_interval_ms for s in spec.sinks) / 1000
             transform = PlannedTransform(transformer, self.source, self._count_dropped)
@@ -223,6 +225,8 @@ class Runtime:
             if self.options.report_status:
                 await self._report_once()
             await http.stop()
+            if self.source is not None and self.source.claim is not None:
+                self.source.claim.release()
             if self.session is not None:
                 self.session.cluster.shutdown()
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.events import ChangeEvent, Position, SourcePosition
 from pipeline_runtime.source.cdc_index import IndexPending, IndexState, probe_index
+from pipeline_runtime.source.claim import CdcRawClaim
 from pipeline_runtime.source.commitlog.descriptor import SEGMENT_NAME, SegmentName
 from pipeline_runtime.source.commitlog.fast import Decoder, mutation_decoder
 from pipeline_runtime.source.commitlog.mutation import DecodeStats
@@ -346,7 +347,8 @@ class CdcRawSource:
     ``SourceError``: those with ``retryable`` True (``IndexFileError``,
     ``CdcRawUnavailableError``) may be retried by calling ``read`` again from
     the committed position; the others (segment damage, decode and schema
-    errors) are fatal.
+    errors, cdc_raw claimed by another runtime) are fatal. With a ``claim``,
+    nothing is read before this runtime holds cdc_raw alone (``claim``).
     """
 
     def __init__(
@@ -358,8 +360,11 @@ class CdcRawSource:
         idle_heartbeat: float = 1.0,
         *,
         settle_seconds: float = SETTLE_SECONDS,
+        claim: CdcRawClaim | None = None,
     ) -> None:
         self.cdc_raw = cdc_raw
+        #: This runtime's exclusive claim on cdc_raw, taken before anything is read (None: not claimed).
+        self.claim = claim
         self.node = node
         self.registry = registry
         self.settings = settings or TailerSettings()
@@ -389,6 +394,8 @@ class CdcRawSource:
         last = start
         idle_since = asyncio.get_running_loop().time()
         while True:
+            if self.claim is not None and not self.claim.held:
+                self.claim.take()  # raises when another runtime holds cdc_raw; False until it exists
             batch = await asyncio.to_thread(tailer.poll)
             now = asyncio.get_running_loop().time()
             if batch is not None:

@@ -62,8 +62,8 @@ class Transformer:
         for selection in selections:
             rename.update(selection.rename)
         maskers = {name: self._masker(schema, rule) for name, rule in rules.items() if name in keep}
-        identity = not maskers and keep == {c.name for c in schema.columns} and all(
-            old == new for old, new in rename.items()
+        identity = (
+            not maskers and keep == {c.name for c in schema.columns} and all(old == new for old, new in rename.items())
         )
         plan = TablePlan(frozenset(keep), rename, maskers, tuple(c.name for c in schema.clustering), identity)
         self._plans[qualified] = plan

@@ -141,6 +141,7 @@ def test_no_pods() -> None:
         ({"missing_secrets": ["shop-sinks/postgres-dsn"]}, "SecretMissing", "kubectl create secret"),
         ({"source_problem": "StatefulSet x does not exist"}, "CassandraWorkloadNotFound", "does not exist"),
         ({"pods_without_data": PODS}, "DataVolumeNotFound", "dataVolume"),
+        ({"read_elsewhere": {PODS[0]: "orders"}}, "CdcRawShared", f"{PODS[0]} are already read by pipeline orders"),
         ({"spec": None, "invalid_spec": "spec.sinks: too short"}, "InvalidSpec", "spec.sinks"),
     ],
 )

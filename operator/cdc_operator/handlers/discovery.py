@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from pydantic import ValidationError
+
+from cdc_operator import naming
 from cdc_operator.cassandra import CassandraPod, describe, is_live, selector_query, static_selector, workload_selector
 from cdc_operator.kube.client import Kube
-from pipeline_runtime.config.model import CassandraSource
+from pipeline_runtime.config.model import CassandraSource, PipelineSpec
 
 
 @dataclass(frozen=True)
@@ -56,3 +60,35 @@ async def missing_secrets(kube: Kube, namespace: str, wanted: Mapping[str, tuple
         present = set(body.get("data") or {}) | set(body.get("stringData") or {})
         missing.extend(f"{name}/{key}" for key in keys if key not in present)
     return missing
+
+
+def _age(meta: Mapping[str, Any]) -> tuple[str, str]:
+    """Creation order: creationTimestamp (RFC 3339, seconds), then name for pipelines created in one second."""
+    return meta.get("creationTimestamp") or "", meta["name"]
+
+
+async def read_elsewhere(kube: Kube, namespace: str, me: Mapping[str, Any], pods: list[CassandraPod]) -> dict[str, str]:
+    """Cassandra pod -> the pipeline created earlier that already reads its ``cdc_raw``, for each of ``pods``.
+
+    A runtime deletes the segments its own sinks committed; a second pipeline on the same pods
+    would delete segments the first has not read yet. The older pipeline keeps the pods, paused
+    or not (a paused pipeline resumes from its segments); one being deleted, or whose spec is
+    invalid (it runs nothing), gives them up.
+    """
+    mine = {pod.name for pod in pods}
+    if not mine:
+        return {}
+    claimed: dict[str, str] = {}
+    for other in await kube.list(naming.KIND, namespace):
+        meta = other["metadata"]
+        if meta["name"] == me["name"] or meta.get("deletionTimestamp") or _age(meta) >= _age(me):
+            continue
+        try:
+            spec = PipelineSpec.model_validate(other.get("spec") or {})
+        except ValidationError:
+            continue
+        found = await discover(kube, namespace, spec.source.cassandra)
+        for pod in found.pods:
+            if pod.name in mine:
+                claimed.setdefault(pod.name, meta["name"])
+    return claimed

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from cdc_operator import naming
 from cdc_operator.config import OperatorConfig
 from cdc_operator.handlers.apply import AppliedState, apply_all, drift, fingerprint
-from cdc_operator.handlers.discovery import discover, missing_secrets
-from cdc_operator.handlers.scale import retire
+from cdc_operator.handlers.discovery import discover, missing_secrets, read_elsewhere
+from cdc_operator.handlers.scale import retire, stand_down
 from cdc_operator.kube.client import Kube
 from cdc_operator.render import PipelineRef, render_pipeline
 from cdc_operator.status.assess import assess
@@ -73,7 +73,10 @@ async def reconcile(
     rendered = render_pipeline(ref, spec, discovery.pods, config.runtime_image)
     missing = await missing_secrets(kube, namespace, rendered.secrets)
     existing = await kube.list("Deployment", namespace, naming.pipeline_selector(name))
-    blocked = discovery.problem is not None or bool(missing)
+    shared = await read_elsewhere(kube, namespace, meta, discovery.pods)
+    if shared:
+        existing = await stand_down(kube, namespace, existing, shared)
+    blocked = discovery.problem is not None or bool(missing) or bool(shared)
     if not blocked:
         digest = fingerprint(rendered.objects)
         changed = await drift(kube, rendered.objects, existing)
@@ -111,6 +114,7 @@ async def reconcile(
         deployments={p.name: naming.runtime_deployment(name, p.name) for p in discovery.pods},
         config_hash=rendered.config_hash,
         runtime_problems=problems,
+        read_elsewhere=shared,
         **(base | {"nodes": in_force}),
     )
     stale = [pod for pod in nodes if pod not in live and (retired is None or pod not in retired.draining)]

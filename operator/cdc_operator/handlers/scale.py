@@ -62,3 +62,22 @@ async def retire(
         else:
             result.draining[runtime.cassandra_pod] = runtime.name
     return result
+
+
+async def stand_down(
+    kube: Kube, namespace: str, deployments: Sequence[dict[str, Any]], read_elsewhere: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Delete the runtimes of Cassandra pods another pipeline reads; returns the Deployments left.
+
+    Two runtimes on one ``cdc_raw`` delete each other's unread segments: the pipeline created
+    later gives way at once (its sinks keep their positions; nothing it committed is lost).
+    """
+    kept = []
+    for body in deployments:
+        runtime = as_runtime(body)
+        if runtime.cassandra_pod in read_elsewhere:
+            await kube.delete("Deployment", namespace, runtime.name)
+            metrics.DELETED.labels(kind="Deployment").inc()
+            continue
+        kept.append(body)
+    return kept

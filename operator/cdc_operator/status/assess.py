@@ -1,10 +1,11 @@
 """Decide phase and conditions from an ``Observation``.
 
 Order of precedence, most severe first: Paused (the user asked), Failed (nothing
-can run until the user acts: invalid spec, missing workload or Secret, no data
-volume), Degraded (changes flow but something needs attention, a failing
-snapshot included), Pending (not every runtime reports yet), Snapshotting
-(every runtime reports and one still reads what its tables held), Running.
+can run until the user acts: invalid spec, missing workload, Cassandra pods
+another pipeline reads, missing Secret, no data volume), Degraded (changes flow
+but something needs attention, a failing snapshot included), Pending (not every
+runtime reports yet), Snapshotting (every runtime reports and one still reads
+what its tables held), Running.
 
 Ready means every selected Cassandra pod has a runtime that reports, on the
 current configuration, without errors. Degraded and Ready can both be True:
@@ -137,6 +138,8 @@ def _failed(reason: str, message: str) -> tuple[Phase, dict[ConditionType, Verdi
 def _fatal(seen: Observation) -> _Issue | None:
     if seen.source_problem:
         return _Issue("CassandraWorkloadNotFound", seen.source_problem)
+    if seen.read_elsewhere:
+        return _Issue("CdcRawShared", _shared_message(seen))
     if seen.missing_secrets:
         listed = ", ".join(seen.missing_secrets)
         return _Issue(
@@ -147,6 +150,17 @@ def _fatal(seen: Observation) -> _Issue | None:
     if seen.pods and len(seen.pods_without_data) == len(seen.pods):
         return _Issue("DataVolumeNotFound", _no_data_message(seen))
     return None
+
+
+def _shared_message(seen: Observation) -> str:
+    pods = ", ".join(sorted(seen.read_elsewhere))
+    owners = sorted(set(seen.read_elsewhere.values()))
+    return (
+        f"Cassandra pods {pods} are already read by pipeline {', '.join(owners)} (created earlier). Each pipeline "
+        "deletes the cdc_raw segments its own sinks committed, so two pipelines on one pod would lose data: no "
+        f"runtime runs for this one. Add its sinks to {owners[0]} (sinks[].tables selects tables per sink), select "
+        "other Cassandra pods, or delete one of the two pipelines"
+    )
 
 
 def _no_data_message(seen: Observation) -> str:

@@ -45,6 +45,8 @@ class Observation:
     """Cassandra pod -> runtime Deployment name, for messages that tell the user where to look."""
     runtime_problems: Mapping[str, str] = field(default_factory=dict)
     """Cassandra pod -> what its runtime Pod's status says is wrong (unschedulable, image, crash loop)."""
+    read_elsewhere: Mapping[str, str] = field(default_factory=dict)
+    """Cassandra pod -> the pipeline created earlier that already reads its cdc_raw."""
     nodes: Mapping[str, NodeStatus] = field(default_factory=dict)
     previous_conditions: Sequence[Condition] = ()
     config_hash: str | None = None

@@ -124,3 +124,34 @@ def test_objects_changed_by_hand_are_repaired_at_the_next_pass(cassandra: Cluste
     )
     wait_for(lambda: cassandra.get("configmap", naming.config_map("shop")), "the ConfigMap recreated", timeout=20)
     wait_for(lambda: cassandra.get("rolebinding", naming.service_account("shop")), "the RoleBinding", timeout=20)
+
+
+def test_a_second_pipeline_on_the_same_pods_is_refused_until_the_first_is_gone(
+    cassandra: Cluster, operator: KopfRunner
+) -> None:
+    """Each pipeline deletes the cdc_raw segments its own sinks committed: two on one pod would lose data."""
+    cassandra.apply(pipeline())
+    wait_for(lambda: len(deployments(cassandra)) == 2, "two runtime Deployments")
+    cassandra.apply(pipeline("shop-two"))
+
+    def refused() -> dict[str, Any] | None:
+        found = condition(cassandra.get("cdcp", "shop-two"), "Degraded")
+        return found if found and found["reason"] == "CdcRawShared" else None
+
+    degraded = wait_for(refused, "the second pipeline refused with CdcRawShared")
+    assert "cassandra-0, cassandra-1 are already read by pipeline shop" in degraded["message"]
+    assert "Add its sinks to shop" in degraded["message"]
+    second = cassandra.get("cdcp", "shop-two")
+    assert second is not None and second["status"]["phase"] == "Failed"
+    assert cassandra.list("deployment", naming.pipeline_selector("shop-two")) == []
+    assert len(deployments(cassandra)) == 2  # the first pipeline is untouched
+    cassandra.kubectl("delete", "cdcp", "shop", "--wait=false")
+    wait_for(
+        lambda: len(cassandra.list("deployment", naming.pipeline_selector("shop-two"))) == 2,
+        "the second pipeline's runtimes once the first is gone",
+    )
+    recovered = wait_for(
+        lambda: (c := condition(cassandra.get("cdcp", "shop-two"), "Degraded")) and c["reason"] != "CdcRawShared" and c,
+        "the CdcRawShared condition cleared",
+    )
+    assert recovered["status"] == "False"
