@@ -26,7 +26,7 @@ class OperatorConfig:
     reapply_after_s: float = 600.0
     """HEADRACE_REAPPLY_SECONDS: re-apply unchanged objects this often, to repair manual edits."""
     runtime_image: str | None = None
-    """HEADRACE_RUNTIME_IMAGE: image for pipelines that leave spec.runtime.image at its default."""
+    """HEADRACE_RUNTIME_IMAGE: image for pipelines that set no spec.runtime.image."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:

@@ -361,11 +361,15 @@ class Resources(_Model):
         return self
 
 
+#: The runtime image of pipelines that set none, when the operator is not told another (HEADRACE_RUNTIME_IMAGE).
+DEFAULT_RUNTIME_IMAGE = "ghcr.io/headrace/runtime:0.1.0"
+
+
 class RuntimeSpec(_Model):
     """How the runtime Deployments run."""
 
-    image: str = Field(default="ghcr.io/headrace/runtime:0.1.0", pattern=IMAGE_PATTERN, max_length=512)
-    """Runtime container image."""
+    image: str | None = Field(default=None, pattern=IMAGE_PATTERN, max_length=512)
+    """Runtime container image; unset: the operator's (its chart's image values), so an upgrade moves runtimes along."""
     resources: Resources = Resources()
     """Container resources (requests/limits)."""
     log_level: LogLevel = LogLevel.INFO

@@ -12,7 +12,7 @@ from cdc_operator.cassandra import describe
 from cdc_operator.render import PipelineRef, render_pipeline
 from cdc_operator.render.pipeline import RenderedPipeline
 
-from pipeline_runtime.config.model import PipelineSpec
+from pipeline_runtime.config.model import DEFAULT_RUNTIME_IMAGE, PipelineSpec
 from tests.operator.golden import assert_golden
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -129,8 +129,10 @@ def test_config_map_holds_references_never_values() -> None:
     assert document["kind"] == "CDCPipeline"
     assert document["spec"]["sinks"][0]["connectionSecret"] == {"name": "shop-sinks", "key": "postgres-dsn"}
     assert "paused" not in document["spec"]
-    # What the runtime loads is exactly the spec the operator validated.
-    assert PipelineSpec.model_validate(document["spec"]) == load_pipeline()[1]
+    # What the runtime loads is exactly the spec the operator validated, with the image it runs.
+    spec = load_pipeline()[1]
+    resolved = spec.model_copy(update={"runtime": spec.runtime.model_copy(update={"image": DEFAULT_RUNTIME_IMAGE})})
+    assert PipelineSpec.model_validate(document["spec"]) == resolved
 
 
 def test_config_hash_rolls_on_change_but_not_on_pause() -> None:
@@ -162,6 +164,19 @@ def test_operator_image_replaces_only_the_default_image() -> None:
     pinned = spec.model_copy(update={"runtime": spec.runtime.model_copy(update={"image": "mine:1"})})
     container = rendered(spec=pinned, image="registry.local/headrace:1.2").deployments[0]["spec"]["template"]
     assert container["spec"]["containers"][0]["image"] == "mine:1"
+
+
+def test_a_pipeline_without_an_image_follows_the_operators_across_an_upgrade() -> None:
+    """Nothing is stored in the pipeline: a new operator image rolls its runtimes (the config hash moves)."""
+    _, spec, _ = load_pipeline()
+    assert spec.runtime.image is None
+    crd = yaml.safe_load((Path(__file__).parents[2] / "crds" / "headrace.io_cdcpipelines.yaml").read_text())
+    runtime = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["runtime"]
+    assert "default" not in runtime["properties"]["image"]  # nothing stored in each pipeline
+    before, after = rendered(image="registry.local/headrace:1.2"), rendered(image="registry.local/headrace:1.3")
+    assert after.deployments[0]["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/headrace:1.3"
+    assert before.config_hash != after.config_hash
+    assert rendered().deployments[0]["spec"]["template"]["spec"]["containers"][0]["image"] == DEFAULT_RUNTIME_IMAGE
 
 
 def test_pod_without_data_claim_gets_no_runtime() -> None:

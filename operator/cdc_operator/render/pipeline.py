@@ -12,7 +12,7 @@ from cdc_operator.render.context import PipelineRef
 from cdc_operator.render.deployment import render_deployment
 from cdc_operator.render.rbac import render_role, render_role_binding, render_service_account
 from cdc_operator.render.secrets import referenced_secrets
-from pipeline_runtime.config.model import PipelineSpec, RuntimeSpec
+from pipeline_runtime.config.model import DEFAULT_RUNTIME_IMAGE, PipelineSpec
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,15 @@ def render_pipeline(
     """ConfigMap, ServiceAccount, Role, RoleBinding, then one Deployment per pod (sorted by pod name).
 
     The identity objects come first so a runtime never starts without its
-    ServiceAccount or configuration. ``runtime_image`` (the operator's own
-    setting, e.g. from its Helm values) replaces ``spec.runtime.image`` only
-    while that is still the model's default, so an installation pins its
-    runtime version in one place and a pipeline can still choose another.
+    ServiceAccount or configuration. A pipeline that sets no ``spec.runtime.image``
+    runs ``runtime_image`` (the operator's own setting, from its Helm values),
+    else ``DEFAULT_RUNTIME_IMAGE``: nothing is stored in the pipeline, so an
+    operator upgrade moves its runtimes to the new image (the config hash
+    changes, they roll), and a pipeline can still pin another.
     """
-    if runtime_image and spec.runtime.image == RuntimeSpec.model_fields["image"].default:
-        spec = spec.model_copy(update={"runtime": spec.runtime.model_copy(update={"image": runtime_image})})
+    if spec.runtime.image is None:
+        image = runtime_image or DEFAULT_RUNTIME_IMAGE
+        spec = spec.model_copy(update={"runtime": spec.runtime.model_copy(update={"image": image})})
     document = config_document(pipeline, spec)
     digest = config_hash(document)
     secrets = referenced_secrets(spec)
