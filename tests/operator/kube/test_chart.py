@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from devservices.envtest import binary_path
+from devservices.envtest import assets_dir, binary_path
 from devservices.pytest_require import require_binary
 from tests.operator.kube.cluster import Cluster, condition, pipeline, wait_for
 from tests.operator.kube.conftest import operator_runner
@@ -85,3 +85,28 @@ def test_chart_refuses_replicas_without_peering(cluster: Cluster) -> None:
         check=False,
     )
     assert result.returncode != 0 and "needs peering.enabled=true" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("replicaCount=abc", "at '/replicaCount': got string, want integer"),
+        ("operator.logFormat=xml", "at '/operator/logFormat'"),
+        ("operator.reconcileIntervalSeconds=-5", "at '/operator/reconcileIntervalSeconds'"),
+        ("resources.requests.cpu=lots", "at '/resources/requests/cpu'"),
+        ("image.pullPolicy=Sometimes", "at '/image/pullPolicy'"),
+        ("replicaCoutn=2", "additional properties 'replicaCoutn' not allowed"),
+    ],
+)
+def test_values_the_chart_cannot_use_are_refused_naming_the_value(setting: str, complaint: str) -> None:
+    helm_binary = require_binary(binary_path("helm", assets_dir()), BUILD_HELM)
+    refused = subprocess.run(
+        [str(helm_binary), "template", "h", str(CHART), "--set", setting],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0 and complaint in refused.stderr, refused.stderr
+    accepted = subprocess.run(
+        [str(helm_binary), "template", "h", str(CHART), "--set", "operator.logFormat=plain,replicaCount=1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert accepted.returncode == 0, accepted.stderr
