@@ -138,8 +138,6 @@ def test_no_pods() -> None:
 @pytest.mark.parametrize(
     ("overrides", "reason", "hint"),
     [
-        ({"missing_secrets": ["shop-sinks/postgres-dsn"]}, "SecretMissing", "kubectl create secret"),
-        ({"source_problem": "StatefulSet x does not exist"}, "CassandraWorkloadNotFound", "does not exist"),
         ({"pods_without_data": PODS}, "DataVolumeNotFound", "dataVolume"),
         ({"read_elsewhere": {PODS[0]: "orders"}}, "CdcRawShared", f"{PODS[0]} are already read by pipeline orders"),
         ({"spec": None, "invalid_spec": "spec.sinks: too short"}, "InvalidSpec", "spec.sinks"),
@@ -151,6 +149,23 @@ def test_blocking_problems_fail(overrides: dict[str, Any], reason: str, hint: st
     degraded = condition(status, ConditionType.DEGRADED)
     assert degraded.status is ConditionStatus.TRUE and degraded.reason == reason and hint in degraded.message
     assert condition(status, ConditionType.READY).status is ConditionStatus.FALSE
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason", "hint"),
+    [
+        ({"missing_secrets": ["shop-sinks/postgres-dsn"]}, "SecretMissing", "kubectl create secret"),
+        ({"source_problem": "StatefulSet x does not exist"}, "CassandraWorkloadNotFound", "does not exist"),
+    ],
+)
+def test_a_missing_object_is_pending_and_degraded_not_failed(overrides: dict[str, Any], reason: str, hint: str) -> None:
+    """It recovers by itself once the object exists (GitOps often applies it after the pipeline)."""
+    status = assess(observe(**overrides))
+    assert status.phase is Phase.PENDING
+    degraded = condition(status, ConditionType.DEGRADED)
+    assert degraded.status is ConditionStatus.TRUE and degraded.reason == reason and hint in degraded.message
+    ready = condition(status, ConditionType.READY)
+    assert ready.status is ConditionStatus.FALSE and ready.reason == reason
 
 
 def test_paused_wins() -> None:

@@ -1,10 +1,11 @@
 """Decide phase and conditions from an ``Observation``.
 
 Order of precedence, most severe first: Paused (the user asked), Failed (nothing
-can run until the user acts: invalid spec, missing workload, Cassandra pods
-another pipeline reads, missing Secret, no data volume), Degraded (changes flow
-but something needs attention, a failing snapshot included), Pending (not every
-runtime reports yet), Snapshotting (every runtime reports and one still reads
+can run until the user changes the spec or another pipeline: invalid spec,
+Cassandra pods another pipeline reads, no data volume), Pending with Degraded
+True (a Secret or the Cassandra workload does not exist yet: it starts by itself
+once it does), Degraded (changes flow but something needs attention, a failing
+snapshot included), Pending (not every runtime reports yet), Snapshotting (every runtime reports and one still reads
 what its tables held), Running.
 
 Ready means every selected Cassandra pod has a runtime that reports, on the
@@ -114,6 +115,13 @@ def _decide(seen: Observation) -> tuple[Phase, dict[ConditionType, Verdict]]:
     fatal = _fatal(seen)
     if fatal is not None:
         return _failed(fatal.reason, fatal.message)
+    missing = _missing(seen)
+    if missing is not None:
+        return Phase.PENDING, {
+            ConditionType.READY: false(missing.reason, missing.message),
+            ConditionType.PROGRESSING: false(missing.reason, missing.message),
+            ConditionType.DEGRADED: true(missing.reason, missing.message),
+        }
     if not seen.pods:
         message = (
             f"no live Cassandra pod matches {seen.source_description} in namespace {seen.namespace}; "
@@ -136,19 +144,30 @@ def _failed(reason: str, message: str) -> tuple[Phase, dict[ConditionType, Verdi
 
 
 def _fatal(seen: Observation) -> _Issue | None:
-    if seen.source_problem:
-        return _Issue("CassandraWorkloadNotFound", seen.source_problem)
+    """What stops the pipeline until the user changes it or another pipeline."""
     if seen.read_elsewhere:
         return _Issue("CdcRawShared", _shared_message(seen))
+    if seen.pods and len(seen.pods_without_data) == len(seen.pods):
+        return _Issue("DataVolumeNotFound", _no_data_message(seen))
+    return None
+
+
+def _missing(seen: Observation) -> _Issue | None:
+    """An object the pipeline needs that does not exist yet: it starts by itself once it does (Pending).
+
+    With GitOps the Secret or the Cassandra workload is often applied after the pipeline; a phase
+    of Failed would read as terminal. Degraded stays True so alerts still fire while it lasts.
+    """
+    if seen.source_problem:
+        return _Issue("CassandraWorkloadNotFound", seen.source_problem)
     if seen.missing_secrets:
         listed = ", ".join(seen.missing_secrets)
         return _Issue(
             "SecretMissing",
             f"the spec references Secret keys that do not exist in namespace {seen.namespace}: {listed}; "
-            "create them (kubectl create secret generic NAME --from-literal=KEY=...) or fix the references",
+            "create them (kubectl create secret generic NAME --from-literal=KEY=...) or fix the references; "
+            "the pipeline starts by itself once they exist",
         )
-    if seen.pods and len(seen.pods_without_data) == len(seen.pods):
-        return _Issue("DataVolumeNotFound", _no_data_message(seen))
     return None
 
 

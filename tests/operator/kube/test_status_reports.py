@@ -94,23 +94,33 @@ def test_unreachable_sink_and_full_cdc_raw_are_reported(cassandra: Cluster, oper
     assert body["status"]["sinks"]["pg"]["healthy"] is False
 
 
-def test_missing_secret_fails_until_created(cluster: Cluster, operator: KopfRunner) -> None:
+def test_missing_secret_waits_degraded_until_created(cluster: Cluster, operator: KopfRunner) -> None:
     cluster.apply(statefulset(), cassandra_pod("cassandra-0"))
     cluster.apply(pipeline())
-    body = wait_phase(cluster, "Failed")
+
+    def reason(kind: str) -> Any:
+        return (condition(cluster.get("cdcp", "shop"), kind) or {}).get("reason")
+
+    wait_for(lambda: reason("Degraded") == "SecretMissing", "Degraded with SecretMissing")
+    body = cluster.get("cdcp", "shop")
+    assert body is not None and body["status"]["phase"] == "Pending"  # not Failed: it recovers by itself
     degraded = condition(body, "Degraded")
-    assert degraded is not None and degraded["reason"] == "SecretMissing"
+    assert degraded is not None
     assert "shop-sinks" in degraded["message"] and "kubectl create secret" in degraded["message"]
     assert cluster.list("deployment", "headrace.io/pipeline=shop") == []
     cluster.apply(secret("shop-sinks", "postgres-dsn"))
-    wait_phase(cluster, "Pending")
     wait_for(lambda: cluster.list("deployment", "headrace.io/pipeline=shop"), "the runtime after the Secret appeared")
+    wait_for(lambda: reason("Degraded") not in (None, "SecretMissing"), "the SecretMissing condition cleared")
 
 
 def test_no_matching_pods_and_missing_workload(cluster: Cluster, operator: KopfRunner) -> None:
     cluster.apply(secret("shop-sinks", "postgres-dsn"))
     cluster.apply(pipeline())
-    body = wait_phase(cluster, "Failed")
+    body = wait_for(
+        lambda: (b := cluster.get("cdcp", "shop")) and (condition(b, "Degraded") or {}).get("reason") and b,
+        "a Degraded condition",
+    )
+    assert body["status"]["phase"] == "Pending"
     degraded = condition(body, "Degraded")
     assert degraded is not None and degraded["reason"] == "CassandraWorkloadNotFound"
     assert "StatefulSet cassandra does not exist" in degraded["message"]
