@@ -24,6 +24,10 @@ DELETED = Counter(
     "Objects deleted by the operator (scale-down, cleanup), by kind.",
     ["kind"],
 )
+EVENTS_DROPPED = Counter(
+    "headrace_operator_events_dropped",
+    "Kubernetes Events the API server refused (the reconcile pass went on without them).",
+)
 PIPELINES = Gauge(
     "headrace_operator_pipelines",
     "Pipelines by phase, as last computed.",

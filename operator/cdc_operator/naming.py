@@ -38,6 +38,8 @@ ANNOTATION_CASSANDRA_POD = f"{GROUP}/cassandra-pod"
 
 #: Kopf's bookkeeping lives in annotations with this prefix, never in status.
 KOPF_PREFIX = GROUP
+#: Where kopf keeps the spec (and labels, annotations) it last handled: the diff base of update events.
+KOPF_DIFFBASE = f"{KOPF_PREFIX}/last-handled-configuration"
 FINALIZER = f"{GROUP}/cleanup"
 
 #: StatefulSet pods carry their own name as a label; the affinity pins to it.

@@ -69,7 +69,7 @@ app.kubernetes.io/component: operator
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "list", "create", "patch", "update", "delete"]
-# Kopf posts Kubernetes Events for warnings and errors.
+# Events on pipelines: phase changes, problems and recoveries, rollouts (and kopf's handler errors).
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

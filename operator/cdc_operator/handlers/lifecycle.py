@@ -21,7 +21,7 @@ from cdc_operator.kube.client import Kube
 async def configure(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=naming.KOPF_PREFIX, key="last-handled-configuration"
+        prefix=naming.KOPF_PREFIX, key=naming.KOPF_DIFFBASE.split("/", 1)[1]
     )
     settings.persistence.finalizer = naming.FINALIZER
     # Kubernetes Events only for problems: one Event per timer tick would flood the namespace.

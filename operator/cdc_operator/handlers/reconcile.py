@@ -7,6 +7,7 @@ nothing depends on which event came first or whether an event was missed.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ from cdc_operator import naming
 from cdc_operator.config import OperatorConfig
 from cdc_operator.handlers.apply import AppliedState, apply_all, drift, fingerprint
 from cdc_operator.handlers.discovery import discover, missing_secrets, read_elsewhere
+from cdc_operator.handlers.events import post_events
 from cdc_operator.handlers.scale import retire, stand_down
 from cdc_operator.kube.client import Kube
 from cdc_operator.render import PipelineRef, render_pipeline
 from cdc_operator.status.assess import assess
+from cdc_operator.status.events import changed_fields, notices
 from cdc_operator.status.nodes import reports_in_force
 from cdc_operator.status.observation import Observation
 from cdc_operator.status.pods import problems_by_cassandra_pod
@@ -67,7 +70,7 @@ async def reconcile(
         )
     except ValidationError as exc:
         seen = Observation(spec=None, invalid_spec=describe_validation_error(exc).replace("\n", "; "), **base)
-        return await _report(kube, name, seen, previous, removed=[])
+        return await _report(kube, body, seen, previous, removed=[])
 
     discovery = await discover(kube, namespace, spec.source.cassandra)
     rendered = render_pipeline(ref, spec, discovery.pods, config.runtime_image)
@@ -119,7 +122,7 @@ async def reconcile(
     )
     stale = [pod for pod in nodes if pod not in live and (retired is None or pod not in retired.draining)]
     removed = sorted({*dropped, *(stale if retired is not None else [])})
-    return await _report(kube, name, seen, previous, removed=removed)
+    return await _report(kube, body, seen, previous, removed=removed)
 
 
 def _previous_status(raw: Any) -> PipelineStatus:
@@ -131,12 +134,30 @@ def _previous_status(raw: Any) -> PipelineStatus:
         return PipelineStatus()
 
 
-async def _report(kube: Kube, name: str, seen: Observation, previous: PipelineStatus, removed: list[str]) -> Outcome:
+async def _report(
+    kube: Kube, body: Mapping[str, Any], seen: Observation, previous: PipelineStatus, removed: list[str]
+) -> Outcome:
+    name = body["metadata"]["name"]
     status = assess(seen)
     patch = status_patch(status, previous, removed)
     if patch is not None:
         await kube.merge_patch(naming.KIND, seen.namespace, name, patch, subresource="status")
+        await post_events(kube, body, notices(previous, status, _spec_changes(body)), seen.now)
     return Outcome(status, written=patch is not None)
+
+
+def _spec_changes(body: Mapping[str, Any]) -> list[str]:
+    """The spec fields (and the snapshot annotation) that differ from what kopf last handled."""
+    annotations = body["metadata"].get("annotations") or {}
+    try:
+        handled = json.loads(annotations.get(naming.KOPF_DIFFBASE, "") or "{}")
+    except ValueError:
+        return []
+    changes = changed_fields(handled.get("spec") or {}, body.get("spec") or {})
+    old_annotations = (handled.get("metadata") or {}).get("annotations") or {}
+    if old_annotations.get(naming.ANNOTATION_SNAPSHOT) != annotations.get(naming.ANNOTATION_SNAPSHOT):
+        changes.append(f"annotation {naming.ANNOTATION_SNAPSHOT}")
+    return changes
 
 
 def status_patch(status: PipelineStatus, previous: PipelineStatus, removed: list[str]) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""The operator's Kubernetes calls: get, list, server-side apply, merge patch, delete.
+"""The operator's Kubernetes calls: get, list, server-side apply, merge patch, create, delete.
 
 Writes use server-side apply with one field manager, so applying the same
 rendered object twice is a no-op and applying a changed one removes exactly
@@ -72,6 +72,10 @@ class Kube:
     ) -> dict[str, Any]:
         path = KINDS[kind].path(namespace, name, subresource)
         return await self._request("PATCH", path, body=patch, content_type="application/merge-patch+json")
+
+    async def create(self, kind: str, namespace: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Create ``obj`` (POST); for objects that are only ever created, such as Events."""
+        return await self._request("POST", KINDS[kind].path(namespace), body=obj)
 
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Delete in the foreground of nothing: True if it existed."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import pytest
@@ -162,3 +164,39 @@ def test_snapshot_annotation_reaches_the_runtimes_and_their_progress_shows(
     degraded = condition(body, "Degraded")
     assert degraded is not None and degraded["reason"] == "SnapshotFailed"
     assert "shop.orders on cassandra-1 fails: timeout" in degraded["message"]
+
+
+def pipeline_events(cluster: Cluster, name: str = "shop") -> list[dict[str, Any]]:
+    args = [
+        "get",
+        "events",
+        "-o",
+        "json",
+        "--field-selector",
+        f"involvedObject.kind=CDCPipeline,involvedObject.name={name}",
+    ]
+    return list(json.loads(cluster.kubectl(*args).stdout)["items"])
+
+
+def test_events_tell_problems_recoveries_and_rollouts(cluster: Cluster, operator: KopfRunner) -> None:
+    """`kubectl describe cdcp` shows what happened: a missing Secret, its arrival, a spec change and its fields."""
+    cluster.apply(statefulset(), cassandra_pod("cassandra-0"))
+    cluster.apply(pipeline())
+
+    def posted(reason: str) -> list[dict[str, Any]]:
+        return [e for e in pipeline_events(cluster) if e["reason"] == reason]
+
+    (missing,) = wait_for(lambda: posted("SecretMissing"), "a SecretMissing Event")
+    assert missing["type"] == "Warning" and "shop-sinks" in missing["message"]
+    assert missing["source"]["component"] == "headrace-operator"
+    cluster.apply(secret("shop-sinks", "postgres-dsn"))
+    (recovered,) = wait_for(lambda: posted("Recovered"), "a Recovered Event")
+    assert recovered["type"] == "Normal" and "SecretMissing" in recovered["message"]
+    wait_for(lambda: cluster.list("deployment", "headrace.io/pipeline=shop"), "the runtime Deployment")
+    changed = pipeline()
+    changed["spec"]["sinks"][0]["batchSize"] = 5000
+    cluster.apply(changed)
+    (rollout,) = wait_for(lambda: posted("Rollout"), "a Rollout Event")
+    assert "configuration changed (spec.sinks[0].batchSize)" in rollout["message"], rollout["message"]
+    time.sleep(3)  # timer passes that change nothing post nothing
+    assert len(posted("SecretMissing")) == len(posted("Recovered")) == len(posted("Rollout")) == 1
