@@ -156,8 +156,8 @@ class NodeStatus(_Status):
 class SinkStatus(_Status):
     """One sink over all nodes (written by the operator)."""
 
-    healthy: bool = True
-    """Every runtime's last write to this sink succeeded."""
+    healthy: bool | None = None
+    """Every runtime's last write to this sink succeeded; false when one failed; absent until every runtime reports."""
     last_commit_time: datetime | None = None
     """The oldest of the runtimes' last commit times: every node has committed since."""
     rows_written: int = Field(default=0, ge=0)

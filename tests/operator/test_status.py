@@ -280,3 +280,11 @@ def test_the_snapshot_annotation_becomes_the_request_and_a_too_long_one_is_refus
     assert asked.model_copy(update={"source": SPEC.source}) == SPEC  # nothing else changed
     with pytest.raises(ValidationError, match=r"source\.snapshot\.request"):
         with_snapshot_request(SPEC, "x" * 254)
+
+
+def test_a_sink_is_healthy_only_once_every_runtime_reported_on_it() -> None:
+    assert assess(observe(nodes={})).sinks["pg"].healthy is None  # nothing known yet: not "healthy"
+    assert assess(observe(nodes={PODS[0]: report()})).sinks["pg"].healthy is None
+    assert assess(observe()).sinks["pg"].healthy is True
+    broken = report(sinks={"pg": NodeSinkStatus(healthy=False, rows_written=0)})
+    assert assess(observe(nodes={PODS[0]: broken})).sinks["pg"].healthy is False

@@ -92,7 +92,14 @@ async def reconcile(
     # Without a trustworthy pod list, retiring runtimes could delete healthy ones: skip it.
     retired = (
         await retire(
-            kube, namespace, existing, live_pods=live, nodes=nodes, now=now, drain_timeout=config.drain_timeout
+            kube,
+            namespace,
+            existing,
+            live_pods=live,
+            nodes=nodes,
+            now=now,
+            drain_timeout=config.drain_timeout,
+            paused=spec.paused,
         )
         if not blocked
         else None

@@ -43,7 +43,13 @@ async def retire(
     nodes: Mapping[str, NodeStatus],
     now: datetime,
     drain_timeout: timedelta,
+    paused: bool = False,
 ) -> Retirement:
+    """Delete, stamp or keep each runtime Deployment by the scale-down policy.
+
+    A runtime kept to drain a removed pod's backlog is not rendered any more, so its
+    replicas follow ``spec.paused`` here: zero while paused, one again on resume.
+    """
     result = Retirement()
     for body in deployments:
         runtime = as_runtime(body)
@@ -61,6 +67,9 @@ async def retire(
             result.current[runtime.cassandra_pod] = runtime.name
         else:
             result.draining[runtime.cassandra_pod] = runtime.name
+            wanted = 0 if paused else 1
+            if (body.get("spec") or {}).get("replicas") != wanted:
+                await kube.merge_patch("Deployment", namespace, runtime.name, {"spec": {"replicas": wanted}})
     return result
 
 

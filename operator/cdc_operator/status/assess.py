@@ -337,8 +337,12 @@ def _sinks(seen: Observation) -> dict[str, SinkSummary]:
     for sink in seen.spec.sinks:
         views = [r.sinks[sink.name] for r in reports if sink.name in r.sinks]
         commits = [v.last_commit_time for v in views if v.last_commit_time is not None]
+        if not all(v.healthy for v in views):
+            healthy: bool | None = False
+        else:  # unknown until every selected pod's runtime has reported on the sink
+            healthy = True if views and len(views) == len(seen.pods) else None
         summary[sink.name] = SinkSummary(
-            healthy=all(v.healthy for v in views),
+            healthy=healthy,
             last_commit_time=min(commits) if commits and len(commits) == len(views) else None,
             rows_written=sum(v.rows_written for v in views),
         )

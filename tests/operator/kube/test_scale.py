@@ -47,6 +47,17 @@ def test_scale_up_then_down_with_drain(cassandra: Cluster, operator: KopfRunner)
     assert body["status"]["readyNodes"] == "2/2", "a removed pod no longer counts"
     assert "shop-cassandra-2" in runtime_names(cassandra), "a runtime with backlog must not be deleted"
 
+    # Pausing stops the draining runtime too (every runtime scaled to zero, as the condition says).
+    def replicas(name: str) -> int | None:
+        found = cassandra.get("deployment", name)
+        return found["spec"]["replicas"] if found else None
+
+    cassandra.merge_patch("cdcp", "shop", {"spec": {"paused": True}})
+    wait_for(lambda: replicas("shop-cassandra-2") == 0, "the draining runtime scaled to zero while paused")
+    assert replicas("shop-cassandra-0") == 0
+    cassandra.merge_patch("cdcp", "shop", {"spec": {"paused": False}})
+    wait_for(lambda: replicas("shop-cassandra-2") == 1, "the draining runtime back after resume")
+
     report(cassandra, "cassandra-2", cdc_raw_bytes=0)  # drained
     wait_for(lambda: "shop-cassandra-2" not in runtime_names(cassandra), "deletion of the drained runtime")
     wait_for(
