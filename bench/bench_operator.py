@@ -1,8 +1,9 @@
-"""Operator at scale: 100 CDCPipelines over a 30-pod Cassandra fleet on the local kube-apiserver.
+"""Operator at scale: 100 CDCPipelines over a 300-pod Cassandra fleet on the local kube-apiserver.
 
-Fleet: 10 StatefulSets of 3 pods; pipeline i reads StatefulSet i % 10, so the
-operator renders 100 ConfigMaps/ServiceAccounts/Roles/RoleBindings and 300
-runtime Deployments. The operator runs as its own process
+Fleet: 100 StatefulSets of 3 pods; pipeline i reads StatefulSet i (one pipeline
+per Cassandra pod: a second is refused, ``CdcRawShared``), so the operator
+renders 100 ConfigMaps/ServiceAccounts/Roles/RoleBindings and 300 runtime
+Deployments. The operator runs as its own process
 (``python -m cdc_operator``) so its peak RSS (VmHWM) is its own.
 
 Figures: seconds from applying the 100 pipelines until every one is Ready or
@@ -32,7 +33,7 @@ from devservices.envtest import ControlPlane, running_control_plane
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES = 100
-WORKLOADS = 10
+WORKLOADS = PIPELINES
 PODS_PER_WORKLOAD = 3
 NAMESPACE = "bench"
 INTERVAL_S = 10
@@ -65,6 +66,7 @@ def _fleet() -> list[dict[str, Any]]:
                     "kind": "Pod",
                     "metadata": {"name": name, "labels": {**labels, "statefulset.kubernetes.io/pod-name": name}},
                     "spec": {
+                        "nodeName": f"node-{w % 10}",
                         "containers": [{"name": "cassandra", "image": "cassandra:5.0"}],
                         "volumes": [{"name": "server-data", "persistentVolumeClaim": {"claimName": f"data-{name}"}}],
                     },

@@ -42,6 +42,8 @@ class CassandraPod:
     tolerations: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     address: str | None = None
     """Where the pod answers CQL: its stable DNS name, else its IP; None before it has either."""
+    node_name: str | None = None
+    """The node the pod is scheduled on (``spec.nodeName``); None while unscheduled."""
 
 
 def workload_selector(kind: str, body: Mapping[str, Any]) -> dict[str, str]:
@@ -81,6 +83,7 @@ def describe(pod: Mapping[str, Any], selector: Mapping[str, str], data_volume: s
         **_identity(spec),
         tolerations=tuple(t for t in spec.get("tolerations", []) or [] if t.get("key") not in _DEFAULT_TOLERATION_KEYS),
         address=_address(pod),
+        node_name=spec.get("nodeName") or None,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +220,20 @@ def test_each_runtime_is_told_its_own_cassandra() -> None:
         for d in rendered().deployments
     ]
     assert hosts == ["cassandra-0.cassandra.data.svc", "10.244.1.7"]
+
+
+def test_a_runtime_follows_its_pods_node_and_steps_aside_while_it_has_none() -> None:
+    _, spec, _ = load_pipeline()
+    placed = {d["metadata"]["name"]: d for d in rendered().deployments}
+    first = placed["shop-cassandra-0"]["spec"]
+    terms = first["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"] == [
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-a"]}]}
+    ]
+    assert first["replicas"] == 1
+    ref = load_pipeline()[0]
+    unscheduled = [dataclasses.replace(p, node_name=None) if p.name == "cassandra-0" else p for p in pods()]
+    waiting = {d["metadata"]["name"]: d for d in render_pipeline(ref, spec, unscheduled).deployments}
+    assert waiting["shop-cassandra-0"]["spec"]["replicas"] == 0
+    assert "nodeAffinity" not in waiting["shop-cassandra-0"]["spec"]["template"]["spec"]["affinity"]
+    assert waiting["shop-cassandra-1"]["spec"]["replicas"] == 1

@@ -2,9 +2,14 @@
 
 Why each choice:
 
-* required podAffinity to exactly that pod (``kubernetes.io/hostname``): the
+* required podAffinity to exactly that pod (``kubernetes.io/hostname``) and
+  required nodeAffinity to the node it is scheduled on (``metadata.name``): the
   runtime reads the pod's data PVC, which is usually ReadWriteOnce and can only
-  be shared by pods on the same node;
+  be shared by pods on the same node. When the Cassandra pod lands on another
+  node the Deployment changes, and ``Recreate`` stops the old runtime (freeing
+  the volume for Cassandra) before the new one starts beside the pod;
+* ``replicas: 0`` while the Cassandra pod is not scheduled: the runtime steps
+  aside rather than hold the volume the pod needs wherever it lands;
 * the data PVC is mounted read-write because the runtime deletes the cdc_raw
   segments every sink has committed, and it runs as Cassandra's own uid/gid,
   the owner of cdc_raw;
@@ -63,7 +68,7 @@ def render_deployment(
             annotations={naming.ANNOTATION_CASSANDRA_POD: pod.name},
         ),
         "spec": {
-            "replicas": 0 if spec.paused else 1,
+            "replicas": 0 if spec.paused or pod.node_name is None else 1,
             "revisionHistoryLimit": 3,
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": selector},
@@ -98,6 +103,7 @@ def _pod_spec(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "affinity": {
+            **_node_affinity(pod),
             "podAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": [
                     {
@@ -105,7 +111,7 @@ def _pod_spec(
                         "topologyKey": "kubernetes.io/hostname",
                     }
                 ]
-            }
+            },
         },
         "containers": [_container(pipeline, spec, pod, config_hash, secrets)],
         "volumes": [
@@ -172,3 +178,11 @@ def _container(
     if any(wanted.values()):
         container["resources"] = {kind: values for kind, values in wanted.items() if values}
     return container
+
+
+def _node_affinity(pod: CassandraPod) -> dict[str, Any]:
+    """Required affinity to the Cassandra pod's current node (none while it has no node: replicas are 0)."""
+    if pod.node_name is None:
+        return {}
+    term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [pod.node_name]}]}
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}

@@ -66,8 +66,11 @@ def condition(pipeline: dict[str, Any] | None, kind: str) -> dict[str, Any] | No
 # --- manifests -------------------------------------------------------------------------------
 
 
-def cassandra_pod(name: str, labels: dict[str, str] | None = None, claim: str | None = None) -> dict[str, Any]:
-    """A Cassandra pod as its StatefulSet would create it (no kubelet runs it here)."""
+def cassandra_pod(
+    name: str, labels: dict[str, str] | None = None, claim: str | None = None, node: str | None = "node-a"
+) -> dict[str, Any]:
+    """A Cassandra pod as its StatefulSet would create it, scheduled on ``node`` (no kubelet runs it here;
+    ``node=None``: not scheduled yet)."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -76,6 +79,7 @@ def cassandra_pod(name: str, labels: dict[str, str] | None = None, claim: str | 
             "labels": {"app": "cassandra", "statefulset.kubernetes.io/pod-name": name, **(labels or {})},
         },
         "spec": {
+            **({"nodeName": node} if node is not None else {}),
             "securityContext": {"runAsUser": 999, "runAsGroup": 999, "fsGroup": 999},
             "containers": [{"name": "cassandra", "image": "cassandra:5.0"}],
             "volumes": [

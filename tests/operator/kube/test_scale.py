@@ -88,3 +88,31 @@ def test_pod_restart_keeps_its_runtime(cassandra: Cluster, operator: KopfRunner)
         "the stamp to be removed",
     )
     assert (cassandra.get("deployment", "shop-cassandra-1") or {})["metadata"]["uid"] == uid
+
+
+def test_a_runtime_steps_aside_while_its_pod_is_unscheduled_and_follows_it_to_its_new_node(
+    cassandra: Cluster, operator: KopfRunner
+) -> None:
+    """A runtime never holds the data volume a moving Cassandra pod needs: zero replicas while the pod has
+    no node, then required affinity to the node it landed on (Recreate stops the old runtime first)."""
+    cassandra.apply(pipeline())
+    target = naming.runtime_deployment("shop", "cassandra-0")
+
+    def placement() -> tuple[int, list[str]] | None:
+        found = cassandra.get("deployment", target)
+        if found is None:
+            return None
+        affinity = found["spec"]["template"]["spec"]["affinity"]
+        terms = affinity.get("nodeAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution", {})
+        nodes = [v for t in terms.get("nodeSelectorTerms", []) for f in t["matchFields"] for v in f["values"]]
+        return found["spec"]["replicas"], nodes
+
+    wait_for(lambda: placement() == (1, ["node-a"]), "the runtime pinned to the pod's node")
+    cassandra.kubectl("delete", "pod", "cassandra-0", "--wait=true")
+    cassandra.apply(cassandra_pod("cassandra-0", node=None))  # recreated by its StatefulSet, not placed yet
+    wait_for(lambda: placement() == (0, []), "the runtime stepped aside while the pod has no node")
+    cassandra.kubectl("delete", "pod", "cassandra-0", "--wait=true")
+    cassandra.apply(cassandra_pod("cassandra-0", node="node-b"))  # placed on another node
+    wait_for(lambda: placement() == (1, ["node-b"]), "the runtime following the pod to node-b")
+    found = cassandra.get("deployment", target)
+    assert found is not None and found["spec"]["strategy"]["type"] == "Recreate"
