@@ -387,6 +387,13 @@ class RuntimeSpec(_Model):
 
     max_lag_seconds: int = Field(default=60, ge=1)
     """Lag above which the pipeline turns Degraded."""
+    image_pull_secrets: list[Annotated[str, Field(pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$", max_length=253)]] = (
+        Field(default=[], max_length=16)
+    )
+    """Names of Secrets in the pipeline's namespace to pull the runtime image with."""
+    priority_class_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$", max_length=253)
+    """PriorityClass of the runtime pods (unset: the cluster's default). Placement needs no nodeSelector:
+    each runtime is pinned to its Cassandra pod's node."""
 
 
 class PipelineSpec(_Model):

@@ -11,9 +11,10 @@ import yaml
 from cdc_operator import naming
 from cdc_operator.cassandra import describe
 from cdc_operator.render import PipelineRef, render_pipeline
+from cdc_operator.render.deployment import DEFAULT_RESOURCES
 from cdc_operator.render.pipeline import RenderedPipeline
 
-from pipeline_runtime.config.model import DEFAULT_RUNTIME_IMAGE, PipelineSpec
+from pipeline_runtime.config.model import DEFAULT_RUNTIME_IMAGE, PipelineSpec, Resources
 from tests.operator.golden import assert_golden
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -237,3 +238,29 @@ def test_a_runtime_follows_its_pods_node_and_steps_aside_while_it_has_none() -> 
     assert waiting["shop-cassandra-0"]["spec"]["replicas"] == 0
     assert "nodeAffinity" not in waiting["shop-cassandra-0"]["spec"]["template"]["spec"]["affinity"]
     assert waiting["shop-cassandra-1"]["spec"]["replicas"] == 1
+
+
+def test_runtime_pods_are_never_best_effort_and_take_the_pod_settings_users_set() -> None:
+    _, spec, _ = load_pipeline()
+    unset = spec.model_copy(update={"runtime": spec.runtime.model_copy(update={"resources": Resources()})})
+    plain = rendered(spec=unset).deployments[0]["spec"]["template"]["spec"]
+    container = plain["containers"][0]
+    assert container["resources"] == DEFAULT_RESOURCES  # nothing set: not BestEffort beside Cassandra
+    assert plain["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["livenessProbe"]["timeoutSeconds"] == 5
+    assert "imagePullSecrets" not in plain and "priorityClassName" not in plain
+    runtime = spec.runtime.model_copy(
+        update={
+            "resources": Resources(limits={"memory": "2Gi", "cpu": "1"}),
+            "image_pull_secrets": ["registry-creds"],
+            "priority_class_name": "data-plane",
+        }
+    )
+    chosen = rendered(spec=spec.model_copy(update={"runtime": runtime})).deployments[0]["spec"]["template"]["spec"]
+    assert chosen["containers"][0]["resources"] == {
+        "requests": {"cpu": "250m", "memory": "256Mi"},
+        "limits": {"memory": "2Gi", "cpu": "1"},
+    }
+    assert chosen["imagePullSecrets"] == [{"name": "registry-creds"}]
+    assert chosen["priorityClassName"] == "data-plane"

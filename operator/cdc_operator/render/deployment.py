@@ -19,7 +19,11 @@ Why each choice:
   RuntimeDefault seccomp; ``/tmp`` is an emptyDir for libraries that need one;
 * the config hash and the restart token sit in the pod template's annotations,
   so a configuration change or a ``headrace.io/restart`` annotation rolls the pod;
-* ``replicas: 0`` while ``spec.paused``.
+* ``replicas: 0`` while ``spec.paused``;
+* never BestEffort beside Cassandra: ``DEFAULT_RESOURCES`` fill each quantity the
+  pipeline leaves unset; ``fsGroupChangePolicy: OnRootMismatch`` so the kubelet
+  does not chown Cassandra's whole data volume at every start; a startup probe
+  covers the connect to Cassandra before liveness counts.
 """
 
 from __future__ import annotations
@@ -40,6 +44,12 @@ HTTP_PORT_NAME = "http-metrics"
 #: Where the Cassandra data volume appears, as in the Cassandra pod (k8ssandra's layout).
 DATA_DIR = "/var/lib/cassandra"
 CONTAINER = "runtime"
+#: Resources of a runtime whose pipeline sets none (each quantity the pipeline sets wins): a runtime that
+#: drains a backlog uses about one core; memory stays flat in the backlog (docs/operator.md).
+DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "250m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
+}
 
 
 def render_deployment(
@@ -100,6 +110,8 @@ def _pod_spec(
             "runAsUser": pod.run_as_user,
             "runAsGroup": pod.run_as_group,
             "fsGroup": pod.fs_group,
+            # Cassandra's volume already belongs to its group: never chown the whole data volume at each start.
+            "fsGroupChangePolicy": "OnRootMismatch",
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "affinity": {
@@ -124,6 +136,10 @@ def _pod_spec(
     if pod.tolerations:
         # The runtime must be allowed wherever its Cassandra pod is allowed.
         pod_spec["tolerations"] = [dict(t) for t in pod.tolerations]
+    if spec.runtime.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in spec.runtime.image_pull_secrets]
+    if spec.runtime.priority_class_name:
+        pod_spec["priorityClassName"] = spec.runtime.priority_class_name
     return pod_spec
 
 
@@ -158,8 +174,25 @@ def _container(
         "args": ["run", "--config", CONFIG_PATH, "--secrets-dir", SECRETS_DIR],
         "env": env,
         "ports": [{"name": HTTP_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
-        "livenessProbe": {"httpGet": {"path": "/healthz", **probe}, "periodSeconds": 10, "failureThreshold": 6},
-        "readinessProbe": {"httpGet": {"path": "/readyz", **probe}, "periodSeconds": 10, "failureThreshold": 3},
+        # Startup (connecting to Cassandra, reading the schema) may take minutes; liveness starts after it.
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", **probe},
+            "periodSeconds": 5,
+            "timeoutSeconds": 5,
+            "failureThreshold": 60,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", **probe},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 6,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", **probe},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -174,9 +207,11 @@ def _container(
         ],
     }
     resources = spec.runtime.resources
-    wanted = {kind: dict(values) for kind, values in (("requests", resources.requests), ("limits", resources.limits))}
-    if any(wanted.values()):
-        container["resources"] = {kind: values for kind, values in wanted.items() if values}
+    # Never BestEffort beside Cassandra: the defaults fill what the pipeline leaves unset, per quantity.
+    container["resources"] = {
+        "requests": DEFAULT_RESOURCES["requests"] | dict(resources.requests),
+        "limits": DEFAULT_RESOURCES["limits"] | dict(resources.limits),
+    }
     return container
 
 
