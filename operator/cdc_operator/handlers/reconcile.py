@@ -25,15 +25,18 @@ from cdc_operator.handlers.scale import retire, stand_down
 from cdc_operator.kube.client import Kube
 from cdc_operator.render import PipelineRef, render_pipeline
 from cdc_operator.status.assess import assess
-from cdc_operator.status.events import changed_fields, notices
+from cdc_operator.status.conditions import Verdict, conditions, false
+from cdc_operator.status.events import Notice, changed_fields, notices
 from cdc_operator.status.nodes import reports_in_force
 from cdc_operator.status.observation import Observation
 from cdc_operator.status.pods import problems_by_cassandra_pod
 from pipeline_runtime.config.loader import describe_validation_error
 from pipeline_runtime.config.model import PipelineSpec
-from pipeline_runtime.config.status import PipelineStatus
+from pipeline_runtime.config.status import ConditionType, PipelineStatus
 
 log = logging.getLogger(__name__)
+#: The Progressing reason while the pause-reconciliation annotation holds.
+HOLD_REASON = "ReconciliationPaused"
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ async def reconcile(
         "nodes": nodes,
         "thresholds": config.thresholds,
     }
+    if annotations.get(naming.ANNOTATION_PAUSE_RECONCILIATION, "").lower() == "true":
+        return await _hold(kube, body, previous, now)
     try:
         spec = with_snapshot_request(
             PipelineSpec.model_validate(body.get("spec") or {}), annotations.get(naming.ANNOTATION_SNAPSHOT)
@@ -150,6 +155,30 @@ async def _report(
     if patch is not None:
         await kube.merge_patch(naming.KIND, seen.namespace, name, patch, subresource="status")
         await post_events(kube, body, notices(previous, status, _spec_changes(body)), seen.now)
+    return Outcome(status, written=patch is not None)
+
+
+async def _hold(kube: Kube, body: Mapping[str, Any], previous: PipelineStatus, now: datetime) -> Outcome:
+    """Reconciliation paused: touch nothing but the Progressing condition, which says so.
+
+    Runtimes keep running and reporting into ``status.nodes``; phase and the aggregates stay
+    as the last pass left them, and ``observedGeneration`` does not move (spec edits wait).
+    """
+    message = (
+        f"reconciliation is paused by the annotation {naming.ANNOTATION_PAUSE_RECONCILIATION}=true: the operator "
+        "changes nothing (runtimes keep running; spec edits wait); remove the annotation to resume"
+    )
+    verdicts = {c.type: Verdict(c.status, c.reason, c.message) for c in previous.conditions}
+    for kind in ConditionType:
+        verdicts.setdefault(kind, false(HOLD_REASON, message))
+    verdicts[ConditionType.PROGRESSING] = false(HOLD_REASON, message)
+    held = conditions(verdicts, previous.conditions, previous.observed_generation, now)
+    status = previous.model_copy(update={"conditions": held})
+    patch = status_patch(status, previous, [])
+    if patch is not None:
+        name = body["metadata"]["name"]
+        await kube.merge_patch(naming.KIND, body["metadata"]["namespace"], name, patch, subresource="status")
+        await post_events(kube, body, [Notice("Normal", HOLD_REASON, message)], now)
     return Outcome(status, written=patch is not None)
 
 

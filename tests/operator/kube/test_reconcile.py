@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -155,3 +156,41 @@ def test_a_second_pipeline_on_the_same_pods_is_refused_until_the_first_is_gone(
         "the CdcRawShared condition cleared",
     )
     assert recovered["status"] == "False"
+
+
+def test_paused_reconciliation_changes_nothing_until_the_annotation_goes(
+    cassandra: Cluster, operator: KopfRunner
+) -> None:
+    """Strimzi's pause-reconciliation: for emergencies, the operator keeps its hands off; runtimes keep running."""
+    cassandra.apply(pipeline())
+    wait_for(lambda: len(deployments(cassandra)) == 2, "two runtime Deployments")
+    cassandra.kubectl("annotate", "cdcp", "shop", f"{naming.ANNOTATION_PAUSE_RECONCILIATION}=true")
+    held = wait_for(
+        lambda: (
+            (c := condition(cassandra.get("cdcp", "shop"), "Progressing"))
+            and c["reason"] == "ReconciliationPaused"
+            and c
+        ),
+        "Progressing=False ReconciliationPaused",
+    )
+    assert held["status"] == "False" and "remove the annotation to resume" in held["message"]
+    changed = pipeline()
+    changed["spec"]["sinks"][0]["batchSize"] = 5000
+    cassandra.apply(changed)
+    target = naming.runtime_deployment("shop", "cassandra-0")
+    cassandra.kubectl("delete", "deployment", target)
+    time.sleep(4)  # four reconcile intervals: nothing is applied, repaired or re-rendered
+    assert cassandra.get("deployment", target) is None
+    config_map = cassandra.get("configmap", naming.config_map("shop"))
+    assert config_map is not None and "batchSize: 5000" not in config_map["data"]["pipeline.yaml"]
+    cassandra.kubectl("annotate", "cdcp", "shop", f"{naming.ANNOTATION_PAUSE_RECONCILIATION}-")
+    wait_for(lambda: cassandra.get("deployment", target), "the runtime Deployment back after resuming")
+    wait_for(
+        lambda: (
+            "batchSize: 5000"
+            in (cassandra.get("configmap", naming.config_map("shop")) or {"data": {"pipeline.yaml": ""}})["data"][
+                "pipeline.yaml"
+            ]
+        ),
+        "the spec edit applied after resuming",
+    )
