@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from kopf.testing import KopfRunner
 
@@ -18,8 +20,14 @@ def can_i(cluster: Cluster, *args: str, identity: str) -> bool:
     return answer == "yes"
 
 
+def other_pipeline() -> dict[str, Any]:
+    """A second pipeline in the namespace, on other Cassandra pods (one pipeline per pod: CdcRawShared)."""
+    source = {"cassandra": {"podSelector": {"app": "other-cassandra"}}, "tables": [{"keyspace": "shop"}]}
+    return pipeline("other", source=source)
+
+
 def test_runtime_identity_is_limited_to_its_own_status(cassandra: Cluster, operator: KopfRunner) -> None:
-    cassandra.apply(pipeline("shop"), pipeline("other"))
+    cassandra.apply(pipeline("shop"), other_pipeline())
     wait_for(lambda: cassandra.get("rolebinding", "shop-runtime"), "the runtime RoleBinding")
     me = runtime_identity(cassandra, "shop")
     assert can_i(cassandra, "patch", "cdcpipelines.headrace.io/shop", "--subresource=status", identity=me)
@@ -41,7 +49,7 @@ def test_runtime_identity_is_limited_to_its_own_status(cassandra: Cluster, opera
 
 
 def test_runtime_identity_really_patches_only_its_node_entry(cassandra: Cluster, operator: KopfRunner) -> None:
-    cassandra.apply(pipeline("shop"), pipeline("other"))
+    cassandra.apply(pipeline("shop"), other_pipeline())
     wait_for(lambda: cassandra.get("rolebinding", "shop-runtime"), "the runtime RoleBinding")
     wait_for(lambda: cassandra.get("configmap", "shop-config"), "the runtime ConfigMap")
     report(cassandra, "cassandra-0")  # as system:serviceaccount:<ns>:shop-runtime

@@ -26,7 +26,7 @@ def test_scale_up_then_down_with_drain(cassandra: Cluster, operator: KopfRunner)
         report(cassandra, node)
     report(cassandra, "cassandra-2", cdc_raw_bytes=50_000)
 
-    cassandra.kubectl("delete", "pod", "cassandra-2", "--wait=true")
+    cassandra.kubectl("delete", "pod", "cassandra-2", "--grace-period=0", "--force", "--wait=true")
     marked = wait_for(
         lambda: (
             (d := cassandra.get("deployment", "shop-cassandra-2"))
@@ -71,7 +71,7 @@ def test_pod_restart_keeps_its_runtime(cassandra: Cluster, operator: KopfRunner)
     cassandra.apply(pipeline())
     wait_for(lambda: len(runtime_names(cassandra)) == 2, "two runtimes")
     uid = (cassandra.get("deployment", "shop-cassandra-1") or {})["metadata"]["uid"]
-    cassandra.kubectl("delete", "pod", "cassandra-1", "--wait=true")
+    cassandra.kubectl("delete", "pod", "cassandra-1", "--grace-period=0", "--force", "--wait=true")
     wait_for(
         lambda: (
             naming.ANNOTATION_SOURCE_GONE_SINCE
@@ -108,10 +108,10 @@ def test_a_runtime_steps_aside_while_its_pod_is_unscheduled_and_follows_it_to_it
         return found["spec"]["replicas"], nodes
 
     wait_for(lambda: placement() == (1, ["node-a"]), "the runtime pinned to the pod's node")
-    cassandra.kubectl("delete", "pod", "cassandra-0", "--wait=true")
+    cassandra.kubectl("delete", "pod", "cassandra-0", "--grace-period=0", "--force", "--wait=true")
     cassandra.apply(cassandra_pod("cassandra-0", node=None))  # recreated by its StatefulSet, not placed yet
     wait_for(lambda: placement() == (0, []), "the runtime stepped aside while the pod has no node")
-    cassandra.kubectl("delete", "pod", "cassandra-0", "--wait=true")
+    cassandra.kubectl("delete", "pod", "cassandra-0", "--grace-period=0", "--force", "--wait=true")
     cassandra.apply(cassandra_pod("cassandra-0", node="node-b"))  # placed on another node
     wait_for(lambda: placement() == (1, ["node-b"]), "the runtime following the pod to node-b")
     found = cassandra.get("deployment", target)

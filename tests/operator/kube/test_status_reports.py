@@ -127,9 +127,12 @@ def test_no_matching_pods_and_missing_workload(cluster: Cluster, operator: KopfR
     assert degraded is not None and degraded["reason"] == "CassandraWorkloadNotFound"
     assert "StatefulSet cassandra does not exist" in degraded["message"]
     cluster.apply(statefulset())
-    body = wait_phase(cluster, "Pending")
-    ready = condition(body, "Ready")
-    assert ready is not None and ready["reason"] == "NoCassandraPods" and "app=cassandra" in ready["message"]
+    ready = wait_for(
+        lambda: (c := condition(cluster.get("cdcp", "shop"), "Ready")) and c["reason"] == "NoCassandraPods" and c,
+        "Ready=False NoCassandraPods once the StatefulSet exists",
+    )
+    assert "app=cassandra" in ready["message"]
+    assert (cluster.get("cdcp", "shop") or {})["status"]["phase"] == "Pending"
 
 
 def test_snapshot_annotation_reaches_the_runtimes_and_their_progress_shows(
