@@ -28,6 +28,7 @@ from pathlib import Path
 from pipeline_runtime.app import Runtime, RuntimeOptions, check_config, check_connections
 from pipeline_runtime.config.loader import load_pipeline
 from pipeline_runtime.errors import ConfigError, HeadraceError
+from pipeline_runtime.memory import tune_garbage_collector
 from pipeline_runtime.observability.logging import configure_logging
 
 log = logging.getLogger("headrace")
@@ -163,6 +164,7 @@ def command_snapshot(args: argparse.Namespace) -> int:
 
 
 def _run_until_done(runtime: Runtime) -> int:
+    tune_garbage_collector()
 
     async def main() -> None:
         stop = asyncio.Event()
