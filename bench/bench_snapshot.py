@@ -43,6 +43,7 @@ from devservices.clickhouse import chdb_client, engine_path
 from devservices.postgres import running_postgres
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.events import ChangeEvent
+from pipeline_runtime.memory import tune_garbage_collector
 from pipeline_runtime.observability.metrics import create_metrics
 from pipeline_runtime.pipeline.snapshot import SnapshotRun, SnapshotSettings
 from pipeline_runtime.sinks.base import Batch, Checkpoint, Sink, TableNaming
@@ -229,6 +230,8 @@ def _row(benchmark: str, timings: dict[str, float], baseline: float, **extra: An
 
 def run() -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
+    # The snapshot runs in this process: with the garbage collector tuned as `headrace run` tunes it.
+    tune_garbage_collector()
     with contextlib.ExitStack() as stack:
         cassandra_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="headrace-bench-cassandra-")))
         node = stack.enter_context(running_cassandra(cassandra_dir, "NONE", commitlog_segment_mib=32))
