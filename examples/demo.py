@@ -50,6 +50,7 @@ from pipeline_runtime.app import Runtime, RuntimeOptions, build_transformer, tab
 from pipeline_runtime.config.loader import LoadedPipeline, load_pipeline
 from pipeline_runtime.config.model import SinkSpec, SinkType
 from pipeline_runtime.cql.schema import TableSchema
+from pipeline_runtime.memory import tune_garbage_collector
 from pipeline_runtime.secrets import SecretStore
 from pipeline_runtime.sinks.base import TableNaming
 from pipeline_runtime.source.schema.driver import DriverSchemaSource
@@ -317,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="headrace-demo-"))
     workdir.chmod(0o711)  # PostgreSQL runs as its own user when we are root: it must reach its folder
     say(f"Headrace demo — working folder {workdir}")
+    tune_garbage_collector()  # the runtime runs in this process: tuned as `headrace run` is
     try:
         return asyncio.run(demo(workdir, args.seconds, args.rate, args.preload))
     finally:
