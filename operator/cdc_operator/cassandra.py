@@ -44,6 +44,8 @@ class CassandraPod:
     """Where the pod answers CQL: its stable DNS name, else its IP; None before it has either."""
     node_name: str | None = None
     """The node the pod is scheduled on (``spec.nodeName``); None while unscheduled."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """All of the pod's labels (to tell which other pipelines' selectors match it)."""
 
 
 def workload_selector(kind: str, body: Mapping[str, Any]) -> dict[str, str]:
@@ -84,6 +86,7 @@ def describe(pod: Mapping[str, Any], selector: Mapping[str, str], data_volume: s
         tolerations=tuple(t for t in spec.get("tolerations", []) or [] if t.get("key") not in _DEFAULT_TOLERATION_KEYS),
         address=_address(pod),
         node_name=spec.get("nodeName") or None,
+        labels=dict(labels),
     )
 
 

@@ -67,16 +67,22 @@ def _age(meta: Mapping[str, Any]) -> tuple[str, str]:
     return meta.get("creationTimestamp") or "", meta["name"]
 
 
-async def read_elsewhere(kube: Kube, namespace: str, me: Mapping[str, Any], pods: list[CassandraPod]) -> dict[str, str]:
+async def read_elsewhere(
+    kube: Kube, namespace: str, me: Mapping[str, Any], mine: CassandraSource, pods: list[CassandraPod]
+) -> dict[str, str]:
     """Cassandra pod -> the pipeline created earlier that already reads its ``cdc_raw``, for each of ``pods``.
 
-    A runtime deletes the segments its own sinks committed; a second pipeline on the same pods
+    ``me`` is this pipeline's metadata, ``mine`` its Cassandra source. A runtime deletes the segments its own sinks committed; a second pipeline on the same pods
     would delete segments the first has not read yet. The older pipeline keeps the pods, paused
     or not (a paused pipeline resumes from its segments); one being deleted, or whose spec is
     invalid (it runs nothing), gives them up.
+
+    One list of the namespace's pipelines per pass; their selectors are matched against the
+    labels of ``pods`` here, so the cost does not grow with the square of the pipelines (a
+    pipeline naming another workload than this one's selects none of its pods, and only a
+    workload named by an older pipeline while this one uses a podSelector is read).
     """
-    mine = {pod.name for pod in pods}
-    if not mine:
+    if not pods:
         return {}
     claimed: dict[str, str] = {}
     for other in await kube.list(naming.KIND, namespace):
@@ -84,11 +90,27 @@ async def read_elsewhere(kube: Kube, namespace: str, me: Mapping[str, Any], pods
         if meta["name"] == me["name"] or meta.get("deletionTimestamp") or _age(meta) >= _age(me):
             continue
         try:
-            spec = PipelineSpec.model_validate(other.get("spec") or {})
+            theirs = PipelineSpec.model_validate(other.get("spec") or {}).source.cassandra
         except ValidationError:
             continue
-        found = await discover(kube, namespace, spec.source.cassandra)
-        for pod in found.pods:
-            if pod.name in mine:
+        selector = await _selector_of(kube, namespace, theirs, mine)
+        if not selector:
+            continue
+        for pod in pods:
+            if all(pod.labels.get(key) == value for key, value in selector.items()):
                 claimed.setdefault(pod.name, meta["name"])
     return claimed
+
+
+async def _selector_of(kube: Kube, namespace: str, theirs: CassandraSource, mine: CassandraSource) -> dict[str, str]:
+    """The label selector of another pipeline's Cassandra pods; empty when it cannot select ours."""
+    selector = static_selector(theirs)
+    if selector is not None:
+        return selector
+    workload = theirs.workload
+    if workload is None:
+        return {}
+    if mine.workload is not None and (mine.workload.kind, mine.workload.name) != (workload.kind, workload.name):
+        return {}  # a pod belongs to one StatefulSet or datacenter: another workload's pods are not ours
+    body = await kube.get(workload.kind, namespace, workload.name)
+    return workload_selector(workload.kind, body) if body is not None else {}

@@ -81,7 +81,7 @@ async def reconcile(
     rendered = render_pipeline(ref, spec, discovery.pods, config.runtime_image)
     missing = await missing_secrets(kube, namespace, rendered.secrets)
     existing = await kube.list("Deployment", namespace, naming.pipeline_selector(name))
-    shared = await read_elsewhere(kube, namespace, meta, discovery.pods)
+    shared = await read_elsewhere(kube, namespace, meta, spec.source.cassandra, discovery.pods)
     if shared:
         existing = await stand_down(kube, namespace, existing, shared)
     blocked = discovery.problem is not None or bool(missing) or bool(shared)
