@@ -72,8 +72,9 @@ async def read_elsewhere(
 ) -> dict[str, str]:
     """Cassandra pod -> the pipeline created earlier that already reads its ``cdc_raw``, for each of ``pods``.
 
-    ``me`` is this pipeline's metadata, ``mine`` its Cassandra source. A runtime deletes the segments its own sinks committed; a second pipeline on the same pods
-    would delete segments the first has not read yet. The older pipeline keeps the pods, paused
+    ``me`` is this pipeline's metadata, ``mine`` its Cassandra source. A runtime deletes the
+    segments its own sinks committed; a second pipeline on the same pods would delete segments
+    the first has not read yet. The older pipeline keeps the pods, paused
     or not (a paused pipeline resumes from its segments); one being deleted, or whose spec is
     invalid (it runs nothing), gives them up.
 
