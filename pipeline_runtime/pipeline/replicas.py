@@ -14,14 +14,16 @@ primary publishes a watermark through the sinks' checkpoint tables, beside the c
 A held change made durable here at time ``t`` is then:
 
 - **covered**, and dropped, once ``since + margin <= t <= through - margin`` for its owner;
-- **taken over**, and written here, when the owner's watermark is older than ``takeover``
-  seconds (its runtime or node is gone, or it never had one), or when ``t`` is before the
-  owner's ``since`` (the owner may have missed it);
+- **taken over**, and written here, when the owner's watermark has not moved for ``takeover``
+  seconds of this runtime's clock (its runtime or node is gone, or it never had one), or when
+  ``t`` is before the owner's ``since`` (the owner may have missed it);
 - otherwise held a while longer.
 
 ``margin`` covers the clocks of two nodes and the commitlog sync period (a change is durable on
 each replica at its own next sync). Writing a change twice is always safe (the sinks merge by
-writetime); the rule only has to make sure that nothing is dropped unless its owner wrote it.
+writetime); the rule only has to make sure that nothing is dropped unless its owner wrote it. An owner
+that lags but moves on is waited for, never taken over: taking over would add every replica's
+writes to sinks that are already the bottleneck.
 The argument, the failover window and the clock assumptions: docs/replicas.md.
 """
 
@@ -165,6 +167,8 @@ class ReplicaRouter:
     since: float = field(default_factory=time.time)
     held: deque[_Held] = field(default_factory=deque)
     marks: dict[str, Watermark] = field(default_factory=dict)
+    #: When (this runtime's clock) each owner's watermark was last seen to change: its liveness.
+    moved: dict[str, float] = field(default_factory=dict)
     #: Changes by what became of them: written (owned), taken_over, held, covered.
     counts: Counter[str] = field(default_factory=Counter)
     #: When a change last had no known owner (the driver was rebuilding its token map): written here,
@@ -175,6 +179,10 @@ class ReplicaRouter:
     def refresh(self, marks: Mapping[str, Watermark]) -> None:
         """Take the latest ring and the owners' published watermarks."""
         self._ring = ring = self.ring()
+        now = self.clock()
+        for owner, mark in marks.items():
+            if self.marks.get(owner) != mark:
+                self.moved[owner] = now
         self.marks = dict(marks)
         if ring is not None and not ring.local_up:
             self.since = self.clock()  # its own node is down: what it vouches for starts again on return
@@ -186,10 +194,12 @@ class ReplicaRouter:
     def route(self, events: Sequence[ChangeEvent], durable_at: float, resume_at: Position) -> list[ChangeEvent]:
         """The changes of one commitlog entry this runtime writes now; the others are held."""
         ring = self._ring
-        if ring is None:
-            self.counts["written"] += len(events)
-            return list(events)  # no ring known yet: behave as without dedup
         now = self.clock()
+        if ring is None:
+            # No ring known (yet): behave as without dedup, and so may the others meanwhile.
+            self.unowned_at = now
+            self.counts["taken_over"] += len(events)
+            return list(events)
         out = []
         owners: dict[tuple[str, str, str], str | None] = {}  # the events of one entry are mostly of one partition
         for event in events:
@@ -242,7 +252,7 @@ class ReplicaRouter:
         mark = self.marks.get(owner)
         if mark is None:
             return "take" if now - t >= self.takeover else "hold"
-        if now - mark.through >= self.takeover:
+        if self._stale(owner, now):
             return "take"  # its runtime stopped vouching: write its ranges here
         if t < mark.since + self.margin:
             return "take"  # before the period it vouches for: it may have missed it
@@ -251,8 +261,8 @@ class ReplicaRouter:
         return "hold"
 
     def _stale(self, owner: str, now: float) -> bool:
-        mark = self.marks.get(owner)
-        return mark is not None and now - mark.through >= self.takeover
+        moved = self.moved.get(owner)
+        return owner in self.marks and moved is not None and now - moved >= self.takeover
 
     def own_watermark(self, lag: float) -> tuple[str, Watermark] | None:
         """This runtime's watermark to publish (None while its node is down or unknown)."""
@@ -263,12 +273,12 @@ class ReplicaRouter:
 
     def taking_over(self) -> bool:
         """Whether this runtime writes another node's ranges now (two runtimes may write the same rows)."""
-        ring = self._ring
-        if ring is None:
-            return False
         now = self.clock()
         if now - self.unowned_at < self.takeover:
             return True
+        ring = self._ring
+        if ring is None:
+            return False
         return any(self._stale(owner, now) for owner in self.marks if owner != ring.local)
 
     def hold_from(self) -> Position | None:

@@ -276,6 +276,7 @@ class Runner:
         self._through = start
         if self.replicas is not None:
             self.replicas.held.clear()  # read again from the checkpoint: held changes come back
+            self.replicas.refresh(self.replicas.marks)  # the ring before the first change is routed
         # The source decodes the next chunks while this batch is written: one batch ahead at most.
         async with ReadAhead(self.source.read(start), limit) as chunks:
             self._read_ahead = chunks

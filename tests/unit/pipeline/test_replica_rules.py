@@ -78,7 +78,6 @@ def test_own_changes_are_written_and_the_others_held_at_their_entry() -> None:
     [
         (Watermark(NOW - 1, NOW - 3600), NOW - 20, "covered"),  # its runtime wrote past t + margin
         (Watermark(NOW - 1, NOW - 3600), NOW - 10, "hold"),  # not past t + margin yet
-        (Watermark(NOW - 61, NOW - 3600), NOW - 100, "take"),  # silent for longer than takeover
         (Watermark(NOW - 1, NOW - 30), NOW - 40, "take"),  # before the period it vouches for
         (Watermark(NOW - 1, NOW - 40), NOW - 20, "covered"),
         (None, NOW - 30, "hold"),  # no watermark yet: wait ...
@@ -90,12 +89,30 @@ def test_what_becomes_of_a_held_change(mark: Watermark | None, t: float, verdict
     assert routed.verdict("b", t, NOW) == verdict
 
 
-def test_resolve_drops_covered_changes_writes_taken_ones_and_moves_the_hold() -> None:
+def test_an_owner_whose_watermark_stops_moving_is_taken_over_one_that_lags_is_waited_for() -> None:
     clock = [NOW]
-    routed = router({1: -50, 2: 50, 3: -50}, clock=lambda: clock[0])
+    routed = router({}, {"b": Watermark(NOW - 100, NOW - 3600)}, clock=lambda: clock[0])
+    assert routed.verdict("b", NOW - 50, clock[0]) == "hold"  # 100 s behind, but seen moving just now
+    clock[0] = NOW + 59
+    routed.refresh({"b": Watermark(NOW - 45, NOW - 3600)})  # it moved on: lagging, alive
+    assert routed.verdict("b", NOW - 50, clock[0]) == "hold"
+    clock[0] = NOW + 118
+    routed.refresh({"b": Watermark(NOW - 45, NOW - 3600)})  # the same mark for 59 s: not yet
+    assert routed.verdict("b", NOW - 10, clock[0]) == "hold"
+    clock[0] = NOW + 119
+    routed.refresh({"b": Watermark(NOW - 45, NOW - 3600)})  # unmoved for takeover seconds: silent
+    assert routed.verdict("b", NOW - 10, clock[0]) == "take"
+    assert routed.status()["b"] == "taking over" and routed.taking_over()
+
+
+def test_resolve_drops_covered_changes_writes_taken_ones_and_moves_the_hold() -> None:
+    clock = [NOW - 59]
+    routed = router({1: -50, 2: 50, 3: -50}, {"c": Watermark(NOW - 120, NOW - 3600)}, clock=lambda: clock[0])
+    clock[0] = NOW
     routed.route([event(1)], NOW - 30, Position(1, 10))
     routed.route([event(2)], NOW - 30, Position(1, 20))
     routed.route([event(3)], NOW - 5, Position(1, 30))
+    clock[0] = NOW + 1
     routed.refresh({"b": Watermark(NOW - 1, NOW - 3600), "c": Watermark(NOW - 120, NOW - 3600)})
     assert routed.resolve() == [event(2)]  # c is silent: taken over; b covers its first change, not its last
     assert routed.hold_from() == Position(1, 30)
@@ -107,11 +124,15 @@ def test_resolve_drops_covered_changes_writes_taken_ones_and_moves_the_hold() ->
     routed.refresh({"b": Watermark(NOW + 19, NOW - 3600), "c": Watermark(NOW + 19, NOW - 3600)})
     assert routed.resolve() == []
     assert routed.hold_from() is None and not routed.held
+    assert routed.status()["c"] == "standby"  # back: its watermark moved
 
 
-def test_without_a_ring_every_change_is_written() -> None:
+def test_without_a_ring_every_change_is_written_and_marks_concurrent_writers() -> None:
     routed = router({1: 50}, ring=None)
+    assert not routed.taking_over()
     assert routed.route([event(1)], NOW, Position(1, 0)) == [event(1)]
+    assert routed.counts == {"taken_over": 1}
+    assert routed.taking_over()  # every runtime without a ring writes every change: ClickHouse settles
     assert routed.status() == {} and routed.own_watermark(0.0) is None
 
 
