@@ -19,6 +19,7 @@ import pytest
 
 from devservices.cassandra import COMPAT_MODES, CassandraNode, running_cassandra
 from devservices.clickhouse import chdb_dsn as engine_dsn
+from devservices.clickhouse_http import ClickHouseFront, running_clickhouse_front
 from devservices.postgres import PostgresServer, running_postgres
 from devservices.pytest_require import require_module, require_tool
 
@@ -101,3 +102,21 @@ def chdb_dsn() -> str:
     """DSN of the in-process ClickHouse engine; chdb holds one data path per process, shared by all tests."""
     require_module("chdb", "the in-process ClickHouse engine comes from PyPI (`make dev`)")
     return engine_dsn()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_front() -> Iterator[ClickHouseFront]:
+    """ClickHouse's HTTP interface over the engine, in its own process: the sink's network path."""
+    require_module("chdb", "the ClickHouse front serves the chdb engine (`make dev`)")
+    folder = Path(tempfile.mkdtemp(prefix="headrace-chfront-"))
+    try:
+        with running_clickhouse_front(folder) as front:
+            yield front
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def clickhouse_http_dsn(clickhouse_front: ClickHouseFront) -> str:
+    """An http:// DSN of the ClickHouse front, with its user's password."""
+    return clickhouse_front.dsn

@@ -74,6 +74,8 @@ CHECKPOINT_COLUMNS = [
     ("version", "UInt128"),
 ]
 Hook = Callable[[], Awaitable[None]]
+#: ClickHouse's error code for a table that does not exist.
+UNKNOWN_TABLE = 60
 #: States per key a settling read joins (the newest; concurrent replicas' inserts are among them).
 SETTLE_DEPTH = 8
 #: Settling rounds after one insert: each round is needed only when another runtime inserted meanwhile.
@@ -248,7 +250,13 @@ class ClickHouseSink:
         def run() -> int | None:
             if create is not None:
                 client.command(create)
-            client.command(f"TRUNCATE TABLE {sql.stage}")
+            try:
+                client.command(f"TRUNCATE TABLE {sql.stage}")
+            except Exception as exc:
+                if getattr(exc, "code", None) != UNKNOWN_TABLE:
+                    raise
+                # The server lost this session (a restart ends every session): its temporary table too.
+                client.command(sql.create_stage())
             client.raw_insert(sql.stage, [n for n, _ in sql.stage_columns], block, fmt="Native")
             stored = client.raw_query(sql.latest_staged(), fmt="Native")
             merged = native.merger.merge(block, stored)

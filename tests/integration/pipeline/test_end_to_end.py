@@ -28,7 +28,9 @@ import pytest
 import yaml
 
 from devservices.cassandra import CassandraNode
+from devservices.clickhouse_http import running_clickhouse_front
 from devservices.postgres import running_postgres
+from devservices.pytest_require import require_module
 from pipeline_runtime.app import Runtime, RuntimeOptions
 from pipeline_runtime.config.loader import load_pipeline
 
@@ -370,6 +372,51 @@ async def test_a_sink_outage_stalls_keeps_the_backlog_and_loses_nothing(
             stop.set()
             await asyncio.wait_for(task, 30)
     shutil.rmtree(pg_dir, ignore_errors=True)
+
+
+async def test_a_clickhouse_server_restart_over_http_stalls_and_loses_nothing(
+    cassandra_v7: CassandraNode, postgres_dsn: str, tmp_path: Path
+) -> None:
+    """ClickHouse over HTTP goes away mid-stream and comes back empty of sessions (its temporary
+    staging tables gone): the runtime stalls, says why, keeps the backlog, and catches up."""
+    require_module("chdb", "the ClickHouse front serves the chdb engine (`make dev`)")
+    keyspace = new_keyspace(cassandra_v7, "events (id int PRIMARY KEY, body text) WITH cdc = true")
+    session = cassandra_v7.session()
+    insert = session.prepare(f"INSERT INTO {keyspace}.events (id, body) VALUES (?, ?)")
+    with running_clickhouse_front(tmp_path / "clickhouse") as front:
+        pipeline = load_pipeline(write_config(tmp_path, keyspace, cassandra_v7, postgres_dsn, front.dsn))
+        runtime = Runtime(pipeline, local_options(cassandra_v7, tmp_path, retry_max_delay=0.5))
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.run(stop))
+
+        async def has(n: int) -> Any:
+            found = await asyncio.to_thread(ch_rows, front.dsn, f"SELECT id FROM {keyspace}_ch.events FINAL")
+            return True if len(found) == n else len(found)
+
+        try:
+            for i in range(50):
+                session.execute(insert, (i, f"body {i}"))
+            await wait_until(lambda: has(50), what="the first 50 rows in ClickHouse")
+
+            front.stop()
+            for i in range(50, 100):
+                session.execute(insert, (i, f"body {i}"))
+
+            async def stalled() -> Any:
+                reasons = runtime.readiness()
+                return True if any("sink ch" in r for r in reasons) else reasons
+
+            await wait_until(stalled, what="/readyz to name the unreachable sink")
+            assert runtime.node_status().cdc_raw_bytes > 0  # the backlog is kept, not deleted
+
+            front.start()
+            await wait_until(lambda: has(100), what="all 100 rows after the restart")
+            await wait_until(
+                lambda: asyncio.sleep(0, result=runtime.readiness() == [] or runtime.readiness()), what="ready again"
+            )
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
 
 
 async def test_a_column_added_in_cassandra_reaches_both_sinks(

@@ -149,13 +149,16 @@ async def timescaledb_dsn(timescaledb_server: TimescaleServer) -> str:
     return timescaledb_server.dsn
 
 
-@pytest.fixture(params=["postgres", "clickhouse", "clickhouse-python", "timescaledb"])
+@pytest.fixture(params=["postgres", "clickhouse", "clickhouse-python", "clickhouse-http", "timescaledb"])
 def harness(request: pytest.FixtureRequest) -> Harness:
     """A sink kind; ``clickhouse`` merges plain upserts in the compiled core when it is built,
-    ``clickhouse-python`` always in Python; ``timescaledb`` partitions by the ``time_column``
+    ``clickhouse-python`` always in Python, ``clickhouse-http`` over HTTP (the front over the
+    engine, as a user reaches a server); ``timescaledb`` partitions by the ``time_column``
     marker's column (default ``ck``)."""
     kind = request.param
     namespace = f"ns{next(_numbers)}"
+    if kind == "clickhouse-http":
+        return Harness("clickhouse", request.getfixturevalue("clickhouse_http_dsn"), namespace)
     if kind == "clickhouse-python":
         request.getfixturevalue("monkeypatch").setattr(clickhouse_sink, "_native", lambda sql: None)
         kind = "clickhouse"

@@ -1,35 +1,37 @@
 """``sinks[].tls`` against real TLS servers: verified or refused, never plaintext.
 
 PostgreSQL runs with ``ssl=on`` and TCP over TLS only; its certificate is swapped (a configuration
-reload) for one of the wrong host and an expired one. ClickHouse's HTTPS path is checked against a
-real TLS server that records what it was sent (no ClickHouse server with HTTPS runs here; the
-engine itself is in-process): the handshake, the CA, the hostname and the client certificate are
-what the sink's options decide. Failures name the sink and the reason.
+reload) for one of the wrong host and an expired one. ClickHouse's HTTPS path runs against ClickHouse's HTTP
+interface over TLS (``devservices.clickhouse_http``, the engine behind it), which requires a client
+certificate of the test CA: the handshake, the CA, the hostname and the client certificate are what
+the sink's options decide. Failures name the sink and the reason.
 """
 
 from __future__ import annotations
 
-import http.server
 import shutil
-import ssl
 import tempfile
-import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devservices.clickhouse_http import ClickHouseFront, running_clickhouse_front
 from devservices.pki import Certificate, TestPki
 from devservices.postgres import PostgresServer, running_postgres
-from devservices.process import free_port
-from devservices.pytest_require import require_tool
+from devservices.pytest_require import require_module, require_tool
 from pipeline_runtime.app import build_sink
 from pipeline_runtime.config.model import SecretRef, SinkSpec, SinkType, TLSSpec
+from pipeline_runtime.cql.schema import ColumnKind, TableSchema
 from pipeline_runtime.errors import ConfigError, SinkUnavailableError
+from pipeline_runtime.events import Cell, ChangeEvent, Op, Position, SourcePosition
 from pipeline_runtime.secrets import SecretStore
+from pipeline_runtime.sinks.base import Batch, Checkpoint
 from pipeline_runtime.sinks.clickhouse.sink import ClickHouseSink
 from pipeline_runtime.sinks.postgres.sink import PostgresSink
+from tests.integration.sinks.workload import column
 
 pytestmark = [pytest.mark.postgres]
 
@@ -166,46 +168,16 @@ def test_tls_on_the_in_process_clickhouse_engine_is_refused(tmp_path: Path) -> N
         build_sink(spec("clickhouse"), secrets(tmp_path, {"dsn": "chdb:///tmp/x"}))
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    """Answers every request with ClickHouse's error for an unknown query, recording the client's certificate."""
-
-    seen: list[dict[str, Any]]
-
-    def _answer(self) -> None:
-        peer = self.connection.getpeercert()
-        subject = dict(item for part in peer.get("subject", ()) for item in part) if peer else {}
-        self.seen.append({"path": self.path, "client": subject.get("commonName")})
-        body = b"Code: 62. DB::Exception: not a ClickHouse server (test TLS endpoint)"
-        self.send_response(500)
-        self.send_header("X-ClickHouse-Exception-Code", "62")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def https_endpoint(pki: TestPki) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A real HTTPS server with the test CA's certificate that asks for (and verifies) client certificates."""
-    seen: list[dict[str, Any]] = []
-    handler = type("Handler", (_Recorder,), {"seen": seen})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port("127.0.0.1")), handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(pki.server.cert, pki.server.key)
-    context.load_verify_locations(pki.ca)
-    context.verify_mode = ssl.CERT_OPTIONAL
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+@pytest.fixture(scope="module")
+def https_front(pki: TestPki) -> Iterator[ClickHouseFront]:
+    """ClickHouse's HTTP interface over HTTPS, with the test CA's certificate, requiring client certificates."""
+    require_module("chdb", "the ClickHouse front serves the chdb engine (`make dev`)")
+    folder = Path(tempfile.mkdtemp(prefix="headrace-chtls-"))
     try:
-        yield f"http://default@127.0.0.1:{server.server_address[1]}/", seen
+        with running_clickhouse_front(folder, tls=(pki.server.cert, pki.server.key, pki.ca)) as front:
+            yield front
     finally:
-        server.shutdown()
-        server.server_close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def ch_open(tmp_path: Path, dsn: str, pki: TestPki, trusted: Path, client: bool) -> ClickHouseSink:
@@ -219,23 +191,50 @@ async def ch_open(tmp_path: Path, dsn: str, pki: TestPki, trusted: Path, client:
     return sink
 
 
-async def test_clickhouse_speaks_verified_https_with_the_client_certificate(
-    https_endpoint: tuple[str, list[dict[str, Any]]], pki: TestPki, tmp_path: Path
+async def test_clickhouse_writes_over_verified_https_with_the_client_certificate(
+    https_front: ClickHouseFront, pki: TestPki, tmp_path: Path
 ) -> None:
-    """An http:// DSN with tls on goes over HTTPS; the server saw the request and the client's certificate."""
-    dsn, seen = https_endpoint
-    sink = await ch_open(tmp_path, dsn, pki, pki.ca, client=True)
-    with pytest.raises(Exception, match="not a ClickHouse server"):
-        await sink.open()  # the handshake held: the request reached the server, which is not ClickHouse
-    assert seen and all(request["client"] == "headrace" for request in seen), seen
+    """An http:// DSN with tls on goes over HTTPS; the server required and verified the client certificate."""
+    sink = await ch_open(tmp_path, https_front.dsn.replace("https://", "http://"), pki, pki.ca, client=True)
+    key = column("k", "int", ColumnKind.PARTITION_KEY, 0)
+    schema = TableSchema("tls", "kv", uuid.uuid4(), (key, column("v", "text")))
+    events = [
+        ChangeEvent(Op.UPSERT, "tls", "kv", {"k": n}, SourcePosition("n", Position(1, n)), {}, {"v": Cell(f"v{n}", 9)})
+        for n in range(3)
+    ]
+    await sink.open()
+    try:
+        await sink.ensure_table(schema)
+        await sink.write(Batch(events, Checkpoint("p", "n", Position(1, 2))))
+        rows = sink.client.query("SELECT k, v FROM tls.kv FINAL ORDER BY k").result_rows
+        assert rows == [(0, "v0"), (1, "v1"), (2, "v2")]
+        assert await sink.committed_positions("p") == {"n": Position(1, 2)}
+    finally:
+        await sink.close()
+
+
+async def test_clickhouse_without_the_client_certificate_is_refused(
+    https_front: ClickHouseFront, pki: TestPki, tmp_path: Path
+) -> None:
+    sink = await ch_open(tmp_path, https_front.dsn, pki, pki.ca, client=False)
+    with pytest.raises(SinkUnavailableError, match=r"(?i)certificate|handshake|SSL") as caught:
+        await sink.open()
+    assert str(caught.value).startswith("sink warehouse:")
 
 
 async def test_clickhouse_refuses_a_server_of_an_unknown_ca(
-    https_endpoint: tuple[str, list[dict[str, Any]]], pki: TestPki, tmp_path: Path
+    https_front: ClickHouseFront, pki: TestPki, tmp_path: Path
 ) -> None:
-    dsn, seen = https_endpoint
-    sink = await ch_open(tmp_path, dsn, pki, pki.other_ca, client=False)
+    sink = await ch_open(tmp_path, https_front.dsn, pki, pki.other_ca, client=True)
     with pytest.raises(SinkUnavailableError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed") as caught:
         await sink.open()
     assert str(caught.value).startswith("sink warehouse:")
-    assert seen == []  # nothing was sent to a server the sink could not verify
+
+
+async def test_clickhouse_refuses_a_server_named_otherwise(pki: TestPki, tmp_path: Path) -> None:
+    """A server whose certificate (of the trusted CA) names another host is refused."""
+    with running_clickhouse_front(tmp_path / "front", tls=(pki.wrong_host.cert, pki.wrong_host.key, None)) as front:
+        sink = await ch_open(tmp_path, front.dsn, pki, pki.ca, client=True)
+        with pytest.raises(SinkUnavailableError, match=r"(?i)hostname|doesn't match|not valid for|mismatch") as caught:
+            await sink.open()
+    assert str(caught.value).startswith("sink warehouse:")
