@@ -23,6 +23,7 @@ from cdc_operator.handlers.discovery import discover, missing_secrets, read_else
 from cdc_operator.handlers.events import post_events
 from cdc_operator.handlers.scale import retire, stand_down
 from cdc_operator.kube.client import Kube
+from cdc_operator.kube.errors import Rejected
 from cdc_operator.render import PipelineRef, render_pipeline
 from cdc_operator.status.assess import assess
 from cdc_operator.status.conditions import Verdict, conditions, false
@@ -85,14 +86,20 @@ async def reconcile(
     if shared:
         existing = await stand_down(kube, namespace, existing, shared)
     blocked = discovery.problem is not None or bool(missing) or bool(shared)
+    rejected = None
     if not blocked:
         digest = fingerprint(rendered.objects)
         changed = await drift(kube, rendered.objects, existing)
         if changed or not applied.is_current(digest, config.reapply_after_s):
             if changed and applied.fingerprint is not None:
                 log.warning("repairing objects changed by hand", extra={"pipeline": name, "drift": "; ".join(changed)})
-            await apply_all(kube, rendered.objects)
-            applied.mark(digest)
+            try:
+                await apply_all(kube, rendered.objects)
+                applied.mark(digest)
+            except Rejected as exc:
+                # Admitted by the CRD, refused as a Deployment or ConfigMap: say so in status, apply again next pass.
+                log.error("the API server refused an object", extra={"pipeline": name, "error": str(exc)})
+                rejected, blocked = str(exc), True
     live = [p.name for p in discovery.pods]
     # Without a trustworthy pod list, retiring runtimes could delete healthy ones: skip it.
     retired = (
@@ -130,6 +137,7 @@ async def reconcile(
         config_hash=rendered.config_hash,
         runtime_problems=problems,
         read_elsewhere=shared,
+        apply_rejected=rejected,
         **(base | {"nodes": in_force}),
     )
     stale = [pod for pod in nodes if pod not in live and (retired is None or pod not in retired.draining)]

@@ -2,7 +2,7 @@
 
 Order of precedence, most severe first: Paused (the user asked), Failed (nothing
 can run until the user changes the spec or another pipeline: invalid spec,
-Cassandra pods another pipeline reads, no data volume), Pending with Degraded
+Cassandra pods another pipeline reads, an object the API server refuses, no data volume), Pending with Degraded
 True (a Secret or the Cassandra workload does not exist yet: it starts by itself
 once it does), Degraded (changes flow but something needs attention, a failing
 snapshot included), Pending (not every runtime reports yet), Snapshotting (every runtime reports and one still reads
@@ -147,6 +147,12 @@ def _fatal(seen: Observation) -> _Issue | None:
     """What stops the pipeline until the user changes it or another pipeline."""
     if seen.read_elsewhere:
         return _Issue("CdcRawShared", _shared_message(seen))
+    if seen.apply_rejected is not None:
+        return _Issue(
+            "ApplyRejected",
+            f"the API server refused an object made from this spec: {seen.apply_rejected}; fix the field it "
+            "names (spec.runtime is copied into each runtime Deployment) and apply again",
+        )
     if seen.pods and len(seen.pods_without_data) == len(seen.pods):
         return _Issue("DataVolumeNotFound", _no_data_message(seen))
     return None

@@ -47,6 +47,8 @@ class Observation:
     """Cassandra pod -> what its runtime Pod's status says is wrong (unschedulable, image, crash loop)."""
     read_elsewhere: Mapping[str, str] = field(default_factory=dict)
     """Cassandra pod -> the pipeline created earlier that already reads its cdc_raw."""
+    apply_rejected: str | None = None
+    """The API server refused an object rendered from the spec (422, 400, an admission policy): its words."""
     nodes: Mapping[str, NodeStatus] = field(default_factory=dict)
     previous_conditions: Sequence[Condition] = ()
     config_hash: str | None = None

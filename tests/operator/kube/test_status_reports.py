@@ -115,6 +115,30 @@ def test_missing_secret_waits_degraded_until_created(cluster: Cluster, operator:
     wait_for(lambda: reason("Degraded") not in (None, "SecretMissing"), "the SecretMissing condition cleared")
 
 
+def test_a_spec_the_api_server_refuses_is_failed_with_its_words_until_fixed(
+    cluster: Cluster, operator: KopfRunner
+) -> None:
+    """Admitted by the CRD, refused as a Deployment (requests above limits): status says so, a fix applies."""
+    cluster.apply(statefulset(), cassandra_pod("cassandra-0"), secret("shop-sinks", "postgres-dsn"))
+    over = {"requests": {"cpu": "2"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    cluster.apply(pipeline(runtime={"resources": over}))
+
+    def reason(kind: str) -> Any:
+        return (condition(cluster.get("cdcp", "shop"), kind) or {}).get("reason")
+
+    wait_for(lambda: reason("Degraded") == "ApplyRejected", "Degraded with ApplyRejected")
+    body = cluster.get("cdcp", "shop")
+    assert body is not None and body["status"]["phase"] == "Failed"
+    degraded = condition(body, "Degraded")
+    assert degraded is not None
+    assert "less than or equal to cpu limit" in degraded["message"], degraded["message"]
+    assert "spec.runtime" in degraded["message"]
+    assert cluster.list("deployment", "headrace.io/pipeline=shop") == []
+    cluster.apply(pipeline(runtime={"resources": {"requests": {"cpu": "500m"}, "limits": {"cpu": "1"}}}))
+    wait_for(lambda: cluster.list("deployment", "headrace.io/pipeline=shop"), "the runtime after the fix", timeout=30)
+    wait_for(lambda: reason("Degraded") not in (None, "ApplyRejected"), "the ApplyRejected condition cleared")
+
+
 def test_no_matching_pods_and_missing_workload(cluster: Cluster, operator: KopfRunner) -> None:
     cluster.apply(secret("shop-sinks", "postgres-dsn"))
     cluster.apply(pipeline())
