@@ -26,6 +26,14 @@ def test_peering_from_env() -> None:
     assert parse([], env={"HEADRACE_PEERING": "headrace"}).peering == "headrace"
 
 
+def test_each_replica_has_its_own_peering_priority_unless_one_is_given() -> None:
+    """Kopf pauses every replica when two share a priority: replicas draw theirs at random."""
+    drawn = {parse(["--peering", "headrace"], env={}).priority for _ in range(50)}
+    assert len(drawn) == 50 and all(0 < p < 2**31 for p in drawn)
+    assert parse([], env={"HEADRACE_PEERING_PRIORITY": "7"}).priority == 7
+    assert parse(["--priority", "9"], env={"HEADRACE_PEERING_PRIORITY": "7"}).priority == 9
+
+
 def test_config_from_env() -> None:
     config = OperatorConfig.from_env({"HEADRACE_RECONCILE_INTERVAL_SECONDS": "2", "HEADRACE_RUNTIME_IMAGE": "img:1"})
     assert config.reconcile_interval_s == 2.0 and config.runtime_image == "img:1"

@@ -8,6 +8,7 @@ kopf wrote there would be pruned and kopf would loop re-running handlers.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -29,6 +30,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Log
     # Reconnect watches regularly so a silently dropped connection costs minutes, not hours.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # With peering: a replica that stops heartbeating (killed, node lost) is replaced after this long.
+    settings.peering.lifetime = int(os.environ.get("HEADRACE_PEERING_LIFETIME_SECONDS", "30"))
     memo.kube = Kube.connect(lambda: credentials(settings))
     memo.config = OperatorConfig.from_env()
     logger.info("headrace operator configured: %s", memo.config)
