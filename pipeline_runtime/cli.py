@@ -5,6 +5,9 @@
     headrace validate --config pipeline.yaml                       check a config, print problems
     headrace validate --config pipeline.yaml --check-connections   ... and open every sink
     headrace decode SEGMENT... --contact-point HOST                 print a segment's events as JSON lines
+    headrace offsets list --config pipeline.yaml                   committed positions per sink and node
+    headrace offsets reset --config pipeline.yaml --node N --to SEGMENT:OFFSET --yes
+                                                                   set a node's position (runtime stopped)
 
 Every option of ``run`` also reads an environment variable (``HEADRACE_NODE``,
 ``HEADRACE_CDC_RAW_DIR`` ...), which is how the operator configures it.
@@ -123,6 +126,25 @@ def parser() -> argparse.ArgumentParser:
         help="also open every sink as the runtime does (reachable, authenticated, TLS verified, what it needs)",
     )
 
+    offsets = commands.add_parser("offsets", help="list or reset committed positions in the sinks")
+    actions = offsets.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="every committed position, per sink and key")
+    config_option(listing)
+    runtime_options(listing)
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    reset = actions.add_parser(
+        "reset", help="set one node's position in the sinks, also backwards (no runtime may read its cdc_raw)"
+    )
+    config_option(reset)
+    runtime_options(reset)
+    target = reset.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", metavar="SEGMENT:OFFSET", help="the position to restart from")
+    target.add_argument(
+        "--earliest", action="store_true", help="remove the position: the runtime reads all of cdc_raw again"
+    )
+    reset.add_argument("--sink", dest="sinks", action="append", help="only this sink (repeat for several)")
+    reset.add_argument("--yes", action="store_true", help="do it (without: print what would change)")
+
     decode = commands.add_parser("decode", help="print the change events of commitlog segments as JSON lines")
     decode.add_argument("segments", nargs="+", type=Path)
     decode.add_argument("--contact-point", default="127.0.0.1", help="a Cassandra node to read system_schema from")
@@ -207,6 +229,35 @@ def command_validate(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
+def command_offsets(args: argparse.Namespace) -> int:
+    from pipeline_runtime import offsets  # noqa: PLC0415
+
+    pipeline = load_pipeline(args.config)
+    if args.action == "list":
+        found = asyncio.run(offsets.list_offsets(pipeline, args.secrets_dir))
+        for item in found:
+            if args.json:
+                record = {"sink": item.sink, "key": item.key, "kind": item.kind}
+                print(json.dumps(record | {"segment": item.position.segment_id, "offset": item.position.offset}))
+            else:
+                print(f"{item.sink}\t{item.key}\t{item.position.segment_id}:{item.position.offset}\t{item.kind}")
+        if not found and not args.json:
+            print(f"pipeline {pipeline.name}: no committed position in any sink")
+        return 0
+    position = None if args.earliest else offsets.parse_position(args.to)
+    to = "the start of cdc_raw" if position is None else f"{position.segment_id}:{position.offset}"
+    if not args.yes:
+        print(f"would set node {args.node} of pipeline {pipeline.name} to {to} in every sink; add --yes to do it")
+        return 1
+    changes = asyncio.run(
+        offsets.reset_offsets(pipeline, args.secrets_dir, args.node, position, cdc_raw=args.cdc_raw, sinks=args.sinks)
+    )
+    for change in changes:
+        before = "none" if change.before is None else f"{change.before.segment_id}:{change.before.offset}"
+        print(f"{change.sink}\t{args.node}\t{before} -> {to}")
+    return 0
+
+
 def command_decode(args: argparse.Namespace) -> int:
     from pipeline_runtime.config.model import CassandraSource  # noqa: PLC0415
     from pipeline_runtime.source.connect import connect  # noqa: PLC0415
@@ -230,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_validate(args)
         if args.command == "snapshot":
             return command_snapshot(args)
+        if args.command == "offsets":
+            return command_offsets(args)
         return command_decode(args)
     except ConfigError as exc:
         print(f"headrace: {exc}", file=sys.stderr)

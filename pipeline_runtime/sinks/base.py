@@ -117,6 +117,15 @@ class Sink(Protocol):
         """Counters and state for status reports and /readyz."""
 
 
+@runtime_checkable
+class PositionReset(Protocol):
+    """A sink whose committed positions can be set by hand (``headrace offsets reset``)."""
+
+    async def reset_position(self, pipeline: str, node: str, position: Position | None) -> None:
+        """Set ``node``'s committed position to exactly ``position``, also backwards (None: remove it, so the
+        runtime reads all of cdc_raw again). Only while no runtime of the pipeline writes for that node."""
+
+
 @dataclass(frozen=True, slots=True)
 class TableNaming:
     """Where a Cassandra table lands in a sink: namespace (schema/database) and name."""

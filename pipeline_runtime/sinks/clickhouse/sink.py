@@ -499,6 +499,17 @@ class ClickHouseSink:
         )
         return {node: Position(segment, offset) for node, segment, offset in result.result_rows}
 
+    async def reset_position(self, pipeline: str, node: str, position: Position | None) -> None:
+        """Set a node's checkpoint exactly: its rows deleted first, since the newest version (the highest
+        position) wins a ReplacingMergeTree's merge."""
+        await self._call(
+            self.client.command,
+            f"DELETE FROM {CHECKPOINTS} WHERE pipeline = %(pipeline)s AND node = %(node)s",
+            parameters={"pipeline": pipeline, "node": node},
+        )
+        if position is not None:
+            await self._store_checkpoint(Checkpoint(pipeline, node, position))
+
 
 def _native(sql: TableSql) -> _Native | None:
     """The compiled stage encoder and merger of a flat table, or None without the compiled core."""

@@ -295,6 +295,13 @@ class PostgresSink:
             )
         return {r["node"]: Position(r["segment_id"], r["offset"]) for r in rows}
 
+    async def reset_position(self, pipeline: str, node: str, position: Position | None) -> None:
+        """Set a node's checkpoint exactly (the upsert of a commit never moves it back)."""
+        async with boundary(self.name), self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM headrace.checkpoints WHERE pipeline = $1 AND node = $2", pipeline, node)
+            if position is not None:
+                await store_checkpoint(conn, Checkpoint(pipeline, node, position))
+
 
 def _setup(work: list[_Work]) -> str:
     """One round trip that takes the batch's table locks and makes sure its staging tables exist.

@@ -18,6 +18,12 @@ import yaml
 from devservices.cassandra import CassandraNode
 from devservices.postgres import PostgresServer
 from devservices.process import free_port
+from pipeline_runtime.app import build_sink
+from pipeline_runtime.config.loader import load_pipeline
+from pipeline_runtime.events import Position
+from pipeline_runtime.secrets import SecretStore
+from pipeline_runtime.sinks.base import Batch, Checkpoint
+from pipeline_runtime.source.claim import CdcRawClaim
 
 REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
 PASSWORD = "pw-" + uuid.uuid4().hex  # trust auth ignores it; it must never show up in a log line
@@ -182,3 +188,76 @@ def test_decode_prints_the_events_of_a_segment(cassandra_v7: CassandraNode) -> N
     assert [(e["op"], e["partition_key"]) for e in mine] == [("upsert", {"id": 7}), ("delete_partition", {"id": 8})]
     assert mine[0]["cells"]["body"]["value"] == "seven"
     assert mine[0]["source"]["node"] == "local"
+
+
+@pytest.mark.postgres
+async def test_offsets_are_listed_and_reset_in_every_sink_only_while_no_runtime_reads(
+    postgres_dsn: str, clickhouse_http_dsn: str, tmp_path: Path
+) -> None:
+    """`headrace offsets`: both sinks (PostgreSQL, and ClickHouse over HTTP from another process)."""
+    config, secrets = pipeline_file(tmp_path, "shop", 9042, postgres_dsn)
+    document = yaml.safe_load(config.read_text())
+    (secrets / "ch").mkdir()
+    (secrets / "ch" / "dsn").write_text(clickhouse_http_dsn)
+    document["sinks"].append({"name": "ch", "type": "clickhouse", "connectionSecret": {"name": "ch", "key": "dsn"}})
+    config.write_text(yaml.safe_dump(document))
+    pipeline = load_pipeline(config)
+    node = f"node-{uuid.uuid4().hex[:6]}"
+    store = SecretStore(secrets)
+    for spec in pipeline.spec.sinks:
+        sink = build_sink(spec, store, concurrent_writers=lambda: False)
+        await sink.open()
+        try:
+            await sink.write(Batch([], Checkpoint("local", node, Position(100, 50))))
+            await sink.write(Batch([], Checkpoint("local", f"replica-watermark:{node}", Position(7, 3))))
+        finally:
+            await sink.close()
+    cdc_raw = tmp_path / "cdc_raw"
+    cdc_raw.mkdir()
+    common = ["--config", str(config), "--secrets-dir", str(secrets), "--cdc-raw", str(cdc_raw), "--node", node]
+
+    def listed() -> dict[tuple[str, str], str]:
+        result = headrace("offsets", "list", *common, "--json")
+        assert result.returncode == 0, result.stderr
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        return {(r["sink"], r["key"]): f"{r['segment']}:{r['offset']} {r['kind']}" for r in rows if node in r["key"]}
+
+    assert listed() == {
+        ("ch", node): "100:50 commitlog",
+        ("ch", f"replica-watermark:{node}"): "7:3 replica watermark",
+        ("pg", node): "100:50 commitlog",
+        ("pg", f"replica-watermark:{node}"): "7:3 replica watermark",
+    }
+    text = headrace("offsets", "list", *common)
+    assert f"pg\t{node}\t100:50\tcommitlog" in text.stdout.splitlines()
+
+    dry = headrace("offsets", "reset", *common, "--to", "90:0")
+    assert dry.returncode == 1 and "add --yes" in dry.stdout
+    assert listed()[("pg", node)] == "100:50 commitlog"
+
+    back = headrace("offsets", "reset", *common, "--to", "90:0", "--yes")  # backwards: commits never do that
+    assert back.returncode == 0, back.stderr
+    assert set(back.stdout.splitlines()) == {f"pg\t{node}\t100:50 -> 90:0", f"ch\t{node}\t100:50 -> 90:0"}
+    assert {k: v for k, v in listed().items() if k[1] == node} == {
+        ("pg", node): "90:0 commitlog",
+        ("ch", node): "90:0 commitlog",
+    }
+    again = headrace("offsets", "reset", *common, "--to", "100:50", "--sink", "ch", "--yes")  # a position stored before
+    assert again.returncode == 0, again.stderr
+    assert listed()[("ch", node)] == "100:50 commitlog" and listed()[("pg", node)] == "90:0 commitlog"
+    earliest = headrace("offsets", "reset", *common, "--earliest", "--sink", "ch", "--yes")
+    assert earliest.returncode == 0, earliest.stderr
+    assert ("ch", node) not in listed() and listed()[("pg", node)] == "90:0 commitlog"
+
+    claim = CdcRawClaim(cdc_raw, "local", node)
+    assert claim.take()  # a runtime reads this cdc_raw
+    try:
+        refused = headrace("offsets", "reset", *common, "--to", "1:0", "--yes")
+    finally:
+        claim.release()
+    assert refused.returncode == 1 and "read by another runtime" in refused.stderr, refused.stderr
+    assert listed()[("pg", node)] == "90:0 commitlog"
+    unknown = headrace("offsets", "reset", *common, "--to", "1:0", "--sink", "nope", "--yes")
+    assert unknown.returncode == 2 and "no sink named nope" in unknown.stderr
+    bad = headrace("offsets", "reset", *common, "--to", "12", "--yes")
+    assert bad.returncode == 2 and "expected SEGMENT:OFFSET" in bad.stderr
