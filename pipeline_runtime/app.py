@@ -30,11 +30,8 @@ from pipeline_runtime.config.model import (
     CassandraSource,
     PipelineSpec,
     SinkSpec,
-    SinkType,
     SnapshotMode,
     TableSelector,
-    TimescaleSpec,
-    WriteMode,
 )
 from pipeline_runtime.config.status import NodeSinkStatus, NodeStatus
 from pipeline_runtime.config.status import Position as StatusPosition
@@ -49,12 +46,10 @@ from pipeline_runtime.pipeline.snapshot import INITIAL, Deliver, ReadMarks, Snap
 from pipeline_runtime.pipeline.transform import PlannedTransform
 from pipeline_runtime.report.kubernetes import KubernetesStatusReporter
 from pipeline_runtime.secrets import DEFAULT_SECRETS_DIR, SecretStore
+from pipeline_runtime.sinks import registry as sink_registry
 from pipeline_runtime.sinks.base import Sink, TableNaming
-from pipeline_runtime.sinks.clickhouse import ClickHouseSink
-from pipeline_runtime.sinks.clickhouse.history import ClickHouseHistorySink
 from pipeline_runtime.sinks.deadletter import JsonlDeadLetters
-from pipeline_runtime.sinks.postgres import PostgresSink
-from pipeline_runtime.sinks.postgres.history import PostgresHistorySink
+from pipeline_runtime.sinks.registry import Connection
 from pipeline_runtime.sinks.retry import Backoff
 from pipeline_runtime.source.claim import CdcRawClaim
 from pipeline_runtime.source.connect import connect
@@ -125,32 +120,18 @@ def sink_tables(spec: PipelineSpec) -> dict[str, Callable[[str, str], bool]]:
 
 
 def build_sink(spec: SinkSpec, secrets: SecretStore, concurrent_writers: Callable[[], bool] | None = None) -> Sink:
-    """The sink object for one ``spec.sinks[]`` entry (connection URL from its Secret).
+    """The sink object for one ``spec.sinks[]`` entry (connection URL from its Secret), from the registry.
 
     ``concurrent_writers``: whether another runtime may write the same rows at the moment (ClickHouse
     then settles its inserts; None: assume so).
     """
-    dsn = secrets.read(spec.connection_secret)
-    naming = TableNaming(spec.target, dict(spec.table_mapping))
-    tls = ssl_context(spec.tls, secrets.read, f"sink {spec.name}: tls")
-    append = spec.write_mode is WriteMode.APPEND
-    if spec.type is SinkType.CLICKHOUSE:
-        if append:
-            return ClickHouseHistorySink(spec.name, dsn, naming, tls=tls)
-        return ClickHouseSink(spec.name, dsn, naming, settle=concurrent_writers, tls=tls)
-    if spec.type is SinkType.TIMESCALEDB:
-        from pipeline_runtime.sinks.timescale import TimescaleHistorySink, TimescaleSink  # noqa: PLC0415
-
-        timescale = spec.timescale or TimescaleSpec()
-        if append:
-            return TimescaleHistorySink(spec.name, dsn, naming, chunk_interval=timescale.chunk_interval, tls=tls)
-        assert timescale.time_column is not None  # the model guarantees it
-        return TimescaleSink(
-            spec.name, dsn, timescale.time_column, naming, chunk_interval=timescale.chunk_interval, tls=tls
-        )
-    if append:
-        return PostgresHistorySink(spec.name, dsn, naming, tls=tls)
-    return PostgresSink(spec.name, dsn, naming, tls=tls)
+    connection = Connection(
+        dsn=secrets.read(spec.connection_secret),
+        naming=TableNaming(spec.target, dict(spec.table_mapping)),
+        tls=ssl_context(spec.tls, secrets.read, f"sink {spec.name}: tls"),
+        concurrent_writers=concurrent_writers,
+    )
+    return sink_registry.build(spec, connection)
 
 
 def build_transformer(spec: PipelineSpec, secrets: SecretStore) -> Transformer:

@@ -229,9 +229,10 @@ class SinkSpec(_Model):
     batch_size: int = Field(default=10_000, ge=1, le=100_000)
     """Most rows per batch (a batch is written when full or after flushIntervalMs). Each batch pays
     fixed costs (round trips, commits, one ClickHouse part per insert), so larger batches write
-    faster: see the performance figures."""
+    faster: see the performance figures. The sinks of a pipeline receive the same batches: the
+    smallest batchSize over them applies to all."""
     flush_interval_ms: int = Field(default=1000, ge=10, le=600_000)
-    """Longest wait before a partial batch is written."""
+    """Longest wait before a partial batch is written; the smallest over the pipeline's sinks applies to all."""
     tls: TLSSpec = TLSSpec()
     """TLS towards the sink. Enabled: PostgreSQL and TimescaleDB connect over TLS only (whatever the
     DSN's sslmode), ClickHouse over HTTPS; the server's certificate and name are verified against
