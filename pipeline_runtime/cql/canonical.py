@@ -76,11 +76,21 @@ def to_json(value: Any, cql_type: CqlType) -> JsonValue:
 def canonical_text(value: Any, cql_type: CqlType) -> str:
     """The canonical text of a driver value: what ``hash`` masking feeds to HMAC, so the same
     Cassandra value hashes the same whatever Python type the driver used and in every sink."""
+    if type(value) is str and cql_type.kind in TEXT_KINDS:
+        return _SCALAR(value)  # what to_json and dumps make of it, without the two calls
     return dumps(to_json(value, cql_type))
+
+
+#: One encoder for every scalar: ``json.dumps`` with an argument builds a new encoder per call.
+_SCALAR = json.JSONEncoder(ensure_ascii=False).encode
+#: Values written as the standard encoder writes them (Decimal is not: exact digits matter).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def dumps(value: JsonValue) -> str:
     """Compact canonical JSON text; Decimal is written as an exact number literal."""
+    if type(value) in _PLAIN:
+        return _SCALAR(value)  # set elements and map keys: most calls, one scalar each
     return "".join(_encode(value))
 
 
@@ -131,7 +141,7 @@ def _encode(value: JsonValue) -> Iterable[str]:
         for index, (key, item) in enumerate(value.items()):
             if index:
                 yield ","
-            yield json.dumps(str(key), ensure_ascii=False)
+            yield _SCALAR(str(key))
             yield ":"
             yield from _encode(item)
         yield "}"
@@ -143,7 +153,7 @@ def _encode(value: JsonValue) -> Iterable[str]:
             yield from _encode(item)
         yield "]"
     else:
-        yield json.dumps(value, ensure_ascii=False)
+        yield _SCALAR(value)
 
 
 def _float(value: Any) -> JsonValue:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
-from pipeline_runtime.cql.canonical import dumps, to_json
+from pipeline_runtime.cql.canonical import canonical_text, dumps, to_json
 from pipeline_runtime.cql.schema import Column, TableSchema
 from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.errors import RowRejectedError
@@ -268,10 +268,8 @@ def element_key(path: Any, column_type: CqlType) -> str:
     if kind is Kind.LIST:
         time = getattr(path, "time", None)
         return f"{time:016x}{path.hex}" if time is not None else str(path)
-    if kind is Kind.SET:
-        return dumps(to_json(path, column_type.args[0]))
-    if kind is Kind.MAP:
-        return dumps(to_json(path, column_type.args[0]))
+    if kind is Kind.SET or kind is Kind.MAP:
+        return canonical_text(path, column_type.args[0])
     if isinstance(path, int) and not isinstance(path, bool):
         return column_type.field_names[path]
     return str(path)
@@ -371,7 +369,11 @@ class Shaper:
             known = elements.cells.get(key)
             if known is None or element_beats(state, known):
                 elements.cells[key] = state
-        delta.elements.setdefault(column.name, Elements()).merge(elements)
+        present = delta.elements.get(column.name)
+        if present is None:
+            delta.elements[column.name] = elements  # the row's first change of this column: nothing to join
+        else:
+            present.merge(elements)
 
 
 def coalesce(items: Iterable[RowDelta | Tombstone]) -> tuple[list[RowDelta], list[Tombstone]]:
