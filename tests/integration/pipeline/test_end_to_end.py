@@ -322,6 +322,40 @@ async def test_restart_resumes_from_the_committed_position_without_loss(
     assert [(r["id"], r["body"]) for r in rows] == [(i, f"body {i}") for i in range(200)]
 
 
+async def outage(
+    runtime: Runtime,
+    sink: str,
+    write: Callable[[int], Any],
+    has: Callable[[int], Any],
+    stop_sink: Callable[[], Any],
+    start_sink: Callable[[], Any],
+) -> None:
+    """50 rows reach the sink; it goes away while 50 more are written: the runtime stalls, names the sink
+    and keeps the backlog; it comes back: all 100 arrive and the runtime is ready again."""
+    for i in range(50):
+        write(i)
+    await wait_until(lambda: has(50), what=f"the first 50 rows in sink {sink}")
+
+    stop_sink()
+    for i in range(50, 100):
+        write(i)
+
+    async def stalled() -> Any:
+        reasons = runtime.readiness()
+        return True if any(f"sink {sink}" in r for r in reasons) else reasons
+
+    await wait_until(stalled, what="/readyz to name the unreachable sink")
+    assert runtime.runner is not None
+    assert f"sink {sink}" in (runtime.runner.progress.last_error or "")
+    assert runtime.node_status().cdc_raw_bytes > 0  # the backlog is kept, not deleted
+
+    start_sink()
+    await wait_until(lambda: has(100), what=f"all 100 rows in sink {sink} after the outage")
+    await wait_until(
+        lambda: asyncio.sleep(0, result=runtime.readiness() == [] or runtime.readiness()), what="ready again"
+    )
+
+
 async def test_a_sink_outage_stalls_keeps_the_backlog_and_loses_nothing(
     cassandra_v7: CassandraNode, chdb_dsn: str, tmp_path: Path
 ) -> None:
@@ -346,27 +380,8 @@ async def test_a_sink_outage_stalls_keeps_the_backlog_and_loses_nothing(
             return True if got == n else got
 
         try:
-            for i in range(50):
-                session.execute(insert, (i, f"body {i}"))
-            await wait_until(lambda: has(50), what="the first 50 rows")
-
-            server.stop()
-            for i in range(50, 100):
-                session.execute(insert, (i, f"body {i}"))
-
-            async def stalled() -> Any:
-                reasons = runtime.readiness()
-                return True if any("sink pg" in r for r in reasons) else reasons
-
-            await wait_until(stalled, what="/readyz to name the unreachable sink")
-            assert runtime.runner is not None
-            assert "sink pg" in (runtime.runner.progress.last_error or "")
-            assert runtime.node_status().cdc_raw_bytes > 0  # the backlog is kept, not deleted
-
-            server.restart()
-            await wait_until(lambda: has(100), what="all 100 rows after the outage")
-            await wait_until(
-                lambda: asyncio.sleep(0, result=runtime.readiness() == [] or runtime.readiness()), what="ready again"
+            await outage(
+                runtime, "pg", lambda i: session.execute(insert, (i, f"body {i}")), has, server.stop, server.restart
             )
         finally:
             stop.set()
@@ -394,25 +409,8 @@ async def test_a_clickhouse_server_restart_over_http_stalls_and_loses_nothing(
             return True if len(found) == n else len(found)
 
         try:
-            for i in range(50):
-                session.execute(insert, (i, f"body {i}"))
-            await wait_until(lambda: has(50), what="the first 50 rows in ClickHouse")
-
-            front.stop()
-            for i in range(50, 100):
-                session.execute(insert, (i, f"body {i}"))
-
-            async def stalled() -> Any:
-                reasons = runtime.readiness()
-                return True if any("sink ch" in r for r in reasons) else reasons
-
-            await wait_until(stalled, what="/readyz to name the unreachable sink")
-            assert runtime.node_status().cdc_raw_bytes > 0  # the backlog is kept, not deleted
-
-            front.start()
-            await wait_until(lambda: has(100), what="all 100 rows after the restart")
-            await wait_until(
-                lambda: asyncio.sleep(0, result=runtime.readiness() == [] or runtime.readiness()), what="ready again"
+            await outage(
+                runtime, "ch", lambda i: session.execute(insert, (i, f"body {i}")), has, front.stop, front.start
             )
         finally:
             stop.set()
