@@ -238,13 +238,14 @@ async def test_never_initial_later_tables_requests_and_the_throttle(
     assert runtime.runner is not None and runtime.runner.snapshot is None
     assert await pg_count("bulk") == 1
 
-    # initial, throttled to 1000 rows/s: the table arrives whole, at the rate asked
+    # initial, throttled to 1000 rows/s: the table arrives whole, never faster than asked (the throttle is a
+    # ceiling; unthrottled this table reads at well over 10,000 rows/s, and a loaded machine may read slower)
     initial = pipeline_yaml(tmp_path, keyspace, node, {"pg": postgres_dsn}, tables=["bulk"], rowsPerSecond=1000)
     runtime = Runtime(load_pipeline(initial), options)
     await run_until(runtime, lambda: snapshot_done(runtime, 1), "bulk snapshotted")
     status = runtime.node_status().snapshot[f"{keyspace}.bulk"]
     assert status.rows_read == rows + 1
-    assert 800 <= status.rows_per_second <= 1200, status
+    assert 0 < status.rows_per_second <= 1050, status
     assert await pg_count("bulk") == rows + 1
 
     # a table selected later is snapshotted; the one already done is not read again
