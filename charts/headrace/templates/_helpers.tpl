@@ -45,10 +45,10 @@ app.kubernetes.io/component: operator
 - apiGroups: ["headrace.io"]
   resources: ["cdcpipelines/finalizers"]
   verbs: ["update"]
-# Discovering Cassandra pods; never written.
+# Discovering Cassandra pods and watching them and the runtimes' pods; never written.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get"]
@@ -59,13 +59,16 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-# What the operator renders for each pipeline.
+# What the operator renders for each pipeline (ConfigMaps and Deployments watched for changes by hand).
 - apiGroups: [""]
-  resources: ["configmaps", "serviceaccounts"]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
   verbs: ["get", "list", "create", "patch", "update", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "list", "create", "patch", "update", "delete"]

@@ -21,6 +21,8 @@ class Discovery:
     pods: list[CassandraPod] = field(default_factory=list)
     problem: str | None = None
     """Set when the pods cannot be looked up at all (missing workload, empty selector)."""
+    selector: dict[str, str] | None = None
+    """The Cassandra pods' labels, when they could be looked up."""
 
 
 async def discover(kube: Kube, namespace: str, source: CassandraSource) -> Discovery:
@@ -43,7 +45,7 @@ async def discover(kube: Kube, namespace: str, source: CassandraSource) -> Disco
         return Discovery(description, problem="the Cassandra pod selector is empty and would match every pod")
     pods = await kube.list("Pod", namespace, selector_query(selector))
     live = [describe(p, selector, source.data_volume) for p in pods if is_live(p)]
-    return Discovery(description, pods=sorted(live, key=lambda p: p.name))
+    return Discovery(description, pods=sorted(live, key=lambda p: p.name), selector=selector)
 
 
 async def missing_secrets(kube: Kube, namespace: str, wanted: Mapping[str, tuple[str, ...]]) -> list[str]:

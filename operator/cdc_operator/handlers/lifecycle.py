@@ -15,7 +15,9 @@ import kopf
 
 from cdc_operator import naming
 from cdc_operator.config import OperatorConfig
+from cdc_operator.handlers import watch
 from cdc_operator.kube.client import Kube
+from cdc_operator.wakeups import Wakeups
 
 
 @kopf.on.startup()
@@ -34,6 +36,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Log
     settings.peering.lifetime = int(os.environ.get("HEADRACE_PEERING_LIFETIME_SECONDS", "30"))
     memo.kube = Kube.connect(lambda: credentials(settings))
     memo.config = OperatorConfig.from_env()
+    memo.wakeups = Wakeups()
+    watch.quiet()
     logger.info("headrace operator configured: %s", memo.config)
 
 

@@ -1,9 +1,12 @@
 """Kopf handlers for CDCPipeline: every trigger runs the same reconcile pass; deletion cleans up.
 
-The timer is what notices Cassandra scale-up/down and runtime reports; create
-and update handlers make spec edits, ``spec.paused`` and the
-``headrace.io/restart`` annotation take effect at once instead of on the next
-tick. A per-pipeline lock keeps a timer tick and an update from interleaving.
+Create and update handlers make spec edits, ``spec.paused`` and the
+``headrace.io/restart`` annotation take effect at once. Each pipeline also has
+a loop (a kopf daemon) that runs a pass whenever a watched change concerns it
+(a Cassandra pod added, moved or gone; a runtime Deployment or Pod changing; a
+runtime ConfigMap edited or deleted: see ``handlers/watch.py``) and otherwise
+every ``HEADRACE_RECONCILE_INTERVAL_SECONDS``, the safety net that also reads
+the runtimes' reports. A per-pipeline lock keeps passes from interleaving.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ from cdc_operator.handlers.cleanup import delete_owned
 from cdc_operator.handlers.reconcile import reconcile
 from cdc_operator.kube.client import Kube
 from cdc_operator.kube.errors import KubeError
+from cdc_operator.wakeups import Wakeups
 
 RESOURCE = (naming.GROUP, naming.VERSION, naming.PLURAL)
-_INTERVAL_S = OperatorConfig.from_env().reconcile_interval_s
+#: A burst of watched changes (a rollout: a Deployment and its Pods, several updates each) makes one pass.
+SETTLE_S = 0.5
+#: While blocked on what no watch reports (a Secret or workload not there yet), look again this often.
+RECHECK_S = 5.0
 
 
 def _lock(memo: kopf.Memo) -> asyncio.Lock:
@@ -46,7 +53,12 @@ async def _run(trigger: str, body: kopf.Body, memo: Any, logger: kopf.Logger) ->
     started = time.perf_counter()
     async with _lock(memo):
         try:
-            outcome = await reconcile(kube, config, body, _applied(memo))
+            # The stored object, not the event's copy: a pass right after another (a watch woken by the
+            # previous pass's own writes) must see that pass's status, or it would report changes twice.
+            current = await kube.get(naming.KIND, body.metadata.namespace or "", body.metadata.name or "")
+            if current is None or current["metadata"].get("deletionTimestamp"):
+                return
+            outcome = await reconcile(kube, config, current, _applied(memo))
         except KubeError as exc:
             metrics.RECONCILES.labels(trigger=trigger, result="error").inc()
             _applied(memo).forget()
@@ -59,6 +71,7 @@ async def _run(trigger: str, body: kopf.Body, memo: Any, logger: kopf.Logger) ->
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
     metrics.RECONCILES.labels(trigger=trigger, result="ok").inc()
     metrics.record_phase(body.metadata.namespace or "", body.metadata.name or "", outcome.status.phase.value)
+    memo.wakeups.note((body.metadata.namespace or "", body.metadata.name or ""), outcome.interest)
     if outcome.written:
         logger.info("phase %s, ready %s", outcome.status.phase.value, outcome.status.ready_nodes)
 
@@ -74,12 +87,47 @@ async def updated(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> 
     await _run("update", body, memo, logger)
 
 
-@kopf.timer(*RESOURCE, interval=_INTERVAL_S, initial_delay=1.0)
-async def periodic(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
-    """Also the first pass after an operator restart: it finds existing objects and re-applies idempotently."""
-    if body.metadata.get("deletionTimestamp"):
-        return
-    await _run("timer", body, memo, logger)
+@kopf.daemon(*RESOURCE, initial_delay=1.0, cancellation_timeout=10.0)
+async def loop(stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    """Passes on watched changes and every reconcile interval; also the first pass after an operator restart.
+
+    ``body`` is kopf's live view of the pipeline, so each pass reads the latest object.
+    """
+    wakeups: Wakeups = memo.wakeups
+    config: OperatorConfig = memo.config
+    key = (body.metadata.namespace or "", body.metadata.name or "")
+    signal = wakeups.enrol(key)
+    trigger = "timer"
+    try:
+        while not stopped:
+            signal.clear()
+            pause = config.reconcile_interval_s
+            if not body.metadata.get("deletionTimestamp"):
+                try:
+                    await _run(trigger, body, memo, logger)
+                    if wakeups.interest(key).waiting_on_unwatched:
+                        pause = min(pause, RECHECK_S)
+                except kopf.TemporaryError as exc:
+                    logger.warning("reconcile pass failed, next in %.0f s: %s", exc.delay or pause, exc)
+                    pause = min(pause, exc.delay or pause)
+            woken = await _sleep(signal, stopped, pause)
+            trigger = "watch" if woken else "timer"
+            if woken:
+                await asyncio.sleep(SETTLE_S)
+    finally:
+        wakeups.leave(key)
+
+
+async def _sleep(signal: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> bool:
+    """Wait ``seconds``, or less when woken (True) or stopped (False)."""
+    woken = asyncio.ensure_future(signal.wait())
+    ended = asyncio.ensure_future(stopped.wait(seconds))
+    try:
+        await asyncio.wait({woken, ended}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (woken, ended):
+            waiter.cancel()
+    return signal.is_set() and not stopped
 
 
 @kopf.on.delete(*RESOURCE)
@@ -95,3 +143,6 @@ async def deleted(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> 
             raise kopf.TemporaryError(str(exc), delay=10) from exc
     metrics.record_phase(body.metadata.namespace or "", body.metadata.name or "", None)
     logger.info("removed %d objects; sink data is left as it is", count)
+    # A pipeline standing down because this one read its Cassandra pods' cdc_raw can take them now.
+    wakeups: Wakeups = memo.wakeups
+    wakeups.wake(wakeups.in_namespace(body.metadata.namespace or ""))

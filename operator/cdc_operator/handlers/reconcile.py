@@ -7,10 +7,11 @@ nothing depends on which event came first or whether an event was missed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from cdc_operator.status.events import Notice, changed_fields, notices
 from cdc_operator.status.nodes import reports_in_force
 from cdc_operator.status.observation import Observation
 from cdc_operator.status.pods import problems_by_cassandra_pod
+from cdc_operator.wakeups import Interest
 from pipeline_runtime.config.loader import describe_validation_error
 from pipeline_runtime.config.model import PipelineSpec
 from pipeline_runtime.config.status import ConditionType, PipelineStatus
@@ -45,6 +47,8 @@ class Outcome:
     status: PipelineStatus
     written: bool
     """False when the status already said this (no write was needed)."""
+    interest: Interest = field(default_factory=Interest)
+    """What the pass found the pipeline depends on, for the watches that wake it."""
 
 
 async def reconcile(
@@ -142,7 +146,9 @@ async def reconcile(
     )
     stale = [pod for pod in nodes if pod not in live and (retired is None or pod not in retired.draining)]
     removed = sorted({*dropped, *(stale if retired is not None else [])})
-    return await _report(kube, body, seen, previous, removed=removed)
+    outcome = await _report(kube, body, seen, previous, removed=removed)
+    interest = Interest(discovery.selector, waiting_on_unwatched=bool(missing) or discovery.selector is None)
+    return dataclasses.replace(outcome, interest=interest)
 
 
 def _previous_status(raw: Any) -> PipelineStatus:
