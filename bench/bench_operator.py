@@ -2,13 +2,13 @@
 
 Fleet: 100 StatefulSets of 3 pods; pipeline i reads StatefulSet i (one pipeline
 per Cassandra pod: a second is refused, ``CdcRawShared``), so the operator
-renders 100 ConfigMaps/ServiceAccounts/Roles/RoleBindings and 300 runtime
-Deployments. The operator runs as its own process
+renders 100 ConfigMaps and, per runtime, a ServiceAccount, Role, RoleBinding,
+report ConfigMap and Deployment (300 runtimes: 1,600 objects). The operator runs as its own process
 (``python -m cdc_operator``) so its peak RSS (VmHWM) is its own.
 
 Figures: seconds from applying the 100 pipelines until every one is Ready or
 Progressing (all objects rendered); then, after one simulated runtime report
-per node (300 status patches), seconds until every pipeline is Ready; and the
+per node (300 writes of the runtimes' report ConfigMaps), seconds until every pipeline is Ready; and the
 operator's peak RSS. Goals from the issue: under 60 s and under 150 MB.
 """
 
@@ -27,9 +27,12 @@ from typing import Any
 
 import kopf
 import yaml
+from cdc_operator import naming
 from cdc_operator.kube.client import Kube
 
 from devservices.envtest import ControlPlane, running_control_plane
+from pipeline_runtime.config.status import NodeSinkStatus, NodeStatus
+from pipeline_runtime.report.kubernetes import report_patch
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES = 100
@@ -119,25 +122,23 @@ def _login() -> kopf.ConnectionInfo:
 
 
 async def _report_all(plane: ControlPlane) -> None:
-    """One runtime report per (pipeline, node), as the runtimes would send them."""
+    """One runtime report per (pipeline, node), written into each runtime's report ConfigMap as it would."""
     os.environ["KUBECONFIG"] = str(plane.kubeconfig)
     kube = Kube.connect(_login)
     try:
         for item in _states(plane):
             name = item["metadata"]["name"]
             workload = int(item["spec"]["source"]["cassandra"]["workload"]["name"].rsplit("-", 1)[1])
-            now = datetime.now(UTC).isoformat()
-            nodes = {
-                f"cassandra-{workload}-{p}": {
-                    "lastReportTime": now,
-                    "lagSeconds": 0.5,
-                    "eventsPerSecond": 100.0,
-                    "configHash": item["status"].get("configHash"),
-                    "sinks": {"pg": {"healthy": True, "rowsWritten": 1}},
-                }
-                for p in range(PODS_PER_WORKLOAD)
-            }
-            await kube.merge_patch("CDCPipeline", NAMESPACE, name, {"status": {"nodes": nodes}}, subresource="status")
+            for p in range(PODS_PER_WORKLOAD):
+                report = NodeStatus(
+                    last_report_time=datetime.now(UTC),
+                    lag_seconds=0.5,
+                    events_per_second=100.0,
+                    config_hash=item["status"].get("configHash"),
+                    sinks={"pg": NodeSinkStatus(healthy=True, rows_written=1)},
+                )
+                target = naming.runtime_report(name, f"cassandra-{workload}-{p}")
+                await kube.merge_patch("ConfigMap", NAMESPACE, target, report_patch(report))
     finally:
         await kube.close()
 

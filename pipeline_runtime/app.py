@@ -72,7 +72,8 @@ class RuntimeOptions:
     secrets_dir: Path = DEFAULT_SECRETS_DIR
     http_host: str = "0.0.0.0"  # noqa: S104 - probes and Prometheus reach the pod's IP
     http_port: int = 8080
-    report_status: bool = False
+    #: The ConfigMap this runtime writes its NodeStatus into (the operator creates it; None: no reports).
+    report_config_map: str | None = None
     report_interval: float = 10.0
     #: Where rows a sink rejects are kept (JSONL, one file per pipeline); default: beside cdc_raw,
     #: on the same persistent volume.
@@ -203,8 +204,8 @@ class Runtime:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
-            if self.options.report_status:
-                await self._report_once()
+            if (report_to := self.options.report_config_map) is not None:
+                await self._report_once(report_to)
             await http.stop()
             if self.source is not None and self.source.claim is not None:
                 self.source.claim.release()
@@ -364,8 +365,8 @@ class Runtime:
             held_changes=len(runner.replicas.held) if runner.replicas is not None else 0,
         )
 
-    async def _report_once(self) -> None:
-        reporter = KubernetesStatusReporter(self.pipeline.namespace, self.pipeline.name, self.options.node)
+    async def _report_once(self, config_map: str) -> None:
+        reporter = KubernetesStatusReporter(self.pipeline.namespace, config_map)
         await reporter.report(self.node_status())
 
     async def _observe_forever(self) -> None:
@@ -378,8 +379,8 @@ class Runtime:
                     "cdc_raw backlog is high: Cassandra rejects CDC writes when it is full",
                     extra={"cdc_raw_bytes": status.cdc_raw_bytes, "share": round(status.cdc_raw_share, 3)},
                 )
-            if self.options.report_status:
-                await self._report_once()
+            if (report_to := self.options.report_config_map) is not None:
+                await self._report_once(report_to)
             await asyncio.sleep(self.options.report_interval)
 
     def _cdc_total_space(self) -> int:

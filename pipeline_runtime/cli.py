@@ -96,10 +96,10 @@ def parser() -> argparse.ArgumentParser:
         help="where rejected rows are kept (default: beside cdc_raw) [HEADRACE_DEAD_LETTER_DIR]",
     )
     run.add_argument(
-        "--report-status",
-        action=argparse.BooleanOptionalAction,
-        default=_env("KUBERNETES_SERVICE_HOST") is not None,
-        help="patch status.nodes on the CDCPipeline (default: on inside Kubernetes)",
+        "--report-configmap",
+        default=_env("HEADRACE_REPORT_CONFIGMAP"),
+        help="write this node's status into this ConfigMap of the pipeline's namespace, for the operator "
+        "(the operator sets it; default: no reports) [HEADRACE_REPORT_CONFIGMAP]",
     )
 
     snapshot = commands.add_parser(
@@ -162,7 +162,7 @@ def command_run(args: argparse.Namespace) -> int:
         secrets_dir=args.secrets_dir,
         http_host=args.http_host,
         http_port=args.http_port,
-        report_status=args.report_status,
+        report_config_map=args.report_configmap,
         dead_letter_dir=args.dead_letter_dir,
         cassandra_host=args.cassandra_host,
     )

@@ -71,9 +71,14 @@ def config_map(pipeline: str) -> str:
     return fit(f"{pipeline}-config")
 
 
-def service_account(pipeline: str) -> str:
-    """Also the name of the Role and RoleBinding that go with it."""
-    return fit(f"{pipeline}-runtime")
+def runtime_report(pipeline: str, cassandra_pod: str) -> str:
+    """The ConfigMap one runtime writes its report into: ``<runtime Deployment>-report``."""
+    return report_of(runtime_deployment(pipeline, cassandra_pod))
+
+
+def report_of(deployment: str) -> str:
+    """The report ConfigMap of the runtime Deployment ``deployment``."""
+    return fit(f"{deployment}-report")
 
 
 def pipeline_labels(pipeline: str) -> dict[str, str]:
@@ -90,3 +95,12 @@ def pipeline_labels(pipeline: str) -> dict[str, str]:
 def pipeline_selector(pipeline: str) -> str:
     """Label selector (query string form) of the objects rendered for ``pipeline``."""
     return f"{LABEL_PIPELINE}={fit(pipeline)},{LABEL_MANAGED_BY}={FIELD_MANAGER}"
+
+
+#: ``app.kubernetes.io/component`` of the runtimes' report ConfigMaps.
+COMPONENT_REPORT = "report"
+
+
+def report_selector(pipeline: str) -> str:
+    """Label selector of ``pipeline``'s report ConfigMaps."""
+    return f"{pipeline_selector(pipeline)},{LABEL_COMPONENT}={COMPONENT_REPORT}"

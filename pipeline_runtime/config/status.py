@@ -1,12 +1,10 @@
 """The typed ``status`` of a CDCPipeline: what runtimes report and what the operator concludes.
 
-Two writers share ``status`` without overwriting each other, because each owns
-disjoint keys and both use JSON merge patches:
-
-* each runtime patches only ``status.nodes.<its Cassandra pod>`` (a ``NodeStatus``),
-* the operator writes everything else (phase, conditions, the summary fields the
-  printer columns show, ``sinks`` aggregated over the nodes) and removes the
-  ``nodes`` entry of a Cassandra pod whose runtime it deleted.
+Each runtime writes its ``NodeStatus`` as JSON (``REPORT_KEY``) into a report
+ConfigMap of its own, the one object its ServiceAccount may write; the operator
+reads every report of the pipeline and writes the whole ``status``: ``nodes``
+(the reports, keyed by Cassandra pod), phase, conditions, the summary fields the
+printer columns show, and ``sinks`` aggregated over the nodes.
 
 The CRD's status schema is generated from this module, so a field the runtime
 reports but this model lacks is pruned by the API server: add it here first.
@@ -118,6 +116,10 @@ class TableSnapshotStatus(_Status):
     """Why the last attempt failed, or null."""
 
 
+#: The key of a runtime's report ConfigMap that holds its NodeStatus as JSON (runtime writes, operator reads).
+REPORT_KEY = "status.json"
+
+
 class NodeStatus(_Status):
     """What one runtime reports about its Cassandra node (written by the runtime)."""
 
@@ -174,7 +176,7 @@ class PipelineStatus(_Status):
     conditions: list[Condition] = []
     """Ready, Progressing, Degraded and DeadLetters."""
     nodes: dict[str, NodeStatus] = {}
-    """Per Cassandra pod; each runtime writes its own entry."""
+    """Per Cassandra pod: its runtime's last report, copied here by the operator."""
     sinks: dict[str, SinkStatus] = {}
     """Per sink name, aggregated by the operator."""
     ready_nodes: str = "0/0"

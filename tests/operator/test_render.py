@@ -62,7 +62,8 @@ def test_objects_are_owned_and_labelled() -> None:
         assert meta["ownerReferences"] == [ref.owner_reference()]
         assert meta["labels"][naming.LABEL_PIPELINE] == "shop"
     kinds = [o["kind"] for o in rendered().objects]
-    assert kinds == ["ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Deployment", "Deployment"]
+    runtime = ["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Deployment"]
+    assert kinds == ["ConfigMap", *runtime, *runtime]
 
 
 def test_deployment_per_pod_pinned_to_that_pod() -> None:
@@ -201,16 +202,30 @@ def test_long_names_fit_kubernetes_limits(pipeline: str) -> None:
     assert len(set(names)) == 2
 
 
-def test_role_allows_only_its_own_status() -> None:
-    role = next(o for o in rendered().objects if o["kind"] == "Role")
-    assert role["rules"] == [
-        {
-            "apiGroups": ["headrace.io"],
-            "resources": ["cdcpipelines/status"],
-            "resourceNames": ["shop"],
-            "verbs": ["get", "patch"],
-        }
-    ]
+def test_each_runtime_has_an_identity_that_may_write_only_its_own_report() -> None:
+    objects = rendered().objects
+    for deployment in rendered().deployments:
+        name = deployment["metadata"]["name"]
+        pod = deployment["metadata"]["annotations"][naming.ANNOTATION_CASSANDRA_POD]
+        pod_spec = deployment["spec"]["template"]["spec"]
+        assert pod_spec["serviceAccountName"] == name
+        env = {e["name"]: e.get("value") for e in pod_spec["containers"][0]["env"]}
+        assert env["HEADRACE_REPORT_CONFIGMAP"] == naming.runtime_report("shop", pod) == f"{name}-report"
+        role = next(o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == name)
+        assert role["rules"] == [
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": [f"{name}-report"],
+                "verbs": ["get", "patch"],
+            }
+        ]
+        binding = next(o for o in objects if o["kind"] == "RoleBinding" and o["metadata"]["name"] == name)
+        assert binding["roleRef"]["name"] == name
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": "data"}]
+        report = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"{name}-report")
+        assert "data" not in report  # the runtime writes it; the operator's apply never touches it
+        assert report["metadata"]["labels"][naming.LABEL_COMPONENT] == naming.COMPONENT_REPORT
 
 
 def test_each_runtime_is_told_its_own_cassandra() -> None:

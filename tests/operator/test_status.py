@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from cdc_operator.handlers.reconcile import with_snapshot_request
+from cdc_operator import naming
+from cdc_operator.handlers.reconcile import status_patch, with_snapshot_request
+from cdc_operator.handlers.reports import parse_report
 from cdc_operator.status.assess import assess
 from cdc_operator.status.nodes import reports_in_force
 from cdc_operator.status.observation import Observation, Thresholds
@@ -14,11 +16,13 @@ from pydantic import ValidationError
 
 from pipeline_runtime.config.model import PipelineSpec
 from pipeline_runtime.config.status import (
+    REPORT_KEY,
     ConditionStatus,
     ConditionType,
     NodeSinkStatus,
     NodeStatus,
     Phase,
+    PipelineStatus,
     TableSnapshotStatus,
 )
 
@@ -288,3 +292,23 @@ def test_a_sink_is_healthy_only_once_every_runtime_reported_on_it() -> None:
     assert assess(observe()).sinks["pg"].healthy is True
     broken = report(sinks={"pg": NodeSinkStatus(healthy=False, rows_written=0)})
     assert assess(observe(nodes={PODS[0]: broken})).sinks["pg"].healthy is False
+
+
+def test_a_report_config_map_parses_to_its_pod_and_status_and_nonsense_to_none() -> None:
+    good = report()
+    meta = {"name": "shop-cassandra-0-report", "annotations": {naming.ANNOTATION_CASSANDRA_POD: "cassandra-0"}}
+    body = {"metadata": meta, "data": {REPORT_KEY: good.model_dump_json(by_alias=True)}}
+    assert parse_report(body) == ("cassandra-0", good)
+    assert parse_report({"metadata": meta}) is None  # created, not written yet
+    assert parse_report({"metadata": meta, "data": {REPORT_KEY: '{"lagSeconds": "soon"}'}}) is None
+    assert parse_report({"metadata": {"name": "x"}, "data": body["data"]}) is None  # no Cassandra pod named
+
+
+def test_the_status_patch_writes_the_reports_and_deletes_entries_no_longer_reported() -> None:
+    previous = PipelineStatus(nodes={"cassandra-0": report(), "cassandra-9": report()})
+    patch = status_patch(previous, previous, {"cassandra-0": report(lag_seconds=3.0)})
+    assert patch is not None
+    nodes = patch["status"]["nodes"]
+    assert nodes["cassandra-9"] is None and nodes["cassandra-0"]["lagSeconds"] == 3.0
+    same = {"cassandra-0": previous.nodes["cassandra-0"], "cassandra-9": previous.nodes["cassandra-9"]}
+    assert status_patch(previous, previous, same) is None

@@ -34,14 +34,18 @@ class AppliedState:
         self.fingerprint = None
 
 
-async def drift(kube: Kube, objects: Sequence[dict[str, Any]], live: Sequence[dict[str, Any]]) -> list[str]:
+async def drift(
+    kube: Kube, objects: Sequence[dict[str, Any]], live: Sequence[dict[str, Any]], selector: str
+) -> list[str]:
     """What differs between the rendered ``objects`` and the cluster, in words (empty: nothing).
 
     Runtime Deployments are compared with ``live`` (already listed): missing, or scaled by hand (two
-    runtimes on one cdc_raw would delete each other's segments). The other objects (ConfigMap,
-    ServiceAccount, Role, RoleBinding) are looked up: a deleted one breaks the runtimes at their next start.
+    runtimes on one cdc_raw would delete each other's segments). The other objects (ConfigMaps,
+    ServiceAccounts, Roles, RoleBindings) are listed once per kind by ``selector``: a deleted one breaks
+    a runtime at its next start.
     """
     found = {d["metadata"]["name"]: d for d in live}
+    listed: dict[str, set[str]] = {}
     out = []
     for obj in objects:
         kind, name = obj["kind"], obj["metadata"]["name"]
@@ -53,7 +57,11 @@ async def drift(kube: Kube, objects: Sequence[dict[str, Any]], live: Sequence[di
                 out.append(
                     f"Deployment {name} has {current['spec'].get('replicas')} replicas, not {obj['spec']['replicas']}"
                 )
-        elif await kube.get(kind, obj["metadata"].get("namespace", ""), name) is None:
+            continue
+        if kind not in listed:
+            items = await kube.list(kind, obj["metadata"].get("namespace", ""), selector)
+            listed[kind] = {item["metadata"]["name"] for item in items}
+        if name not in listed[kind]:
             out.append(f"{kind} {name} is missing")
     return out
 

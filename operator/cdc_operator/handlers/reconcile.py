@@ -22,6 +22,7 @@ from cdc_operator.config import OperatorConfig
 from cdc_operator.handlers.apply import AppliedState, apply_all, drift, fingerprint
 from cdc_operator.handlers.discovery import discover, missing_secrets, read_elsewhere
 from cdc_operator.handlers.events import post_events
+from cdc_operator.handlers.reports import clear_reports, read_reports
 from cdc_operator.handlers.scale import retire, stand_down
 from cdc_operator.kube.client import Kube
 from cdc_operator.kube.errors import Rejected
@@ -35,7 +36,7 @@ from cdc_operator.status.pods import problems_by_cassandra_pod
 from cdc_operator.wakeups import Interest
 from pipeline_runtime.config.loader import describe_validation_error
 from pipeline_runtime.config.model import PipelineSpec
-from pipeline_runtime.config.status import ConditionType, PipelineStatus
+from pipeline_runtime.config.status import ConditionType, NodeStatus, PipelineStatus
 
 log = logging.getLogger(__name__)
 #: The Progressing reason while the pause-reconciliation annotation holds.
@@ -62,7 +63,8 @@ async def reconcile(
     annotations = meta.get("annotations") or {}
     ref = PipelineRef(name, namespace, meta["uid"], restart_token=annotations.get(naming.ANNOTATION_RESTART))
     previous = _previous_status(body.get("status"))
-    nodes = dict(previous.nodes)
+    # The runtimes' own reports (one ConfigMap each); status.nodes is the operator's copy of them.
+    nodes, holding = await read_reports(kube, namespace, name)
     now = datetime.now(UTC)
     base = {
         "namespace": namespace,
@@ -73,14 +75,14 @@ async def reconcile(
         "thresholds": config.thresholds,
     }
     if annotations.get(naming.ANNOTATION_PAUSE_RECONCILIATION, "").lower() == "true":
-        return await _hold(kube, body, previous, now)
+        return await _hold(kube, body, previous, nodes, now)
     try:
         spec = with_snapshot_request(
             PipelineSpec.model_validate(body.get("spec") or {}), annotations.get(naming.ANNOTATION_SNAPSHOT)
         )
     except ValidationError as exc:
         seen = Observation(spec=None, invalid_spec=describe_validation_error(exc).replace("\n", "; "), **base)
-        return await _report(kube, body, seen, previous, removed=[])
+        return await _report(kube, body, seen, previous)
 
     discovery = await discover(kube, namespace, spec.source.cassandra)
     rendered = render_pipeline(ref, spec, discovery.pods, config.runtime_image)
@@ -93,7 +95,7 @@ async def reconcile(
     rejected = None
     if not blocked:
         digest = fingerprint(rendered.objects)
-        changed = await drift(kube, rendered.objects, existing)
+        changed = await drift(kube, rendered.objects, existing, naming.pipeline_selector(name))
         if changed or not applied.is_current(digest, config.reapply_after_s):
             if changed and applied.fingerprint is not None:
                 log.warning("repairing objects changed by hand", extra={"pipeline": name, "drift": "; ".join(changed)})
@@ -128,7 +130,8 @@ async def reconcile(
         if label in by_label
     }
     in_force = reports_in_force(spec.paused, previous.conditions, nodes)
-    dropped = [pod for pod in nodes if pod not in in_force]
+    if spec.paused and holding:
+        await clear_reports(kube, namespace, holding)
     seen = Observation(
         spec=spec,
         source_description=discovery.description,
@@ -144,9 +147,7 @@ async def reconcile(
         apply_rejected=rejected,
         **(base | {"nodes": in_force}),
     )
-    stale = [pod for pod in nodes if pod not in live and (retired is None or pod not in retired.draining)]
-    removed = sorted({*dropped, *(stale if retired is not None else [])})
-    outcome = await _report(kube, body, seen, previous, removed=removed)
+    outcome = await _report(kube, body, seen, previous)
     interest = Interest(discovery.selector, waiting_on_unwatched=bool(missing) or discovery.selector is None)
     return dataclasses.replace(outcome, interest=interest)
 
@@ -160,23 +161,23 @@ def _previous_status(raw: Any) -> PipelineStatus:
         return PipelineStatus()
 
 
-async def _report(
-    kube: Kube, body: Mapping[str, Any], seen: Observation, previous: PipelineStatus, removed: list[str]
-) -> Outcome:
+async def _report(kube: Kube, body: Mapping[str, Any], seen: Observation, previous: PipelineStatus) -> Outcome:
     name = body["metadata"]["name"]
     status = assess(seen)
-    patch = status_patch(status, previous, removed)
+    patch = status_patch(status, previous, seen.nodes)
     if patch is not None:
         await kube.merge_patch(naming.KIND, seen.namespace, name, patch, subresource="status")
         await post_events(kube, body, notices(previous, status, _spec_changes(body)), seen.now)
     return Outcome(status, written=patch is not None)
 
 
-async def _hold(kube: Kube, body: Mapping[str, Any], previous: PipelineStatus, now: datetime) -> Outcome:
+async def _hold(
+    kube: Kube, body: Mapping[str, Any], previous: PipelineStatus, nodes: Mapping[str, NodeStatus], now: datetime
+) -> Outcome:
     """Reconciliation paused: touch nothing but the Progressing condition, which says so.
 
-    Runtimes keep running and reporting into ``status.nodes``; phase and the aggregates stay
-    as the last pass left them, and ``observedGeneration`` does not move (spec edits wait).
+    Runtimes keep running, and their reports still reach ``status.nodes``; phase and the aggregates
+    stay as the last pass left them, and ``observedGeneration`` does not move (spec edits wait).
     """
     message = (
         f"reconciliation is paused by the annotation {naming.ANNOTATION_PAUSE_RECONCILIATION}=true: the operator "
@@ -188,7 +189,7 @@ async def _hold(kube: Kube, body: Mapping[str, Any], previous: PipelineStatus, n
     verdicts[ConditionType.PROGRESSING] = false(HOLD_REASON, message)
     held = conditions(verdicts, previous.conditions, previous.observed_generation, now)
     status = previous.model_copy(update={"conditions": held})
-    patch = status_patch(status, previous, [])
+    patch = status_patch(status, previous, nodes)
     if patch is not None:
         name = body["metadata"]["name"]
         await kube.merge_patch(naming.KIND, body["metadata"]["namespace"], name, patch, subresource="status")
@@ -210,21 +211,25 @@ def _spec_changes(body: Mapping[str, Any]) -> list[str]:
     return changes
 
 
-def status_patch(status: PipelineStatus, previous: PipelineStatus, removed: list[str]) -> dict[str, Any] | None:
-    """A merge patch of the operator's status fields, or None when nothing changed.
+def status_patch(
+    status: PipelineStatus, previous: PipelineStatus, nodes: Mapping[str, NodeStatus]
+) -> dict[str, Any] | None:
+    """A merge patch from ``previous`` to ``status`` with ``nodes`` as ``status.nodes``, or None when equal.
 
-    ``nodes`` belong to the runtimes: the operator only deletes entries of
-    Cassandra pods whose runtime is gone. Sinks no longer in the spec are deleted.
+    Entries of nodes no longer reported (a runtime removed, a pause) and sinks no longer in the spec
+    are deleted (null in a merge patch).
     """
     fresh = status.model_dump(mode="json", by_alias=True, exclude={"nodes"})
     old = previous.model_dump(mode="json", by_alias=True, exclude={"nodes"})
     for sink in old.get("sinks", {}):
         if sink not in fresh["sinks"]:
             fresh["sinks"][sink] = None
-    if fresh == old and not removed:
+    reported = {pod: node.model_dump(mode="json", by_alias=True) for pod, node in nodes.items()}
+    before = {pod: node.model_dump(mode="json", by_alias=True) for pod, node in previous.nodes.items()}
+    if fresh == old and reported == before:
         return None
-    if removed:
-        fresh["nodes"] = dict.fromkeys(removed)
+    if reported != before:
+        fresh["nodes"] = {**dict.fromkeys(before), **reported}
     return {"status": fresh}
 
 

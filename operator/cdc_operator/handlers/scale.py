@@ -34,6 +34,17 @@ def as_runtime(deployment: Mapping[str, Any]) -> RuntimeDeployment:
     )
 
 
+async def remove_runtime(kube: Kube, namespace: str, deployment: str) -> None:
+    """Delete a runtime: its Deployment first (the process stops), then its identity and report."""
+    await kube.delete("Deployment", namespace, deployment)
+    metrics.DELETED.labels(kind="Deployment").inc()
+    for kind in ("RoleBinding", "Role", "ServiceAccount"):
+        if await kube.delete(kind, namespace, deployment):
+            metrics.DELETED.labels(kind=kind).inc()
+    if await kube.delete("ConfigMap", namespace, naming.report_of(deployment)):
+        metrics.DELETED.labels(kind="ConfigMap").inc()
+
+
 async def retire(
     kube: Kube,
     namespace: str,
@@ -55,8 +66,7 @@ async def retire(
         runtime = as_runtime(body)
         action = decide(runtime, live_pods, nodes, now, drain_timeout)
         if action is Action.DELETE:
-            await kube.delete("Deployment", namespace, runtime.name)
-            metrics.DELETED.labels(kind="Deployment").inc()
+            await remove_runtime(kube, namespace, runtime.name)
             result.removed.append(runtime.cassandra_pod)
             continue
         if action in (Action.MARK_GONE, Action.UNMARK):
@@ -85,8 +95,7 @@ async def stand_down(
     for body in deployments:
         runtime = as_runtime(body)
         if runtime.cassandra_pod in read_elsewhere:
-            await kube.delete("Deployment", namespace, runtime.name)
-            metrics.DELETED.labels(kind="Deployment").inc()
+            await remove_runtime(kube, namespace, runtime.name)
             continue
         kept.append(body)
     return kept

@@ -4,7 +4,9 @@
   up and down, a pod moving to another node), and the runtimes' own Pods (an
   image pull failure, a crash loop, unschedulable: status says so at once).
 - Deployments and ConfigMaps labelled ``headrace.io/pipeline``: a runtime
-  scaled or edited by hand, a ConfigMap deleted, a rollout progressing.
+  scaled or edited by hand, a ConfigMap deleted, a rollout progressing. The
+  runtimes' report ConfigMaps wake a pass only when deleted: reports arrive
+  every few seconds and are folded into status by the periodic pass.
 
 These handlers only wake loops; the pass itself reads what it needs. Secrets
 are not watched: that needs ``list`` on every Secret of the namespace, more
@@ -58,5 +60,9 @@ async def deployment_changed(memo: Any, namespace: str | None, labels: kopf.Labe
 
 
 @kopf.on.event("", "v1", "configmaps", labels={naming.LABEL_PIPELINE: kopf.PRESENT})
-async def config_map_changed(memo: Any, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+async def config_map_changed(memo: Any, namespace: str | None, labels: kopf.Labels, type: str | None, **_: Any) -> None:
+    """A runtime's report is written every few seconds: it wakes nothing (the periodic pass folds the
+    reports into status) unless the report object is deleted and must be put back."""
+    if labels.get(naming.LABEL_COMPONENT) == naming.COMPONENT_REPORT and type != "DELETED":
+        return
     _wake(memo, namespace, labels, pod=False)

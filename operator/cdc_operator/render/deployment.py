@@ -101,7 +101,7 @@ def _pod_spec(
     secrets: Mapping[str, tuple[str, ...]],
 ) -> dict[str, Any]:
     pod_spec: dict[str, Any] = {
-        "serviceAccountName": naming.service_account(pipeline.name),
+        "serviceAccountName": naming.runtime_deployment(pipeline.name, pod.name),
         "automountServiceAccountToken": True,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,
@@ -155,8 +155,10 @@ def _container(
         {"name": "HEADRACE_PIPELINE", "value": pipeline.name},
         {"name": "HEADRACE_NAMESPACE", "value": pipeline.namespace},
         {"name": "HEADRACE_NODE", "value": pod.name},
+        # Where it reports its NodeStatus (the only object its ServiceAccount may write).
+        {"name": "HEADRACE_REPORT_CONFIGMAP", "value": naming.runtime_report(pipeline.name, pod.name)},
         {"name": "HEADRACE_CONFIG", "value": CONFIG_PATH},
-        # Reported back in status.nodes.<pod>.configHash: tells the operator the rollout reached this node.
+        # Reported back (status.nodes.<pod>.configHash): tells the operator the rollout reached this node.
         {"name": "HEADRACE_CONFIG_HASH", "value": config_hash},
         {"name": "HEADRACE_CDC_RAW_DIR", "value": cdc_raw},
         {"name": "HEADRACE_SECRETS_DIR", "value": SECRETS_DIR},

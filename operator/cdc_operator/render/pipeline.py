@@ -10,7 +10,7 @@ from cdc_operator.cassandra import CassandraPod
 from cdc_operator.render.configmap import config_document, config_hash, render_config_map
 from cdc_operator.render.context import PipelineRef
 from cdc_operator.render.deployment import render_deployment
-from cdc_operator.render.rbac import render_role, render_role_binding, render_service_account
+from cdc_operator.render.rbac import render_identity
 from cdc_operator.render.secrets import referenced_secrets
 from pipeline_runtime.config.model import DEFAULT_RUNTIME_IMAGE, PipelineSpec
 
@@ -36,10 +36,11 @@ def render_pipeline(
     pods: Sequence[CassandraPod],
     runtime_image: str | None = None,
 ) -> RenderedPipeline:
-    """ConfigMap, ServiceAccount, Role, RoleBinding, then one Deployment per pod (sorted by pod name).
+    """The ConfigMap, then per pod (sorted by name) the runtime's ServiceAccount, Role, RoleBinding,
+    report ConfigMap and Deployment.
 
-    The identity objects come first so a runtime never starts without its
-    ServiceAccount or configuration. A pipeline that sets no ``spec.runtime.image``
+    A runtime's identity objects come before its Deployment so it never starts without its
+    ServiceAccount, configuration or report object. A pipeline that sets no ``spec.runtime.image``
     runs ``runtime_image`` (the operator's own setting, from its Helm values),
     else ``DEFAULT_RUNTIME_IMAGE``: nothing is stored in the pipeline, so an
     operator upgrade moves its runtimes to the new image (the config hash
@@ -51,16 +52,12 @@ def render_pipeline(
     document = config_document(pipeline, spec)
     digest = config_hash(document)
     secrets = referenced_secrets(spec)
-    objects = [
-        render_config_map(pipeline, document),
-        render_service_account(pipeline),
-        render_role(pipeline),
-        render_role_binding(pipeline),
-    ]
+    objects = [render_config_map(pipeline, document)]
     missing = []
     for pod in sorted(pods, key=lambda p: p.name):
         if pod.data_claim is None:
             missing.append(pod.name)
             continue
+        objects.extend(render_identity(pipeline, pod))
         objects.append(render_deployment(pipeline, spec, pod, digest, secrets))
     return RenderedPipeline(objects=objects, config_hash=digest, secrets=secrets, pods_without_data=missing)

@@ -137,7 +137,6 @@ def test_standalone_run_replicates_reports_and_stops_cleanly(
             str(port),
             "--dead-letter-dir",
             str(tmp_path / "dead"),
-            "--no-report-status",
         ],
         stderr=subprocess.PIPE,
         text=True,

@@ -1,19 +1,21 @@
-"""Simulated runtimes: status reports written the way pipeline_runtime.report writes them."""
+"""Simulated runtimes: status reports written the way pipeline_runtime.report writes them, as the runtime."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 from cdc_operator import naming
 
 from pipeline_runtime.config.status import NodeSinkStatus, NodeStatus, Position
-from pipeline_runtime.report.kubernetes import status_patch
-from tests.operator.kube.cluster import Cluster
+from pipeline_runtime.report.kubernetes import report_patch
+from tests.operator.kube.cluster import Cluster, wait_for
 
 
-def runtime_identity(cluster: Cluster, pipeline: str = "shop") -> str:
-    return f"system:serviceaccount:{cluster.namespace}:{naming.service_account(pipeline)}"
+def runtime_identity(cluster: Cluster, node: str, pipeline: str = "shop") -> str:
+    """The user name of the ServiceAccount of ``node``'s runtime."""
+    return f"system:serviceaccount:{cluster.namespace}:{naming.runtime_deployment(pipeline, node)}"
 
 
 def current_config_hash(cluster: Cluster, pipeline: str = "shop") -> str:
@@ -23,7 +25,7 @@ def current_config_hash(cluster: Cluster, pipeline: str = "shop") -> str:
 
 
 def report(cluster: Cluster, node: str, pipeline: str = "shop", **fields: Any) -> None:
-    """Patch ``status.nodes.<node>`` as the runtime's ServiceAccount (so RBAC is exercised too)."""
+    """Write ``node``'s report as its runtime's ServiceAccount would (so RBAC is exercised too)."""
     values: dict[str, Any] = {
         "position": Position(segment_id=1700000000000, offset=4096),
         "lag_seconds": 0.8,
@@ -35,5 +37,15 @@ def report(cluster: Cluster, node: str, pipeline: str = "shop", **fields: Any) -
         "sinks": {"pg": NodeSinkStatus(healthy=True, rows_written=500, last_commit_time=datetime.now(UTC))},
     }
     values.update(fields)
-    patch = status_patch(node, NodeStatus(**values))
-    cluster.patch_status(pipeline, patch["status"], f"--as={runtime_identity(cluster, pipeline)}")
+    runtime = naming.runtime_deployment(pipeline, node)
+    wait_for(lambda: cluster.get("rolebinding", runtime), f"the RoleBinding of {runtime}")
+    wait_for(lambda: cluster.get("configmap", naming.runtime_report(pipeline, node)), f"the report of {runtime}")
+    cluster.kubectl(
+        "patch",
+        "configmap",
+        naming.runtime_report(pipeline, node),
+        "--type=merge",
+        "-p",
+        json.dumps(report_patch(NodeStatus(**values))),
+        f"--as={runtime_identity(cluster, node, pipeline)}",
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cdc_operator import naming
 
 from devservices.envtest import assets_dir, binary_path
 from devservices.pytest_require import require_binary
@@ -65,7 +66,8 @@ def test_operator_runs_with_the_chart_rbac(cassandra: Cluster, monkeypatch: pyte
     cassandra.apply(pipeline())
     with operator_runner(cassandra) as runner:
         wait_for(lambda: cassandra.get("configmap", "shop-config"), "the runtime ConfigMap", timeout=40)
-        wait_for(lambda: cassandra.get("rolebinding", "shop-runtime"), "the runtime RoleBinding")
+        for node in ("cassandra-0", "cassandra-1"):
+            wait_for(lambda n=node: cassandra.get("configmap", naming.runtime_report("shop", n)), f"{node}'s report")
         for node in ("cassandra-0", "cassandra-1"):
             report(cassandra, node)
         wait_for(

@@ -72,6 +72,13 @@ def test_pause_scales_to_zero_and_resume_restores(cassandra: Cluster, operator: 
     assert "cdc_total_space" in condition(paused, "Ready")["message"]
     # Scaled to zero: the runtimes' last reports are history, not a 2/2 with lag and events/s.
     wait_for(lambda: not status_of(cassandra).get("nodes"), "the paused runtimes' reports removed")
+
+    def written(pod: str) -> bool:
+        found = cassandra.get("configmap", naming.runtime_report("shop", pod))
+        return found is None or "status.json" in (found.get("data") or {})
+
+    for pod in ("cassandra-0", "cassandra-1"):  # and emptied where the runtimes wrote them
+        wait_for(lambda p=pod: not written(p), f"{pod}'s report ConfigMap emptied")
     assert status_of(cassandra)["readyNodes"] == "0/2" and "maxLagSeconds" not in status_of(cassandra)
     cassandra.merge_patch("cdcp", "shop", {"spec": {"paused": False}})
     wait_for(lambda: {d["spec"]["replicas"] for d in deployments(cassandra)} == {1}, "replicas 1")
@@ -100,7 +107,8 @@ def test_restart_annotation_restamps_pod_templates(cassandra: Cluster, operator:
 
 def test_delete_runs_the_finalizer_and_removes_owned_objects(cassandra: Cluster, operator: KopfRunner) -> None:
     cassandra.apply(pipeline())
-    wait_for(lambda: len(owned_objects(cassandra, "shop")) == 6, "six owned objects")
+    # The ConfigMap, and per runtime a ServiceAccount, Role, RoleBinding, report ConfigMap and Deployment.
+    wait_for(lambda: len(owned_objects(cassandra, "shop")) == 11, "eleven owned objects")
     cassandra.kubectl("delete", "cdcp", "shop", "--wait=false")
     wait_for(lambda: cassandra.get("cdcp", "shop") is None, "the pipeline to be gone (finalizer released)")
     assert owned_objects(cassandra, "shop") == []
@@ -117,14 +125,14 @@ def test_objects_changed_by_hand_are_repaired_at_the_next_pass(cassandra: Cluste
     target = naming.runtime_deployment("shop", "cassandra-0")
     cassandra.merge_patch("deployment", target, {"spec": {"replicas": 2}})
     cassandra.kubectl("delete", "configmap", naming.config_map("shop"))
-    cassandra.kubectl("delete", "rolebinding", naming.service_account("shop"))
+    cassandra.kubectl("delete", "rolebinding", target)
     wait_for(
         lambda: (d := cassandra.get("deployment", target)) and d["spec"]["replicas"] == 1,
         "the runtime Deployment back at one replica",
         timeout=20,
     )
     wait_for(lambda: cassandra.get("configmap", naming.config_map("shop")), "the ConfigMap recreated", timeout=20)
-    wait_for(lambda: cassandra.get("rolebinding", naming.service_account("shop")), "the RoleBinding", timeout=20)
+    wait_for(lambda: cassandra.get("rolebinding", target), "the RoleBinding", timeout=20)
 
 
 def test_a_second_pipeline_on_the_same_pods_is_refused_until_the_first_is_gone(

@@ -20,7 +20,7 @@ def test_restart_resumes_without_duplicates(cassandra: Cluster, monkeypatch: pyt
     monkeypatch.setenv("KUBECONFIG", str(cassandra.plane.kubeconfig))
     cassandra.apply(pipeline())
     with operator_runner(cassandra) as first:
-        wait_for(lambda: len(owned_objects(cassandra, "shop")) == 6, "six owned objects")
+        wait_for(lambda: len(owned_objects(cassandra, "shop")) == 11, "eleven owned objects")
     assert first.exception is None, first.output
     before = identities(cassandra)
 

@@ -65,6 +65,12 @@ def test_scale_up_then_down_with_drain(cassandra: Cluster, operator: KopfRunner)
         "removal of the node's status entry",
     )
     assert runtime_names(cassandra) == ["shop-cassandra-0", "shop-cassandra-1"]
+    # Its identity and report went with it; the others' stay.
+    for kind in ("serviceaccount", "role", "rolebinding"):
+        assert cassandra.get(kind, "shop-cassandra-2") is None, kind
+        assert cassandra.get(kind, "shop-cassandra-1") is not None, kind
+    assert cassandra.get("configmap", naming.runtime_report("shop", "cassandra-2")) is None
+    assert cassandra.get("configmap", naming.runtime_report("shop", "cassandra-1")) is not None
 
 
 def test_pod_restart_keeps_its_runtime(cassandra: Cluster, operator: KopfRunner) -> None:

@@ -29,7 +29,6 @@ def wait_phase(cluster: Cluster, phase: str) -> dict[str, Any]:
 
 
 def start_reporting(cluster: Cluster) -> None:
-    wait_for(lambda: cluster.get("role", "shop-runtime"), "the runtime Role")
     wait_for(lambda: cluster.get("configmap", "shop-config"), "the runtime ConfigMap")
     for node in ("cassandra-0", "cassandra-1"):
         report(cluster, node)
