@@ -51,8 +51,10 @@ class Wakeups:
         self._interests.pop(key, None)
 
     def note(self, key: Key, interest: Interest) -> None:
-        if key in self._signals:
-            self._interests[key] = interest
+        """Also before the loop enrols (a new pipeline's first pass comes from its create handler): the
+        signal exists from then on, so a change between that pass and the loop's start is not lost."""
+        self._signals.setdefault(key, asyncio.Event())
+        self._interests[key] = interest
 
     def interest(self, key: Key) -> Interest:
         return self._interests.get(key, Interest())

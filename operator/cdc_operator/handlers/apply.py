@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from cdc_operator import metrics
+from cdc_operator import metrics, naming
 from cdc_operator.kube.client import Kube
 
 
@@ -67,7 +68,17 @@ async def drift(
 
 
 async def apply_all(kube: Kube, objects: Sequence[dict[str, Any]]) -> None:
-    """Apply in order (identity objects before the Deployments that use them)."""
+    """Apply the pipeline's own objects, then each runtime's group in order (its identity and report
+    before the Deployment that uses them); the runtimes' groups are independent and go concurrently."""
+    groups: dict[str | None, list[dict[str, Any]]] = {}
     for obj in objects:
-        await kube.apply(obj)
-        metrics.APPLIED.labels(kind=obj["kind"]).inc()
+        pod = (obj["metadata"].get("annotations") or {}).get(naming.ANNOTATION_CASSANDRA_POD)
+        groups.setdefault(pod, []).append(obj)
+
+    async def in_order(group: list[dict[str, Any]]) -> None:
+        for obj in group:
+            await kube.apply(obj)
+            metrics.APPLIED.labels(kind=obj["kind"]).inc()
+
+    await in_order(groups.pop(None, []))
+    await asyncio.gather(*(in_order(group) for group in groups.values()))

@@ -29,6 +29,8 @@ from cdc_operator.wakeups import Wakeups
 RESOURCE = (naming.GROUP, naming.VERSION, naming.PLURAL)
 #: A burst of watched changes (a rollout: a Deployment and its Pods, several updates each) makes one pass.
 SETTLE_S = 0.5
+#: A periodic pass this soon after another pass is skipped.
+FRESH_S = 2.0
 #: While blocked on what no watch reports (a Secret or workload not there yet), look again this often.
 RECHECK_S = 5.0
 
@@ -47,11 +49,16 @@ def _applied(memo: kopf.Memo) -> AppliedState:
     return state
 
 
-async def _run(trigger: str, body: kopf.Body, memo: Any, logger: kopf.Logger) -> None:
+async def _run(
+    trigger: str, body: kopf.Body, memo: Any, logger: kopf.Logger, unless_within: float | None = None
+) -> None:
+    """One pass under the pipeline's lock; none when ``unless_within`` and a pass ended that recently."""
     kube: Kube = memo.kube
     config: OperatorConfig = memo.config
-    started = time.perf_counter()
     async with _lock(memo):
+        if unless_within is not None and time.monotonic() - getattr(memo, "last_pass", -unless_within) < unless_within:
+            return
+        started = time.perf_counter()
         try:
             # The stored object, not the event's copy: a pass right after another (a watch woken by the
             # previous pass's own writes) must see that pass's status, or it would report changes twice.
@@ -69,6 +76,7 @@ async def _run(trigger: str, body: kopf.Body, memo: Any, logger: kopf.Logger) ->
             raise kopf.TemporaryError(str(exc), delay=60) from exc
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+            memo.last_pass = time.monotonic()
     metrics.RECONCILES.labels(trigger=trigger, result="ok").inc()
     metrics.record_phase(body.metadata.namespace or "", body.metadata.name or "", outcome.status.phase.value)
     memo.wakeups.note((body.metadata.namespace or "", body.metadata.name or ""), outcome.interest)
@@ -89,10 +97,7 @@ async def updated(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> 
 
 @kopf.daemon(*RESOURCE, initial_delay=1.0, cancellation_timeout=10.0)
 async def loop(stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
-    """Passes on watched changes and every reconcile interval; also the first pass after an operator restart.
-
-    ``body`` is kopf's live view of the pipeline, so each pass reads the latest object.
-    """
+    """Passes on watched changes and every reconcile interval; also the first pass after an operator restart."""
     wakeups: Wakeups = memo.wakeups
     config: OperatorConfig = memo.config
     key = (body.metadata.namespace or "", body.metadata.name or "")
@@ -100,19 +105,22 @@ async def loop(stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, logger: 
     trigger = "timer"
     try:
         while not stopped:
+            if signal.is_set():  # woken, also before this loop started (between a create and its start)
+                trigger = "watch"
             signal.clear()
             pause = config.reconcile_interval_s
             if not body.metadata.get("deletionTimestamp"):
                 try:
-                    await _run(trigger, body, memo, logger)
+                    # A periodic pass right after another one (the create handler's, on a new pipeline)
+                    # has nothing to add; after an operator restart this loop's first pass finds it.
+                    await _run(trigger, body, memo, logger, unless_within=FRESH_S if trigger == "timer" else None)
                     if wakeups.interest(key).waiting_on_unwatched:
                         pause = min(pause, RECHECK_S)
                 except kopf.TemporaryError as exc:
                     logger.warning("reconcile pass failed, next in %.0f s: %s", exc.delay or pause, exc)
                     pause = min(pause, exc.delay or pause)
-            woken = await _sleep(signal, stopped, pause)
-            trigger = "watch" if woken else "timer"
-            if woken:
+            trigger = "timer"
+            if await _sleep(signal, stopped, pause):
                 await asyncio.sleep(SETTLE_S)
     finally:
         wakeups.leave(key)
