@@ -76,6 +76,11 @@ def runtime_report(pipeline: str, cassandra_pod: str) -> str:
     return report_of(runtime_deployment(pipeline, cassandra_pod))
 
 
+def dead_letter_claim(pipeline: str, cassandra_pod: str) -> str:
+    """The PersistentVolumeClaim of one runtime's dead letters (``runtime.deadLetters.volumeClaim``)."""
+    return fit(f"{runtime_deployment(pipeline, cassandra_pod)}-dead-letters")
+
+
 def report_of(deployment: str) -> str:
     """The report ConfigMap of the runtime Deployment ``deployment``."""
     return fit(f"{deployment}-report")

@@ -362,6 +362,25 @@ class Resources(_Model):
         return self
 
 
+class DeadLetterVolume(_Model):
+    """A PersistentVolumeClaim per runtime for its dead letters."""
+
+    size: Quantity = "1Gi"
+    """Requested size."""
+    storage_class_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$", max_length=253)
+    """StorageClass of the claim (unset: the cluster's default)."""
+
+
+class DeadLetterSpec(_Model):
+    """Where a runtime on Kubernetes keeps the rows its sinks rejected."""
+
+    volume_claim: DeadLetterVolume | None = None
+    """A claim of its own per runtime, <runtime>-dead-letters, mounted at /var/lib/headrace/dead-letters, so
+    dead letters never take space on Cassandra's data volume. The claim is kept when its runtime or the
+    pipeline is deleted (delete it once the dead letters are handled). Unset: a folder beside cdc_raw on
+    Cassandra's data volume (headrace-dead-letters/), which needs no StorageClass."""
+
+
 #: The runtime image of pipelines that set none, when the operator is not told another (HEADRACE_RUNTIME_IMAGE).
 DEFAULT_RUNTIME_IMAGE = "ghcr.io/headrace/runtime:0.1.0"
 
@@ -395,6 +414,8 @@ class RuntimeSpec(_Model):
     priority_class_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$", max_length=253)
     """PriorityClass of the runtime pods (unset: the cluster's default). Placement needs no nodeSelector:
     each runtime is pinned to its Cassandra pod's node."""
+    dead_letters: DeadLetterSpec = DeadLetterSpec()
+    """Where dead letters are kept (Kubernetes only; the standalone runtime takes --dead-letter-dir)."""
 
 
 class PipelineSpec(_Model):

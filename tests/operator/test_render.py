@@ -14,7 +14,13 @@ from cdc_operator.render import PipelineRef, render_pipeline
 from cdc_operator.render.deployment import DEFAULT_RESOURCES
 from cdc_operator.render.pipeline import RenderedPipeline
 
-from pipeline_runtime.config.model import DEFAULT_RUNTIME_IMAGE, PipelineSpec, Resources
+from pipeline_runtime.config.model import (
+    DEFAULT_RUNTIME_IMAGE,
+    DeadLetterSpec,
+    DeadLetterVolume,
+    PipelineSpec,
+    Resources,
+)
 from tests.operator.golden import assert_golden
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -279,3 +285,40 @@ def test_runtime_pods_are_never_best_effort_and_take_the_pod_settings_users_set(
     }
     assert chosen["imagePullSecrets"] == [{"name": "registry-creds"}]
     assert chosen["priorityClassName"] == "data-plane"
+
+
+def test_a_dead_letter_claim_per_runtime_when_asked_and_kept_off_cassandras_volume() -> None:
+    _, spec, _ = load_pipeline()
+    assert not [o for o in rendered().objects if o["kind"] == "PersistentVolumeClaim"]
+    asked = spec.model_copy(
+        update={
+            "runtime": spec.runtime.model_copy(
+                update={
+                    "dead_letters": DeadLetterSpec(volume_claim=DeadLetterVolume(size="5Gi", storage_class_name="fast"))
+                }
+            )
+        }
+    )
+    objects = rendered(spec=asked).objects
+    claims = {o["metadata"]["name"]: o for o in objects if o["kind"] == "PersistentVolumeClaim"}
+    assert sorted(claims) == ["shop-cassandra-0-dead-letters", "shop-cassandra-1-dead-letters"]
+    claim = claims["shop-cassandra-0-dead-letters"]
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "5Gi"}},
+        "storageClassName": "fast",
+    }
+    assert "ownerReferences" not in claim["metadata"]  # rejected rows outlive the runtime and the pipeline
+    assert claim["metadata"]["labels"][naming.LABEL_PIPELINE] == "shop"
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        pod_spec = deployment["spec"]["template"]["spec"]
+        name = deployment["metadata"]["name"]
+        volume = next(v for v in pod_spec["volumes"] if v["name"] == "dead-letters")
+        assert volume == {"name": "dead-letters", "persistentVolumeClaim": {"claimName": f"{name}-dead-letters"}}
+        container = pod_spec["containers"][0]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "dead-letters")
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["HEADRACE_DEAD_LETTER_DIR"] == mount["mountPath"] == "/var/lib/headrace/dead-letters"
+        # The claim comes before the Deployment that mounts it.
+        order = [(o["kind"], o["metadata"]["name"]) for o in objects]
+        assert order.index(("PersistentVolumeClaim", f"{name}-dead-letters")) < order.index(("Deployment", name))

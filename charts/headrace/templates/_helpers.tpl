@@ -66,6 +66,10 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["get", "list", "create", "patch", "update", "delete"]
+# Dead-letter claims (runtime.deadLetters.volumeClaim): created, never deleted (they hold rejected rows).
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "list", "create", "patch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]

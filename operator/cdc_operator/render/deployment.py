@@ -43,6 +43,8 @@ HTTP_PORT = 9400
 HTTP_PORT_NAME = "http-metrics"
 #: Where the Cassandra data volume appears, as in the Cassandra pod (k8ssandra's layout).
 DATA_DIR = "/var/lib/cassandra"
+#: Where a runtime's own dead-letter claim is mounted (runtime.deadLetters.volumeClaim).
+DEAD_LETTER_DIR = "/var/lib/headrace/dead-letters"
 CONTAINER = "runtime"
 #: Resources of a runtime whose pipeline sets none (each quantity the pipeline sets wins): a runtime that
 #: drains a backlog uses about one core; memory stays flat in the backlog (docs/operator.md).
@@ -133,6 +135,9 @@ def _pod_spec(
             *secret_volumes(secrets),
         ],
     }
+    if spec.runtime.dead_letters.volume_claim is not None:
+        claim = naming.dead_letter_claim(pipeline.name, pod.name)
+        pod_spec["volumes"].append({"name": "dead-letters", "persistentVolumeClaim": {"claimName": claim}})
     if pod.tolerations:
         # The runtime must be allowed wherever its Cassandra pod is allowed.
         pod_spec["tolerations"] = [dict(t) for t in pod.tolerations]
@@ -166,6 +171,12 @@ def _container(
         {"name": "HEADRACE_LOG_LEVEL", "value": spec.runtime.log_level.value},
         # Schema reads go to this node's own Cassandra unless the pipeline names a contactPoint.
         *([{"name": "HEADRACE_CASSANDRA_HOST", "value": pod.address}] if pod.address else []),
+        # Dead letters on a claim of their own when asked, else beside cdc_raw (the runtime's default).
+        *(
+            [{"name": "HEADRACE_DEAD_LETTER_DIR", "value": DEAD_LETTER_DIR}]
+            if spec.runtime.dead_letters.volume_claim is not None
+            else []
+        ),
         *({"name": e.name, "value": e.value} for e in spec.runtime.env),
     ]
     probe = {"port": HTTP_PORT_NAME}
@@ -208,6 +219,8 @@ def _container(
             *secret_mounts(secrets),
         ],
     }
+    if spec.runtime.dead_letters.volume_claim is not None:
+        container["volumeMounts"].append({"name": "dead-letters", "mountPath": DEAD_LETTER_DIR})
     resources = spec.runtime.resources
     # Never BestEffort beside Cassandra: the defaults fill what the pipeline leaves unset, per quantity.
     container["resources"] = {

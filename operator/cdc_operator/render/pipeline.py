@@ -12,6 +12,7 @@ from cdc_operator.render.context import PipelineRef
 from cdc_operator.render.deployment import render_deployment
 from cdc_operator.render.rbac import render_identity
 from cdc_operator.render.secrets import referenced_secrets
+from cdc_operator.render.storage import render_dead_letter_claim
 from pipeline_runtime.config.model import DEFAULT_RUNTIME_IMAGE, PipelineSpec
 
 
@@ -59,5 +60,7 @@ def render_pipeline(
             missing.append(pod.name)
             continue
         objects.extend(render_identity(pipeline, pod))
+        if (claim := spec.runtime.dead_letters.volume_claim) is not None:
+            objects.append(render_dead_letter_claim(pipeline, pod, claim))
         objects.append(render_deployment(pipeline, spec, pod, digest, secrets))
     return RenderedPipeline(objects=objects, config_hash=digest, secrets=secrets, pods_without_data=missing)

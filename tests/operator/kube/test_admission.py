@@ -86,6 +86,10 @@ INVALID = {
         lambda s: s.update(runtime={"resources": {"requests": {"cpu": "lots"}}}),
         "spec.runtime.resources.requests.cpu in body should match",
     ),
+    "dead-letter-size": (
+        lambda s: s.update(runtime={"deadLetters": {"volumeClaim": {"size": "plenty"}}}),
+        "spec.runtime.deadLetters.volumeClaim.size in body should match",
+    ),
     "resources-typo": (
         lambda s: s.update(runtime={"resources": {"requets": {"cpu": "1"}}}),
         'unknown field "spec.runtime.resources.requets"',

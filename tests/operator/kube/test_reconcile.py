@@ -202,3 +202,28 @@ def test_paused_reconciliation_changes_nothing_until_the_annotation_goes(
         ),
         "the spec edit applied after resuming",
     )
+
+
+def test_dead_letter_claims_are_created_and_outlive_the_pipeline(cassandra: Cluster, operator: KopfRunner) -> None:
+    cassandra.apply(pipeline(runtime={"deadLetters": {"volumeClaim": {"size": "2Gi"}}}))
+    claims = [naming.dead_letter_claim("shop", pod) for pod in ("cassandra-0", "cassandra-1")]
+    for claim in claims:
+        found = wait_for(lambda c=claim: cassandra.get("pvc", c), f"the claim {claim}")
+        assert found["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    cassandra.kubectl("delete", "pvc", claims[0], "--wait=false")
+    cassandra.kubectl(
+        "patch",
+        "pvc",
+        claims[0],
+        "--type=json",
+        "-p",
+        '[{"op": "remove", "path": "/metadata/finalizers"}]',
+        check=False,
+    )
+    wait_for(
+        lambda: (c := cassandra.get("pvc", claims[0])) and not c["metadata"].get("deletionTimestamp"),
+        "the claim recreated",
+    )
+    cassandra.kubectl("delete", "cdcp", "shop", "--wait=false")
+    wait_for(lambda: cassandra.get("cdcp", "shop") is None, "the pipeline gone")
+    assert all(cassandra.get("pvc", claim) is not None for claim in claims), "dead letters are kept"
