@@ -193,7 +193,8 @@ async def _hold(
     if patch is not None:
         name = body["metadata"]["name"]
         await kube.merge_patch(naming.KIND, body["metadata"]["namespace"], name, patch, subresource="status")
-        await post_events(kube, body, [Notice("Normal", HOLD_REASON, message)], now)
+        if status_patch(status, previous, previous.nodes) is not None:  # the hold is news, not a new report
+            await post_events(kube, body, [Notice("Normal", HOLD_REASON, message)], now)
     return Outcome(status, written=patch is not None)
 
 

@@ -56,6 +56,14 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 60.0, in
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+def pipeline_events(cluster: Cluster, name: str = "shop") -> list[dict[str, Any]]:
+    """The Events recorded for the pipeline ``name``."""
+    selector = f"involvedObject.kind=CDCPipeline,involvedObject.name={name}"
+    return list(
+        json.loads(cluster.kubectl("get", "events", "-o", "json", "--field-selector", selector).stdout)["items"]
+    )
+
+
 def condition(pipeline: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
     for item in (pipeline or {}).get("status", {}).get("conditions", []):
         if item["type"] == kind:

@@ -10,7 +10,7 @@ from cdc_operator import naming
 from kopf.testing import KopfRunner
 
 from tests.operator.golden import assert_golden
-from tests.operator.kube.cluster import Cluster, condition, pipeline, wait_for
+from tests.operator.kube.cluster import Cluster, condition, pipeline, pipeline_events, wait_for
 from tests.operator.kube.expected import assert_live_matches, normalized_yaml, owned_objects
 from tests.operator.kube.runtime import report
 
@@ -187,8 +187,12 @@ def test_paused_reconciliation_changes_nothing_until_the_annotation_goes(
     cassandra.apply(changed)
     target = naming.runtime_deployment("shop", "cassandra-0")
     cassandra.kubectl("delete", "deployment", target)
+    report(cassandra, "cassandra-1")  # a runtime that keeps running: its report still reaches status
+    wait_for(lambda: "cassandra-1" in (status_of(cassandra).get("nodes") or {}), "the report during the hold")
     time.sleep(4)  # four reconcile intervals: nothing is applied, repaired or re-rendered
     assert cassandra.get("deployment", target) is None
+    # The hold is announced once, not again with every report.
+    assert len([e for e in pipeline_events(cassandra) if e["reason"] == "ReconciliationPaused"]) == 1
     config_map = cassandra.get("configmap", naming.config_map("shop"))
     assert config_map is not None and "batchSize: 5000" not in config_map["data"]["pipeline.yaml"]
     cassandra.kubectl("annotate", "cdcp", "shop", f"{naming.ANNOTATION_PAUSE_RECONCILIATION}-")

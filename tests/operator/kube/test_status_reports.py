@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -13,7 +12,16 @@ from cdc_operator.render.configmap import CONFIG_KEY
 from kopf.testing import KopfRunner
 
 from pipeline_runtime.config.status import TableSnapshotStatus
-from tests.operator.kube.cluster import Cluster, cassandra_pod, condition, pipeline, secret, statefulset, wait_for
+from tests.operator.kube.cluster import (
+    Cluster,
+    cassandra_pod,
+    condition,
+    pipeline,
+    pipeline_events,
+    secret,
+    statefulset,
+    wait_for,
+)
 from tests.operator.kube.runtime import current_config_hash, report
 
 pytestmark = pytest.mark.kube
@@ -190,18 +198,6 @@ def test_snapshot_annotation_reaches_the_runtimes_and_their_progress_shows(
     degraded = condition(body, "Degraded")
     assert degraded is not None and degraded["reason"] == "SnapshotFailed"
     assert "shop.orders on cassandra-1 fails: timeout" in degraded["message"]
-
-
-def pipeline_events(cluster: Cluster, name: str = "shop") -> list[dict[str, Any]]:
-    args = [
-        "get",
-        "events",
-        "-o",
-        "json",
-        "--field-selector",
-        f"involvedObject.kind=CDCPipeline,involvedObject.name={name}",
-    ]
-    return list(json.loads(cluster.kubectl(*args).stdout)["items"])
 
 
 def test_events_tell_problems_recoveries_and_rollouts(cluster: Cluster, operator: KopfRunner) -> None:
