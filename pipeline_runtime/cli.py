@@ -166,6 +166,10 @@ def command_run(args: argparse.Namespace) -> int:
         dead_letter_dir=args.dead_letter_dir,
         cassandra_host=args.cassandra_host,
     )
+    if pipeline.spec.source.offsets_reset is not None:
+        from pipeline_runtime import offsets  # noqa: PLC0415
+
+        asyncio.run(offsets.apply_requested_reset(pipeline, options.secrets_dir, options.node, options.cdc_raw))
     return _run_until_done(Runtime(pipeline, options))
 
 

@@ -16,6 +16,9 @@ forwards (what lies between is never written to that sink). It is refused while 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
+import os
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,8 @@ from pipeline_runtime.pipeline.replicas import WATERMARK_PREFIX
 from pipeline_runtime.secrets import SecretStore
 from pipeline_runtime.sinks.base import PositionReset, Sink
 from pipeline_runtime.source.claim import CdcRawClaim
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_PREFIX = "snapshot:"
 
@@ -133,3 +138,41 @@ async def reset_offsets(
             return changes
     finally:
         claim.release()
+
+
+def reset_marker(cdc_raw: Path, pipeline: str) -> Path:
+    """Where a runtime keeps the last ``source.offsetsReset.request`` it applied (on the node's own volume)."""
+    return cdc_raw / f".headrace-offsets-reset-{pipeline}"
+
+
+async def apply_requested_reset(pipeline: LoadedPipeline, secrets_dir: Path, node: str, cdc_raw: Path) -> list[Reset]:
+    """Apply ``source.offsetsReset`` for ``node`` once per request, before the runtime starts reading.
+
+    The request applied last is kept in ``reset_marker``, written after every sink is reset: a runtime
+    that stops in between applies it again at its next start, which only reads again what it had read
+    (a reset sets a fixed position, and writes are idempotent).
+    """
+    asked = pipeline.spec.source.offsets_reset
+    if asked is None or (asked.nodes and node not in asked.nodes):
+        return []
+    marker = reset_marker(cdc_raw, pipeline.name)
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        if json.loads(marker.read_text()).get("request") == asked.request:
+            return []
+    position = None if asked.to == "earliest" else parse_position(asked.to)
+    changes = await reset_offsets(pipeline, secrets_dir, node, position, cdc_raw=cdc_raw, sinks=asked.sinks or None)
+    written = marker.with_suffix(".tmp")
+    with written.open("w") as out:
+        json.dump({"request": asked.request, "to": asked.to}, out)
+        out.flush()
+        os.fsync(out.fileno())
+    written.replace(marker)
+    log.warning(
+        "offsets reset as requested",
+        extra={
+            "request": asked.request,
+            "to": asked.to,
+            "sinks": {c.sink: f"{c.before} -> {c.after or 'earliest'}" for c in changes},
+        },
+    )
+    return changes

@@ -31,6 +31,7 @@ ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
 ANNOTATION_RESTART = f"{GROUP}/restart"
 #: Set by users on the CDCPipeline; a new value re-snapshots every selected table (spec.source.snapshot.request).
 ANNOTATION_SNAPSHOT = f"{GROUP}/snapshot"
+ANNOTATION_RESET_OFFSETS = f"{GROUP}/reset-offsets"
 #: "true" on a CDCPipeline: the operator leaves it and its objects as they are; runtimes keep running.
 ANNOTATION_PAUSE_RECONCILIATION = f"{GROUP}/pause-reconciliation"
 #: Stamped on a runtime Deployment when its Cassandra pod disappeared (scale-down policy).

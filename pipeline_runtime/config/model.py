@@ -155,6 +155,23 @@ class SnapshotSpec(_Model):
     headrace.io/snapshot annotation); rows already right stay unchanged."""
 
 
+class OffsetsReset(_Model):
+    """Set the runtimes' committed positions in the sinks once, as they start (docs/runtime.md#offsets)."""
+
+    request: str = Field(min_length=1, max_length=253)
+    """Identifies this reset: each runtime applies a request once (it keeps the last one it applied in
+    cdc_raw/.headrace-offsets-reset-<pipeline>) and a new value applies again. The operator sets it from the
+    headrace.io/reset-offsets annotation."""
+    to: str = Field(pattern=r"^(earliest|[0-9]+:[0-9]+)$", max_length=64)
+    """earliest: read again all that cdc_raw holds; SEGMENT:OFFSET: go on from there (a segment id is the
+    time its segment was created, in ms, so 1733312345678:0 also means: from segments created after it).
+    Writes are idempotent, so reading again is safe; moving forward skips what lies between."""
+    nodes: list[str] = Field(default=[], max_length=256)
+    """Only these nodes (Cassandra pods); empty: every node."""
+    sinks: list[str] = Field(default=[], max_length=32)
+    """Only these sinks; empty: every sink."""
+
+
 class SourceSpec(_Model):
     """Where changes come from."""
 
@@ -163,6 +180,8 @@ class SourceSpec(_Model):
     tables: list[TableSelector] = Field(min_length=1)
     """Tables to capture."""
     snapshot: SnapshotSpec = SnapshotSpec()
+    offsets_reset: OffsetsReset | None = None
+    """A one-time change of the committed positions, applied by each runtime as it starts."""
     """What tables already hold: read once through CQL and merged with live changes."""
     replica_dedup: bool = False
     """on: each runtime writes only the changes of the token ranges its node is primary replica for and
@@ -438,4 +457,8 @@ class PipelineSpec(_Model):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"sink names must be unique; repeated: {', '.join(duplicates)}")
+        reset = self.source.offsets_reset
+        unknown = sorted(set(reset.sinks) - set(names)) if reset is not None else []
+        if unknown:
+            raise ValueError(f"source.offsetsReset.sinks: no sink named {', '.join(unknown)}")
         return self

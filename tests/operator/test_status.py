@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from cdc_operator import naming
-from cdc_operator.handlers.reconcile import status_patch, with_snapshot_request
+from cdc_operator.handlers.reconcile import status_patch, with_offsets_reset, with_snapshot_request
 from cdc_operator.handlers.reports import parse_report
 from cdc_operator.status.assess import assess
 from cdc_operator.status.nodes import reports_in_force
@@ -312,3 +312,25 @@ def test_the_status_patch_writes_the_reports_and_deletes_entries_no_longer_repor
     assert nodes["cassandra-9"] is None and nodes["cassandra-0"]["lagSeconds"] == 3.0
     same = {"cassandra-0": previous.nodes["cassandra-0"], "cassandra-9": previous.nodes["cassandra-9"]}
     assert status_patch(previous, previous, same) is None
+
+
+def test_the_reset_offsets_annotation_becomes_a_one_time_request() -> None:
+    assert with_offsets_reset(SPEC, None) is SPEC
+    earliest = with_offsets_reset(SPEC, "earliest").source.offsets_reset
+    assert earliest is not None and (earliest.request, earliest.to, earliest.nodes, earliest.sinks) == (
+        "earliest",
+        "earliest",
+        [],
+        [],
+    )
+    again = with_offsets_reset(SPEC, "1733312345678:0@second").source.offsets_reset
+    assert again is not None and (again.request, again.to) == ("1733312345678:0@second", "1733312345678:0")
+    with pytest.raises(ValidationError, match=r"offsetsReset\.to"):
+        with_offsets_reset(SPEC, "yesterday")
+
+
+def test_an_offsets_reset_must_name_sinks_of_the_pipeline() -> None:
+    document = SPEC.model_dump(by_alias=True, mode="json")
+    document["source"]["offsetsReset"] = {"request": "r", "to": "earliest", "sinks": ["pg", "nope"]}
+    with pytest.raises(ValidationError, match=r"source\.offsetsReset\.sinks: no sink named nope"):
+        PipelineSpec.model_validate(document)

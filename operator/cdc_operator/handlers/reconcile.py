@@ -77,8 +77,11 @@ async def reconcile(
     if annotations.get(naming.ANNOTATION_PAUSE_RECONCILIATION, "").lower() == "true":
         return await _hold(kube, body, previous, nodes, now)
     try:
-        spec = with_snapshot_request(
-            PipelineSpec.model_validate(body.get("spec") or {}), annotations.get(naming.ANNOTATION_SNAPSHOT)
+        spec = with_offsets_reset(
+            with_snapshot_request(
+                PipelineSpec.model_validate(body.get("spec") or {}), annotations.get(naming.ANNOTATION_SNAPSHOT)
+            ),
+            annotations.get(naming.ANNOTATION_RESET_OFFSETS),
         )
     except ValidationError as exc:
         seen = Observation(spec=None, invalid_spec=describe_validation_error(exc).replace("\n", "; "), **base)
@@ -207,8 +210,9 @@ def _spec_changes(body: Mapping[str, Any]) -> list[str]:
         return []
     changes = changed_fields(handled.get("spec") or {}, body.get("spec") or {})
     old_annotations = (handled.get("metadata") or {}).get("annotations") or {}
-    if old_annotations.get(naming.ANNOTATION_SNAPSHOT) != annotations.get(naming.ANNOTATION_SNAPSHOT):
-        changes.append(f"annotation {naming.ANNOTATION_SNAPSHOT}")
+    for key in (naming.ANNOTATION_SNAPSHOT, naming.ANNOTATION_RESET_OFFSETS):
+        if old_annotations.get(key) != annotations.get(key):
+            changes.append(f"annotation {key}")
     return changes
 
 
@@ -232,6 +236,21 @@ def status_patch(
     if reported != before:
         fresh["nodes"] = {**dict.fromkeys(before), **reported}
     return {"status": fresh}
+
+
+def with_offsets_reset(spec: PipelineSpec, value: str | None) -> PipelineSpec:
+    """The spec with the ``headrace.io/reset-offsets`` annotation as ``source.offsetsReset`` (it wins over the field).
+
+    The value is ``earliest`` or ``SEGMENT:OFFSET``, for every node and sink, optionally followed by
+    ``@<tag>``; the whole value is the request, so ``earliest@2`` applies ``earliest`` once more. The
+    rendered config changes, the runtimes roll, and each applies the reset once as it starts. An invalid
+    value raises the model's ValidationError, reported like a bad spec.
+    """
+    if value is None:
+        return spec
+    document = spec.model_dump(by_alias=True, mode="json")
+    document["source"]["offsetsReset"] = {"request": value, "to": value.partition("@")[0]}
+    return PipelineSpec.model_validate(document)
 
 
 def with_snapshot_request(spec: PipelineSpec, request: str | None) -> PipelineSpec:

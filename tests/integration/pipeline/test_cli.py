@@ -21,9 +21,10 @@ from devservices.process import free_port
 from pipeline_runtime.app import build_sink
 from pipeline_runtime.config.loader import load_pipeline
 from pipeline_runtime.events import Position
+from pipeline_runtime.offsets import Reset, apply_requested_reset, reset_marker
 from pipeline_runtime.secrets import SecretStore
 from pipeline_runtime.sinks.base import Batch, Checkpoint
-from pipeline_runtime.source.claim import CdcRawClaim
+from pipeline_runtime.source.claim import CdcRawClaim, CdcRawClaimedError
 
 REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
 PASSWORD = "pw-" + uuid.uuid4().hex  # trust auth ignores it; it must never show up in a log line
@@ -260,3 +261,63 @@ async def test_offsets_are_listed_and_reset_in_every_sink_only_while_no_runtime_
     assert unknown.returncode == 2 and "no sink named nope" in unknown.stderr
     bad = headrace("offsets", "reset", *common, "--to", "12", "--yes")
     assert bad.returncode == 2 and "expected SEGMENT:OFFSET" in bad.stderr
+
+
+@pytest.mark.postgres
+async def test_a_requested_reset_is_applied_once_per_request_as_the_runtime_starts(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    """`source.offsetsReset` (the operator sets it from the headrace.io/reset-offsets annotation)."""
+    config, secrets = pipeline_file(tmp_path, "shop", 9042, postgres_dsn)
+    document = yaml.safe_load(config.read_text())
+    node = f"node-{uuid.uuid4().hex[:6]}"
+    cdc_raw = tmp_path / "cdc_raw"
+    cdc_raw.mkdir()
+    store = SecretStore(secrets)
+
+    async def position() -> Position | None:
+        sink = build_sink(load_pipeline(config).spec.sinks[0], store, concurrent_writers=lambda: False)
+        await sink.open()
+        try:
+            return (await sink.committed_positions("local")).get(node)
+        finally:
+            await sink.close()
+
+    async def commit(at: Position) -> None:
+        sink = build_sink(load_pipeline(config).spec.sinks[0], store, concurrent_writers=lambda: False)
+        await sink.open()
+        try:
+            await sink.write(Batch([], Checkpoint("local", node, at)))
+        finally:
+            await sink.close()
+
+    async def start(reset: dict[str, Any] | None) -> list[Reset]:
+        document["source"]["offsetsReset"] = reset
+        config.write_text(yaml.safe_dump(document))
+        return await apply_requested_reset(load_pipeline(config), secrets, node, cdc_raw)
+
+    await commit(Position(100, 50))
+    assert await start(None) == []
+    assert await position() == Position(100, 50)
+    # Another node's request leaves this one alone.
+    assert await start({"request": "r1", "to": "90:0", "nodes": ["elsewhere"]}) == []
+    assert await position() == Position(100, 50)
+    assert await start({"request": "r1", "to": "90:0"}) == [Reset("pg", Position(100, 50), Position(90, 0))]
+    assert await position() == Position(90, 0)
+    # The runtime goes on and commits; a restart with the same request does not reset again.
+    await commit(Position(120, 0))
+    assert await start({"request": "r1", "to": "90:0"}) == []
+    assert await position() == Position(120, 0)
+    # A new request applies: earliest removes the position (the runtime reads all of cdc_raw).
+    assert await start({"request": "earliest@2", "to": "earliest"}) == [Reset("pg", Position(120, 0), None)]
+    assert await position() is None
+    assert json.loads(reset_marker(cdc_raw, "local").read_text()) == {"request": "earliest@2", "to": "earliest"}
+    # Refused while another runtime reads this cdc_raw, and nothing is marked applied.
+    claim = CdcRawClaim(cdc_raw, "local", node)
+    assert claim.take()
+    try:
+        with pytest.raises(CdcRawClaimedError):
+            await start({"request": "r3", "to": "1:0"})
+    finally:
+        claim.release()
+    assert json.loads(reset_marker(cdc_raw, "local").read_text())["request"] == "earliest@2"

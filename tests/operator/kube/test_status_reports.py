@@ -200,6 +200,32 @@ def test_snapshot_annotation_reaches_the_runtimes_and_their_progress_shows(
     assert "shop.orders on cassandra-1 fails: timeout" in degraded["message"]
 
 
+def test_the_reset_offsets_annotation_reaches_the_runtimes_and_a_bad_one_is_refused(
+    cassandra: Cluster, operator: KopfRunner
+) -> None:
+    cassandra.apply(pipeline())
+    wait_for(lambda: cassandra.get("configmap", naming.config_map("shop")), "the runtime ConfigMap")
+    before = current_config_hash(cassandra)
+    cassandra.kubectl("annotate", "cdcp", "shop", f"{naming.ANNOTATION_RESET_OFFSETS}=earliest@1")
+
+    def rendered_reset() -> dict[str, Any] | None:
+        config_map = cassandra.get("configmap", naming.config_map("shop"))
+        document = yaml.safe_load(config_map["data"][CONFIG_KEY]) if config_map else {}
+        return document.get("spec", {}).get("source", {}).get("offsetsReset")
+
+    reset = wait_for(rendered_reset, "the annotation as source.offsetsReset in the ConfigMap")
+    assert reset == {"request": "earliest@1", "to": "earliest", "nodes": [], "sinks": []}
+    assert current_config_hash(cassandra) != before  # the runtimes roll and each applies it as it starts
+
+    cassandra.kubectl("annotate", "cdcp", "shop", f"{naming.ANNOTATION_RESET_OFFSETS}=yesterday", "--overwrite")
+    refused = wait_for(
+        lambda: (c := condition(cassandra.get("cdcp", "shop"), "Degraded")) and c["reason"] == "InvalidSpec" and c,
+        "InvalidSpec for a reset that is neither earliest nor SEGMENT:OFFSET",
+    )
+    assert "offsetsReset.to" in refused["message"]
+    assert rendered_reset() == reset  # nothing applied from a bad request
+
+
 def test_events_tell_problems_recoveries_and_rollouts(cluster: Cluster, operator: KopfRunner) -> None:
     """`kubectl describe cdcp` shows what happened: a missing Secret, its arrival, a spec change and its fields."""
     cluster.apply(statefulset(), cassandra_pod("cassandra-0"))
