@@ -55,13 +55,20 @@ def operator_runner(cluster: Cluster) -> KopfRunner:
     )
 
 
-@pytest.fixture
-def operator(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[KopfRunner]:
-    """The operator in a thread (kopf.testing.KopfRunner), watching only this test's namespace."""
+def operator_with(cluster: Cluster, monkeypatch: pytest.MonkeyPatch, **env: str) -> Iterator[KopfRunner]:
+    """The operator in a thread (kopf.testing.KopfRunner), watching only this test's namespace, with ``env``
+    on top of the tests' settings; it must end without an exception."""
     monkeypatch.setenv("KUBECONFIG", str(cluster.plane.kubeconfig))
     monkeypatch.setenv("HEADRACE_REPORT_STALE_SECONDS", "60")
     monkeypatch.setenv("HEADRACE_DRAIN_TIMEOUT_SECONDS", "600")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     with operator_runner(cluster) as runner:
         yield runner
     assert runner.exception is None, runner.output
     assert runner.exit_code == 0, runner.output
+
+
+@pytest.fixture
+def operator(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[KopfRunner]:
+    yield from operator_with(cluster, monkeypatch)

@@ -15,7 +15,7 @@ from cdc_operator import naming
 from kopf.testing import KopfRunner
 
 from tests.operator.kube.cluster import Cluster, cassandra_pod, condition, pipeline, secret, statefulset, wait_for
-from tests.operator.kube.conftest import operator_runner
+from tests.operator.kube.conftest import operator_with
 
 pytestmark = pytest.mark.kube
 
@@ -25,13 +25,7 @@ SOON = 20.0
 
 @pytest.fixture
 def slow_timer_operator(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[KopfRunner]:
-    monkeypatch.setenv("KUBECONFIG", str(cluster.plane.kubeconfig))
-    monkeypatch.setenv("HEADRACE_RECONCILE_INTERVAL_SECONDS", "600")
-    monkeypatch.setenv("HEADRACE_REPORT_STALE_SECONDS", "60")
-    with operator_runner(cluster) as runner:
-        yield runner
-    assert runner.exception is None, runner.output
-    assert runner.exit_code == 0, runner.output
+    yield from operator_with(cluster, monkeypatch, HEADRACE_RECONCILE_INTERVAL_SECONDS="600")
 
 
 def runtimes(cluster: Cluster) -> list[str]:
