@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import fnmatch
 import functools
 import logging
 import os
@@ -32,6 +31,7 @@ from pipeline_runtime.config.model import (
     SinkSpec,
     SnapshotMode,
     TableSelector,
+    selects,
 )
 from pipeline_runtime.config.status import NodeSinkStatus, NodeStatus
 from pipeline_runtime.config.status import Position as StatusPosition
@@ -108,11 +108,6 @@ SINK_CHECK_SECONDS = 20.0
 def table_selected(selectors: list[TableSelector], schema: TableSchema) -> bool:
     """Whether ``spec.source.tables`` selects the table (shell wildcards in both names)."""
     return selects(selectors, schema.keyspace, schema.name)
-
-
-def selects(selectors: list[TableSelector], keyspace: str, table: str) -> bool:
-    """Whether any of ``selectors`` matches ``keyspace.table`` (shell wildcards in both names)."""
-    return any(fnmatch.fnmatchcase(keyspace, s.keyspace) and fnmatch.fnmatchcase(table, s.table) for s in selectors)
 
 
 def sink_tables(spec: PipelineSpec) -> dict[str, Callable[[str, str], bool]]:

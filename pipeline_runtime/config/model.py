@@ -8,6 +8,7 @@ a mounted file or an environment variable.
 
 from __future__ import annotations
 
+import fnmatch
 from enum import StrEnum
 from typing import Annotated
 
@@ -117,6 +118,11 @@ class TableSelector(_Model):
     """Keyspace name or pattern."""
     table: str = Field(default="*", min_length=1)
     """Table name or pattern."""
+
+
+def selects(selectors: list[TableSelector], keyspace: str, table: str) -> bool:
+    """Whether any of ``selectors`` matches ``keyspace.table`` (shell wildcards in both names)."""
+    return any(fnmatch.fnmatchcase(keyspace, s.keyspace) and fnmatch.fnmatchcase(table, s.table) for s in selectors)
 
 
 class SnapshotMode(StrEnum):
@@ -237,7 +243,7 @@ class SinkSpec(_Model):
     target: str | None = None
     """Target schema (PostgreSQL) or database (ClickHouse); defaults to the keyspace name."""
     table_mapping: dict[str, str] = {}
-    """Map 'keyspace.table' to a target table name."""
+    """Map 'keyspace.table' to a target table name (each key a table this sink receives; each name used once)."""
     tables: list[TableSelector] | None = Field(default=None, min_length=1, max_length=64)
     """The tables this sink receives, among those source.tables selects (same wildcards); unset: all
     of them. Lets one pipeline send time-series tables to TimescaleDB and everything to ClickHouse."""
@@ -258,6 +264,20 @@ class SinkSpec(_Model):
     caSecret (else the system's CAs). Not for chdb:// (refused). Off: the DSN decides."""
     timescale: TimescaleSpec | None = None
     """Hypertable settings: type timescaledb only; required there with writeMode upsert (timeColumn)."""
+
+    @model_validator(mode="after")
+    def _mapping_names(self) -> SinkSpec:
+        for key, name in self.table_mapping.items():
+            keyspace, dot, table = key.partition(".")
+            if not (keyspace and dot and table) or "." in table or any(c in key for c in "*?["):
+                raise ValueError(f"sink {self.name}: tableMapping key {key!r} is not 'keyspace.table' (no wildcards)")
+            if not name.strip():
+                raise ValueError(f"sink {self.name}: tableMapping maps {key} to an empty name")
+        names = list(self.table_mapping.values())
+        shared = sorted({n for n in names if names.count(n) > 1})
+        if shared:
+            raise ValueError(f"sink {self.name}: tableMapping maps several tables onto {', '.join(shared)}")
+        return self
 
     @model_validator(mode="after")
     def _timescale_settings(self) -> SinkSpec:
@@ -461,4 +481,18 @@ class PipelineSpec(_Model):
         unknown = sorted(set(reset.sinks) - set(names)) if reset is not None else []
         if unknown:
             raise ValueError(f"source.offsetsReset.sinks: no sink named {', '.join(unknown)}")
+        return self
+
+    @model_validator(mode="after")
+    def _mapped_tables_selected(self) -> PipelineSpec:
+        for sink in self.sinks:
+            for key in sink.table_mapping:
+                keyspace, _, table = key.partition(".")
+                if not selects(self.source.tables, keyspace, table) or not selects(
+                    sink.tables or self.source.tables, keyspace, table
+                ):
+                    raise ValueError(
+                        f"sink {sink.name}: tableMapping names {key}, a table this sink does not receive "
+                        "(source.tables and the sink's tables select it)"
+                    )
         return self

@@ -1,4 +1,5 @@
-"""``sinks[].tables``: each sink receives only the tables it selects, from a real Cassandra (both formats)."""
+"""``sinks[].tables`` and ``tableMapping``: each sink receives only the tables it selects, under the names it
+maps them to, from a real Cassandra (both formats)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tests.integration.pipeline.test_snapshot_runtime import pipeline_yaml
 pytestmark = [pytest.mark.cassandra, pytest.mark.postgres, pytest.mark.clickhouse]
 
 
-async def test_each_sink_receives_the_tables_it_selects(
+async def test_each_sink_receives_the_tables_it_selects_under_its_names(
     cassandra: CassandraNode, postgres_dsn: str, chdb_dsn: str, tmp_path: Path
 ) -> None:
     keyspace = new_keyspace(
@@ -31,6 +32,7 @@ async def test_each_sink_receives_the_tables_it_selects(
     path = pipeline_yaml(tmp_path, keyspace, cassandra, {"pg": postgres_dsn, "ch": chdb_dsn}, mode="never")
     config = yaml.safe_load(path.read_text())
     config["spec"]["sinks"][0]["tables"] = [{"keyspace": keyspace, "table": "met*"}]  # pg: the time series only
+    config["spec"]["sinks"][0]["tableMapping"] = {f"{keyspace}.metrics": "host_series"}
     path.write_text(yaml.safe_dump(config))
     session = cassandra.session(keyspace)
     runtime = Runtime(load_pipeline(path), local_options(cassandra, tmp_path))
@@ -60,7 +62,7 @@ async def test_each_sink_receives_the_tables_it_selects(
                 ]
                 conn = await asyncpg.connect(postgres_dsn)
                 try:
-                    counts.append(await conn.fetchval(f'SELECT count(*) FROM "{keyspace}"."metrics"'))
+                    counts.append(await conn.fetchval(f'SELECT count(*) FROM "{keyspace}"."host_series"'))
                 finally:
                     await conn.close()
             except Exception as exc:  # tables appear with the first batch
@@ -69,8 +71,9 @@ async def test_each_sink_receives_the_tables_it_selects(
 
         await wait_until(arrived, 60, "metrics in both sinks, users in ClickHouse")
         assert runtime.runner is not None and not runtime.runner.progress.last_error
-        # PostgreSQL never got the users table, nor a row of it.
-        assert not any(name.startswith("users") for name in await pg_tables()), await pg_tables()
+        # PostgreSQL never got the users table, nor a row of it; metrics landed under its mapped name only.
+        tables = await pg_tables()
+        assert "host_series" in tables and not any(n.startswith(("users", "metrics")) for n in tables), tables
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)

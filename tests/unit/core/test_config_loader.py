@@ -78,6 +78,38 @@ def test_manifest_and_bare_spec_load_the_same_model(tmp_path: Path) -> None:
             },
             "with writeMode append the history hypertables are partitioned by each change's writetime",
         ),
+        (
+            {"sinks": [{**SPEC["sinks"][0], "tableMapping": {"users": "people"}}]},
+            "tableMapping key 'users' is not 'keyspace.table'",
+        ),
+        (
+            {"sinks": [{**SPEC["sinks"][0], "tableMapping": {"shop.*": "everything"}}]},
+            "tableMapping key 'shop.*' is not 'keyspace.table' (no wildcards)",
+        ),
+        (
+            {"sinks": [{**SPEC["sinks"][0], "tableMapping": {"shop.users": "t", "shop.orders": "t"}}]},
+            "tableMapping maps several tables onto t",
+        ),
+        (
+            {"sinks": [{**SPEC["sinks"][0], "tableMapping": {"shop.users": " "}}]},
+            "tableMapping maps shop.users to an empty name",
+        ),
+        (
+            {"sinks": [{**SPEC["sinks"][0], "tableMapping": {"other.users": "people"}}]},
+            "tableMapping names other.users, a table this sink does not receive",
+        ),
+        (
+            {
+                "sinks": [
+                    {
+                        **SPEC["sinks"][0],
+                        "tables": [{"keyspace": "shop", "table": "orders"}],
+                        "tableMapping": {"shop.users": "people"},
+                    }
+                ]
+            },
+            "tableMapping names shop.users, a table this sink does not receive",
+        ),
     ],
 )
 def test_invalid_specs_say_what_to_fix(patch: dict[str, object], message: str) -> None:
