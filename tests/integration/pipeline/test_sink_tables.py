@@ -15,6 +15,7 @@ import yaml
 from devservices.cassandra import CassandraNode
 from pipeline_runtime.app import Runtime
 from pipeline_runtime.config.loader import load_pipeline
+from pipeline_runtime.pipeline.runner import BatchPolicy
 from tests.integration.pipeline.test_end_to_end import local_options, new_keyspace, wait_until
 from tests.integration.pipeline.test_snapshot_runtime import pipeline_yaml
 
@@ -33,6 +34,9 @@ async def test_each_sink_receives_the_tables_it_selects_under_its_names(
     config = yaml.safe_load(path.read_text())
     config["spec"]["sinks"][0]["tables"] = [{"keyspace": keyspace, "table": "met*"}]  # pg: the time series only
     config["spec"]["sinks"][0]["tableMapping"] = {f"{keyspace}.metrics": "host_series"}
+    config["spec"]["sinks"][0]["batchSize"] = 4  # the smallest batchSize and flushIntervalMs apply to all sinks
+    config["spec"]["sinks"][0]["flushIntervalMs"] = 1000
+    config["spec"]["sinks"][1]["flushIntervalMs"] = 250
     path.write_text(yaml.safe_dump(config))
     session = cassandra.session(keyspace)
     runtime = Runtime(load_pipeline(path), local_options(cassandra, tmp_path))
@@ -70,6 +74,7 @@ async def test_each_sink_receives_the_tables_it_selects_under_its_names(
             return True if counts == [5, 5, 5] else counts
 
         await wait_until(arrived, 60, "metrics in both sinks, users in ClickHouse")
+        assert runtime.runner is not None and runtime.runner.batching == BatchPolicy(max_events=4, max_wait=0.25)
         assert runtime.runner is not None and not runtime.runner.progress.last_error
         # PostgreSQL never got the users table, nor a row of it; metrics landed under its mapped name only.
         tables = await pg_tables()
