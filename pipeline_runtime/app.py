@@ -33,6 +33,7 @@ from pipeline_runtime.config.model import (
     TableSelector,
     selects,
 )
+from pipeline_runtime.config.quantity import quantity_bytes
 from pipeline_runtime.config.status import NodeSinkStatus, NodeStatus
 from pipeline_runtime.config.status import Position as StatusPosition
 from pipeline_runtime.config.tls import ssl_context
@@ -174,7 +175,10 @@ class Runtime:
             )
             keyspaces = {s.keyspace for s in registry.schemas.values() if registry.selector(s)}
             self._replicated = any(replication_factor(self.session, k) > 1 for k in keyspaces)
-            self.dead_letters = JsonlDeadLetters(self.options.dead_letter_file(self.pipeline.name))
+            self.dead_letters = JsonlDeadLetters(
+                self.options.dead_letter_file(self.pipeline.name),
+                max_bytes=quantity_bytes(spec.runtime.dead_letters.max_size),
+            )
             claim = CdcRawClaim(self.options.cdc_raw, self.pipeline.name, self.options.node)
             self.source = CdcRawSource(self.options.cdc_raw, self.options.node, registry, claim=claim)
             batch_size = min(s.batch_size for s in spec.sinks)

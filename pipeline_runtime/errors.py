@@ -19,6 +19,7 @@ boundary never catches a driver's exception type.
     │   ├── SinkUnavailableError    retryable: connection lost, server down
     │   │   └── SinkTimeoutError    retryable: a sink call did not finish in time
     │   ├── SchemaDriftError        fatal until a human acts: drop / type change
+    │   ├── DeadLettersFullError    retryable: the dead-letter file reached its bound; the batch waits
     │   └── RowRejectedError        a row-level failure: dead-letter the row
     │       └── ValueEncodingError  a value the sink cannot store, named by column and type
     └── CheckpointError
@@ -104,6 +105,12 @@ class SchemaDriftError(SinkError):
         self.table = table
         self.column = column
         self.change = change
+
+
+class DeadLettersFullError(SinkError):
+    """The dead-letter file would pass ``runtime.deadLetters.maxSize``: the batch waits, nothing is dropped."""
+
+    retryable = True
 
 
 class RowRejectedError(SinkError):

@@ -15,6 +15,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from pipeline_runtime.config.quantity import quantity_bytes
+
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 #: A Kubernetes quantity (``resource.Quantity``'s grammar): ``500m``, ``1``, ``512Mi``, ``1e3``.
 Quantity = Annotated[
@@ -411,13 +413,25 @@ class DeadLetterVolume(_Model):
 
 
 class DeadLetterSpec(_Model):
-    """Where a runtime on Kubernetes keeps the rows its sinks rejected."""
+    """Where a runtime keeps the rows its sinks rejected, and how much of them."""
 
+    max_size: Quantity = "256Mi"
+    """Largest dead-letter file per runtime; rejected rows that would pass it are not committed: the
+    runtime stalls (Degraded, saying so) until the file is handled and moved away, or maxSize raised.
+    Keeps dead letters from filling Cassandra's data volume; honoured by the standalone runtime too."""
     volume_claim: DeadLetterVolume | None = None
-    """A claim of its own per runtime, <runtime>-dead-letters, mounted at /var/lib/headrace/dead-letters, so
-    dead letters never take space on Cassandra's data volume. The claim is kept when its runtime or the
-    pipeline is deleted (delete it once the dead letters are handled). Unset: a folder beside cdc_raw on
-    Cassandra's data volume (headrace-dead-letters/), which needs no StorageClass."""
+    """Kubernetes: a claim of its own per runtime, <runtime>-dead-letters, mounted at
+    /var/lib/headrace/dead-letters, so dead letters never take space on Cassandra's data volume. The claim
+    is kept when its runtime or the pipeline is deleted (delete it once the dead letters are handled).
+    Unset: a folder beside cdc_raw on Cassandra's data volume (headrace-dead-letters/, bounded by maxSize),
+    which needs no StorageClass."""
+
+    @model_validator(mode="after")
+    def _fits_the_claim(self) -> DeadLetterSpec:
+        if self.volume_claim is not None and quantity_bytes(self.max_size) > quantity_bytes(self.volume_claim.size):
+            claim = self.volume_claim.size
+            raise ValueError(f"runtime.deadLetters.maxSize {self.max_size} is more than its volumeClaim.size {claim}")
+        return self
 
 
 #: The runtime image of pipelines that set none, when the operator is not told another (HEADRACE_RUNTIME_IMAGE).
@@ -454,7 +468,8 @@ class RuntimeSpec(_Model):
     """PriorityClass of the runtime pods (unset: the cluster's default). Placement needs no nodeSelector:
     each runtime is pinned to its Cassandra pod's node."""
     dead_letters: DeadLetterSpec = DeadLetterSpec()
-    """Where dead letters are kept (Kubernetes only; the standalone runtime takes --dead-letter-dir)."""
+    """How much dead letters may hold, and where they are kept on Kubernetes (the standalone runtime
+    takes --dead-letter-dir)."""
 
 
 class PipelineSpec(_Model):

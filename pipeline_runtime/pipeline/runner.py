@@ -540,8 +540,9 @@ class Runner:
             except SinkError as exc:
                 if not exc.retryable:
                     raise
+                self.progress.last_error = self.sink_errors[sink.name] = f"sink {sink.name}: {what} failed: {exc}"
                 if self.lifecycle.state is RuntimeState.RUNNING:
-                    self.lifecycle.move(RuntimeState.STALLED, self.progress.last_error or str(exc))
+                    self.lifecycle.move(RuntimeState.STALLED, self.progress.last_error)
                 log.warning(
                     "sink unavailable, stalled",
                     extra={"sink": sink.name, "operation": what, "error": str(exc), "retry_in": self.backoff.maximum},

@@ -4,6 +4,12 @@ Nothing is dropped without a record. The JSONL store appends one line per
 event and fsyncs before returning, so the checkpoint that follows never
 passes an event that is not on disk. Events reach a store already
 transformed, so masked values stay masked here too.
+
+The file is bounded (``runtime.deadLetters.maxSize``): it may sit on
+Cassandra's data volume, which it must never fill. Letters that would pass the
+bound are refused with a retryable ``DeadLettersFullError``: their batch is not
+committed, the runtime stalls and says why, and it goes on once the file is
+handled (moved away or emptied) or the bound raised.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipeline_runtime.errors import DeadLettersFullError
 from pipeline_runtime.events import ChangeEvent
 
 
@@ -71,29 +78,50 @@ def plain(value: Any) -> Any:
 
 
 class JsonlDeadLetters:
-    """Appends dead letters to a local JSON-lines file."""
+    """Appends dead letters to a local JSON-lines file of at most ``max_bytes`` (None: unbounded)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int | None = None) -> None:
         self.path = path
-        self._count: int | None = None
+        self.max_bytes = max_bytes
+        self._counted: tuple[int, int] | None = None  # (file size, letters) when last counted or written
 
     @property
     def count(self) -> int:
-        """Letters in the file, including those written before this process started."""
-        if self._count is None:
+        """Letters in the file now, including those written before this process started.
+
+        Counted again whenever the file's size changed behind this process's back (a user moved the
+        file away or emptied it after handling the letters).
+        """
+        size = self.size()
+        if self._counted is None or self._counted[0] != size:
             try:
                 with self.path.open("rb") as handle:
-                    self._count = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+                    letters = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
             except FileNotFoundError:
-                self._count = 0
-        return self._count
+                letters = 0
+            self._counted = (size, letters)
+        return self._counted[1]
+
+    def size(self) -> int:
+        """Bytes in the file now."""
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     async def write(self, letters: Sequence[DeadLetter]) -> None:
-        if letters:
-            lines = "".join(json.dumps(letter.record(), sort_keys=True) + "\n" for letter in letters)
-            before = self.count
-            await asyncio.to_thread(self._append, lines)
-            self._count = before + len(letters)
+        if not letters:
+            return
+        lines = "".join(json.dumps(letter.record(), sort_keys=True) + "\n" for letter in letters)
+        before, size, adding = self.count, self.size(), len(lines.encode())
+        if self.max_bytes is not None and size + adding > self.max_bytes:
+            raise DeadLettersFullError(
+                f"dead letters full: {len(letters)} rejected events ({adding} bytes) do not fit in {self.path} "
+                f"({size} of runtime.deadLetters.maxSize {self.max_bytes} bytes used); the batch waits. "
+                "Handle the letters and move the file away, or raise maxSize"
+            )
+        await asyncio.to_thread(self._append, lines)
+        self._counted = (size + adding, before + len(letters))
 
     def _append(self, lines: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

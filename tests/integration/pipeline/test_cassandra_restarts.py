@@ -23,6 +23,7 @@ from devservices.cassandra import CassandraNode
 from pipeline_runtime.app import Runtime, RuntimeOptions
 from pipeline_runtime.config.loader import load_pipeline
 from pipeline_runtime.source.commitlog.descriptor import SEGMENT_NAME
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.postgres]
 
@@ -40,17 +41,6 @@ def left_behind(node: CassandraNode, started_ms: int) -> set[int]:
         and not any(node.cdc_raw_dir.glob(f"CommitLog-*-{i}_cdc.idx"))
         and not any(node.commitlog_dir.glob(f"CommitLog-*-{i}.log"))
     }
-
-
-async def wait_until(check: Callable[[], Any], what: str, deadline_s: float = 90.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last is True:
-            return
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"{what} not met within {deadline_s:.0f}s; last: {last}")
 
 
 async def test_runtime_through_three_graceful_cassandra_restarts(tmp_path: Path, postgres_dsn: str) -> None:
@@ -123,7 +113,7 @@ async def test_runtime_through_three_graceful_cassandra_restarts(tmp_path: Path,
                 got = await pg_ids()
                 return True if got == written else (len(got), len(written))
 
-            await wait_until(replicated, f"generation {generation} in PostgreSQL")
+            await wait_until(replicated, 90, f"generation {generation} in PostgreSQL")
 
         def gauge() -> float:
             runtime.node_status()  # what the observer does every interval: refresh the gauges
@@ -161,12 +151,14 @@ async def test_runtime_through_three_graceful_cassandra_restarts(tmp_path: Path,
                         return older
                     return True
 
-                await wait_until(only_this_run, f"no segment of an earlier run in cdc_raw after restart {generation}")
+                await wait_until(
+                    only_this_run, 90, f"no segment of an earlier run in cdc_raw after restart {generation}"
+                )
                 backlog.append(gauge())
             assert leaked, "no graceful stop left a segment behind: the reclaim was not exercised"
             assert not set(segment_ids(node.cdc_raw_dir)) & leaked
             assert runtime.runner is not None and runtime.runner.lifecycle.state.value == "running"
-            await wait_until(lambda: _equal(pg_ids, written), "every row in PostgreSQL")
+            await wait_until(lambda: _equal(pg_ids, written), 90, "every row in PostgreSQL")
             assert {r.id for r in session.execute(f"SELECT id FROM {keyspace}.events")} == written
             deleted = runtime.metrics.registry.get_sample_value(
                 "headrace_segments_deleted_total", {"pipeline": "restarts", "node": "node-0"}

@@ -13,7 +13,6 @@ import hmac
 import json
 import shutil
 import tempfile
-import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +32,7 @@ from devservices.postgres import running_postgres
 from devservices.pytest_require import require_module
 from pipeline_runtime.app import Runtime, RuntimeOptions
 from pipeline_runtime.config.loader import load_pipeline
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.postgres, pytest.mark.clickhouse]
 
@@ -50,17 +50,6 @@ class Running:
     keyspace: str
     secrets: Path
     dead_letters: Path
-
-
-async def wait_until(check: Callable[[], Any], deadline_s: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + deadline_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last is True:
-            return
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"{what} not met within {deadline_s}s; last: {last}")
 
 
 def write_config(tmp: Path, keyspace: str, node: CassandraNode, postgres_dsn: str, chdb_dsn: str) -> Path:

@@ -61,6 +61,11 @@ def test_manifest_and_bare_spec_load_the_same_model(tmp_path: Path) -> None:
         ({"runtime": {"resources": {"requests": {"cpu": "lots"}}}}, "spec.runtime.resources.requests.cpu"),
         ({"runtime": {"resources": {"limits": {"gpu": "1"}}}}, "gpu is not one of cpu, memory, ephemeral-storage"),
         ({"runtime": {"env": [{"name": "HEADRACE_NODE", "value": "x"}]}}, "names starting HEADRACE_ are set by"),
+        ({"runtime": {"deadLetters": {"maxSize": "lots"}}}, "spec.runtime.deadLetters.maxSize: String should match"),
+        (
+            {"runtime": {"deadLetters": {"maxSize": "2Gi", "volumeClaim": {"size": "1Gi"}}}},
+            "runtime.deadLetters.maxSize 2Gi is more than its volumeClaim.size 1Gi",
+        ),
         (
             {"sinks": [{**SPEC["sinks"][0], "timescale": {"timeColumn": "at"}}]},
             "timescale applies to type timescaledb only",

@@ -31,6 +31,7 @@ from pipeline_runtime.source.commitlog.segment import SegmentReader
 from pipeline_runtime.source.errors import SegmentCorruptError
 from pipeline_runtime.source.tailer import CdcRawSource, SegmentInfo, TailerSettings
 from tests.unit.source.fixture_data import SourceBatch, copy_recording, registry
+from tests.waiting import wait_until
 
 SCHEMA = TableSchema(
     "ks",
@@ -473,3 +474,35 @@ def test_lag_counts_a_backlog_not_read_yet() -> None:
     assert r.lag_seconds(now) == 40.0
     r.progress.pending_since(now - 55.0)  # and a batch read, waiting for its commit
     assert r.lag_seconds(now) == 55.0
+
+
+async def test_a_full_dead_letter_file_stalls_the_batch_until_it_is_moved_away(tmp_path: Path) -> None:
+    class PickySink(MemorySink):
+        async def write(self, batch: Batch) -> None:
+            if any(e.partition_key["id"] == 4 for e in batch.events):
+                raise RowRejectedError("sink picky: PostgreSQL 22021: invalid byte sequence")
+            await super().write(batch)
+
+    dead = tmp_path / "dead.jsonl"
+    dead.write_text('{"earlier": "%s"}\n' % ("x" * 600))
+    store = JsonlDeadLetters(dead, max_bytes=1000)  # one letter (about 600 bytes) fits, but not beside the first
+    source = ListSource(chunks(6))
+    sink = PickySink("picky")
+    r = runner(source, [sink])
+    r.writers["picky"].dead_letters = store
+    stop = asyncio.Event()
+    task = asyncio.create_task(r.run(stop))
+    try:
+        await wait_until(lambda: asyncio.sleep(0, r.lifecycle.state is RuntimeState.STALLED), 5, "stalled")
+        assert "sink picky: write failed: dead letters full" in (r.progress.last_error or "")
+        assert "sink picky: write failed: dead letters full" in r.sink_errors["picky"]
+        await asyncio.sleep(0.1)  # retried meanwhile: still nothing committed past the rejected row
+        assert sink.checkpoint == Position(1, 102) and store.count == 1
+
+        dead.rename(tmp_path / "handled.jsonl")  # the user handled the letters
+        await wait_until(lambda: asyncio.sleep(0, sink.checkpoint == Position(1, 105)), 5, "committed past it")
+        assert sorted(sink.rows) == [0, 1, 2, 3, 5] and store.count == 1 and r.progress.events_dead_lettered == 1
+        assert r.lifecycle.state is RuntimeState.RUNNING and not r.sink_errors
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
