@@ -215,7 +215,8 @@ impl ChStageEncoder {
         };
         let names = |specs: &[Spec]| specs.iter().map(|s| s.0.clone()).collect::<Vec<_>>();
         let stored: Vec<(String, bool)> = columns.iter().map(|s| (s.0.clone(), true)).collect();
-        let shape = Shape::new(Classes::new(classes)?, names(&partition), names(&clustering), &stored, general);
+        let shape =
+            Shape::new(Classes::new(classes)?, names(&partition), names(&clustering), &stored, general, Vec::new())?;
         let keys = fields(partition)?.into_iter().chain(fields(clustering)?).collect();
         Ok(Self { shape, keys, columns: fields(columns)? })
     }

@@ -42,7 +42,8 @@ enum Wire {
     Jsonb,
     /// A one-dimensional array of a numeric element type (vectors).
     Array(Element),
-    /// A multi-cell column: two fields (state, deletion time), always NULL on this path.
+    /// A multi-cell column: two fields (state as jsonb, deletion time), from its fields function's
+    /// `(text or None, deletion or None)`; NULL, NULL when the event does not change the column.
     Multi,
 }
 
@@ -135,7 +136,9 @@ type Spec = (String, String, Py<PyAny>);
 impl PgCopyEncoder {
     /// `classes`: `upsert` (Op.UPSERT), `cell`, `decimal`, `uuid`; key and column specs are
     /// `(name, wire, encoder)` tuples, `columns` in record order (wire `multi` for a multi-cell
-    /// column); `general`: names that force the general path.
+    /// column); `general`: names that force the general path; `multi`: `(name, fields)` of the
+    /// multi-cell columns this path takes, `fields(change)` giving `(jsonb text or None, deletion
+    /// or None)` as the general path stores a row's only change of the column.
     #[new]
     fn new(
         classes: &Bound<'_, PyDict>,
@@ -143,6 +146,7 @@ impl PgCopyEncoder {
         clustering: Vec<Spec>,
         columns: Vec<Spec>,
         general: Vec<String>,
+        multi: Vec<(String, Py<PyAny>)>,
     ) -> PyResult<Self> {
         let item = |name: &str| -> PyResult<Bound<'_, PyType>> {
             classes
@@ -159,7 +163,8 @@ impl PgCopyEncoder {
         };
         let names = |specs: &[Spec]| specs.iter().map(|s| s.0.clone()).collect::<Vec<_>>();
         let shape_columns: Vec<(String, bool)> = columns.iter().map(|s| (s.0.clone(), s.1 != "multi")).collect();
-        let shape = Shape::new(Classes::new(classes)?, names(&partition), names(&clustering), &shape_columns, general);
+        let shape =
+            Shape::new(Classes::new(classes)?, names(&partition), names(&clustering), &shape_columns, general, multi)?;
         let keys: Vec<Field> = fields(partition)?.into_iter().chain(fields(clustering)?).collect();
         let columns = fields(columns)?;
         let width = keys.len() + columns.iter().map(|f| if f.wire == Wire::Multi { 2 } else { 3 }).sum::<usize>() + 3;
@@ -261,10 +266,29 @@ impl<'py> RowWriter<'py> for CopyWriter<'_, 'py> {
             }
         }
         encoder.key_identity(&out[key_start..], identity);
-        for (field, cell) in encoder.columns.iter().zip(&row.cells) {
+        for (slot, (field, cell)) in encoder.columns.iter().zip(&row.cells).enumerate() {
             if field.wire == Wire::Multi {
-                null(out);
-                null(out);
+                match row.multi.get(slot).and_then(Option::as_ref) {
+                    Some(fields) => {
+                        let (state, deleted): (Option<Bound<'py, PyAny>>, Option<i64>) = fields.extract()?;
+                        match state {
+                            Some(state) => {
+                                if !encoder.write_native(self.py, Wire::Jsonb, &state, out)? {
+                                    return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                                        "column {}: its fields function gave a state that is not text",
+                                        field.name
+                                    )));
+                                }
+                            }
+                            None => null(out),
+                        }
+                        optional_int8(out, deleted);
+                    }
+                    None => {
+                        null(out);
+                        null(out);
+                    }
+                }
                 continue;
             }
             match cell {

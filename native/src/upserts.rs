@@ -6,6 +6,10 @@
 //! event (a deletion, a static row, a collection change, a repeated row, a missing key column)
 //! makes the walk stop and report that the general path must take the batch. What a writer does
 //! with each row (PostgreSQL COPY tuples, ClickHouse Native columns) is its own business.
+//!
+//! A writer may also take collection changes of regular multi-cell columns (PostgreSQL does): it
+//! names those columns with a Python function that turns one `CollectionChange` into the column's
+//! stored fields, the very function its general path applies to a row's only change of it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,6 +24,7 @@ use crate::slots::Field;
 pub struct Classes {
     upsert: Py<PyAny>,
     cell: Py<PyType>,
+    collection: Py<PyType>,
     op: Field,
     is_static: Field,
     partition_key: Field,
@@ -62,6 +67,7 @@ impl Classes {
             live_expires: Field::new(&liveness, "expires_at")?,
             uuid_int: Field::new(&item("uuid")?.cast_into::<PyType>()?, "int")?,
             cell: cell.unbind(),
+            collection: item("collection")?.cast_into::<PyType>()?.unbind(),
         })
     }
 }
@@ -75,6 +81,8 @@ pub struct Shape {
     slots: HashMap<String, usize, Fast>,
     /// Names whose cells only the general path handles (multi-cell, static, key columns...).
     general: HashSet<String, Fast>,
+    /// Column name -> slot and fields function of a multi-cell column this fast path takes.
+    multi: HashMap<String, (usize, Py<PyAny>), Fast>,
     /// Number of slots.
     pub columns: usize,
 }
@@ -82,21 +90,39 @@ pub struct Shape {
 impl Shape {
     /// `columns`: every column slot in order, with whether the fast path stores it (a multi-cell
     /// column holds a slot but is never written here: its cells send the batch to the general path
-    /// through `general`).
+    /// through `general`, unless `multi` gives its fields function).
     pub fn new(
         classes: Classes,
         partition: Vec<String>,
         clustering: Vec<String>,
         columns: &[(String, bool)],
         general: Vec<String>,
-    ) -> Self {
+        multi: Vec<(String, Py<PyAny>)>,
+    ) -> PyResult<Self> {
         let slots = columns
             .iter()
             .enumerate()
             .filter(|(_, (_, stored))| *stored)
             .map(|(i, (name, _))| (name.clone(), i))
             .collect();
-        Self { classes, partition, clustering, slots, general: general.into_iter().collect(), columns: columns.len() }
+        let multi = multi
+            .into_iter()
+            .map(|(name, fields)| {
+                let slot = columns.iter().position(|(column, _)| *column == name).ok_or_else(|| {
+                    pyo3::exceptions::PyValueError::new_err(format!("multi-cell column {name} has no slot"))
+                })?;
+                Ok((name, (slot, fields)))
+            })
+            .collect::<PyResult<_>>()?;
+        Ok(Self {
+            classes,
+            partition,
+            clustering,
+            slots,
+            general: general.into_iter().collect(),
+            multi,
+            columns: columns.len(),
+        })
     }
 }
 
@@ -119,10 +145,12 @@ pub struct CellView<'py> {
     pub value: Option<Bound<'py, PyAny>>,
 }
 
-/// One row: key values in key order (Python None stays None), cells by slot, liveness.
+/// One row: key values in key order (Python None stays None), cells by slot, the fields functions'
+/// results by slot (multi-cell columns the writer takes), liveness.
 pub struct Row<'py> {
     pub keys: Vec<Bound<'py, PyAny>>,
     pub cells: Vec<Option<CellView<'py>>>,
+    pub multi: Vec<Option<Bound<'py, PyAny>>>,
     pub liveness: Option<(i64, Option<i64>)>,
 }
 
@@ -139,9 +167,10 @@ pub fn walk<'py>(shape: &Shape, events: &Bound<'py, PyList>, writer: &mut impl R
     let classes = &shape.classes;
     let upsert = classes.upsert.bind(py);
     let cell_class = classes.cell.bind(py);
+    let collection_class = classes.collection.bind(py);
     let mut seen: HashSet<Vec<u8>, Fast> = HashSet::with_capacity_and_hasher(events.len(), Fast);
     let mut identity = Vec::new();
-    let mut row = Row { keys: Vec::new(), cells: Vec::new(), liveness: None };
+    let mut row = Row { keys: Vec::new(), cells: Vec::new(), multi: Vec::new(), liveness: None };
     for event in events.iter() {
         if !classes.op.get(&event)?.is(upsert) || classes.is_static.get(&event)?.is_truthy()? {
             return Ok(false);
@@ -163,10 +192,21 @@ pub fn walk<'py>(shape: &Shape, events: &Bound<'py, PyList>, writer: &mut impl R
         }
         row.cells.clear();
         row.cells.resize_with(shape.columns, || None);
+        if !shape.multi.is_empty() {
+            row.multi.clear();
+            row.multi.resize_with(shape.columns, || None);
+        }
         let cells = classes.cells.get(&event)?;
         for (name, change) in cells.cast::<PyDict>()?.iter() {
             let name = name.cast::<PyString>()?.to_str()?;
             let Some(&slot) = shape.slots.get(name) else {
+                if let Some((slot, fields)) = shape.multi.get(name) {
+                    if !change.get_type().is(collection_class) {
+                        return Ok(false);
+                    }
+                    row.multi[*slot] = Some(fields.bind(py).call1((change,))?);
+                    continue;
+                }
                 if shape.general.contains(name) {
                     return Ok(false);
                 }

@@ -362,18 +362,25 @@ class Shaper:
 
     def _add_collection(self, delta: RowDelta, column: Column, change: Cell | CollectionChange) -> None:
         assert isinstance(change, CollectionChange)
-        elements = Elements(change.deletion.timestamp if change.deletion else LIVE_TIMESTAMP)
-        for cell in change.elements:
-            key = element_key(cell.path, column.type)
-            state = [element_value(cell, column.type), cell.timestamp, cell.expires_at]
-            known = elements.cells.get(key)
-            if known is None or element_beats(state, known):
-                elements.cells[key] = state
+        elements = collection_elements(change, column.type)
         present = delta.elements.get(column.name)
         if present is None:
             delta.elements[column.name] = elements  # the row's first change of this column: nothing to join
         else:
             present.merge(elements)
+
+
+def collection_elements(change: CollectionChange, column_type: CqlType) -> Elements:
+    """One change of a multi-cell column as its element states (the newest of each element key)."""
+    elements = Elements(change.deletion.timestamp if change.deletion else LIVE_TIMESTAMP)
+    cells = elements.cells
+    for cell in change.elements:
+        key = element_key(cell.path, column_type)
+        state = [element_value(cell, column_type), cell.timestamp, cell.expires_at]
+        known = cells.get(key)
+        if known is None or element_beats(state, known):
+            cells[key] = state
+    return elements
 
 
 def coalesce(items: Iterable[RowDelta | Tombstone]) -> tuple[list[RowDelta], list[Tombstone]]:

@@ -18,7 +18,7 @@ from pipeline_runtime.cql.canonical import dumps, to_json
 from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.cql.values import EMPTY, Timestamp, date_days
 from pipeline_runtime.errors import ValueEncodingError
-from pipeline_runtime.events import Cell, ChangeEvent, Liveness, Op
+from pipeline_runtime.events import Cell, ChangeEvent, CollectionChange, Liveness, Op
 from pipeline_runtime.sinks.changes import Layout
 
 Encoder = Callable[[Any], Any]
@@ -41,6 +41,7 @@ def native_classes() -> dict[str, Any]:
         "upsert": Op.UPSERT,
         "event": ChangeEvent,
         "cell": Cell,
+        "collection": CollectionChange,
         "liveness": Liveness,
         "uuid": uuid.UUID,
         "decimal": Decimal,

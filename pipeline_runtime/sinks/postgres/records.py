@@ -1,9 +1,11 @@
 """COPY records for the staging tables, from row deltas or straight from events.
 
 The general path shapes events into ``RowDelta``s, merges repeats and flattens
-them. Most batches are plain upserts of distinct rows with single-cell
-columns; for those the fast path writes each event's cells straight into a
-record, with no intermediate objects (same result, a fraction of the time).
+them. Most batches are plain upserts of distinct rows; for those the fast path
+writes each event's cells straight into a record, with no intermediate
+objects (same result, a fraction of the time). A collection change of a
+regular column there is stored by ``collection_fields``, the general path's
+own steps for a row's only change of the column.
 Where the compiled core is built, ``copy_data`` goes one step further and
 writes those batches as binary COPY data directly (``native/src/pgcopy.rs``),
 which skips both the records and asyncpg's encoding of them.
@@ -11,6 +13,7 @@ which skips both the records and asyncpg's encoding of them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,9 +21,9 @@ from pipeline_runtime.cql.canonical import dumps
 from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.cql.values import EMPTY
 from pipeline_runtime.errors import ValueEncodingError
-from pipeline_runtime.events import LIVE_TIMESTAMP, Cell, ChangeEvent, Op
+from pipeline_runtime.events import LIVE_TIMESTAMP, Cell, ChangeEvent, CollectionChange, Op
 from pipeline_runtime.native import native_module
-from pipeline_runtime.sinks.changes import Encoder, Layout, RowDelta
+from pipeline_runtime.sinks.changes import Elements, Encoder, Layout, RowDelta, collection_elements
 from pipeline_runtime.sinks.encoding import native_classes
 from pipeline_runtime.sinks.postgres.typemap import copy_wire, json_check
 
@@ -51,14 +54,19 @@ class RecordBuilder:
         table = layout.schema.qualified_name
         #: name -> (record index of the value, encoder or None when the driver's value is already right).
         self._slots: dict[str, tuple[int, Callable[[Any], Any] | None]] = {}
+        #: Multi-cell regular column name -> (record index of its state, its fields from one change).
+        self._multi: dict[str, tuple[int, Callable[[CollectionChange], tuple[str | None, int | None]]]] = {}
         index = keys
         for column in layout.regulars:
-            if not column.type.multi_cell:
+            if column.type.multi_cell:
+                where = (table, column.type.cql())
+                self._multi[column.name] = (index, functools.partial(collection_fields, column, where))
+            else:
                 self._slots[column.name] = (index, _plain(column.type, encoder(column.type, table, column.name)))
             index += 2 if column.type.multi_cell else 3
         self._width = index + 3
-        #: Columns of the table that only the general path handles (multi-cell, static, key, skipped kinds).
-        self._general = frozenset(layout.schema.by_name) - self._slots.keys()
+        #: Columns of the table that only the general path handles (static, key, skipped kinds).
+        self._general = frozenset(layout.schema.by_name) - self._slots.keys() - self._multi.keys()
         keyed = [*layout.schema.partition_key]
         # Key values always go through their encoder: it refuses a zero-length one by name.
         self._partition = [(c.name, encoder(c.type, table, c.name, key=True)) for c in keyed]
@@ -66,7 +74,7 @@ class RecordBuilder:
         #: An empty record: no cells, no liveness, no deletion.
         self._blank: list[Any] = [None] * self._width
         self._blank[-1] = LIVE_TIMESTAMP
-        self._native = _native_encoder(layout, encoder, self._general)
+        self._native = _native_encoder(layout, encoder, self._general, self._multi)
         #: Multi-cell column name -> (qualified table, CQL type): what names an element PostgreSQL refuses.
         self._types = {c.name: (table, c.type.cql()) for c in (*layout.regulars, *layout.statics) if c.type.multi_cell}
 
@@ -102,7 +110,7 @@ class RecordBuilder:
         seen: set[tuple[Any, ...]] = set()
         out: list[Record] = []
         slots = self._slots
-        general = self._general
+        general, multis = self._general, self._multi
         partition, clustering = self._partition, self._clustering
         blank = self._blank
         upsert = Op.UPSERT
@@ -126,6 +134,13 @@ class RecordBuilder:
             for name, change in event.cells.items():
                 slot = slots.get(name)
                 if slot is None:
+                    multi = multis.get(name)
+                    if multi is not None:
+                        if type(change) is not CollectionChange:
+                            return None
+                        at, fields = multi
+                        row[at], row[at + 1] = fields(change)
+                        continue
                     if name in general:
                         return None
                     continue  # dropped since: the general path skips it too
@@ -156,7 +171,9 @@ class RecordBuilder:
         return (*delta.key, *_cells(delta, self._statics, self._types), delta.deleted_at)
 
 
-def _native_encoder(layout: Layout, encoder: Encoder, general: frozenset[str]) -> Any | None:
+def _native_encoder(
+    layout: Layout, encoder: Encoder, general: frozenset[str], multi: dict[str, tuple[int, Any]]
+) -> Any | None:
     module = native_module()
     if module is None:
         return None
@@ -172,6 +189,7 @@ def _native_encoder(layout: Layout, encoder: Encoder, general: frozenset[str]) -
         [spec(c, key=True) for c in layout.clustering],
         [spec(c) for c in layout.regulars],
         sorted(general),
+        [(name, fields) for name, (_, fields) in multi.items()],
     )
 
 
@@ -185,17 +203,25 @@ def _cells(delta: RowDelta, columns: Sequence[tuple[str, bool]], types: dict[str
     for name, multi in columns:
         if multi:
             elements = delta.elements.get(name)
-            if elements is None:
-                out += [None, None]
-            else:
-                deleted = None if elements.deleted_at == LIVE_TIMESTAMP else elements.deleted_at
-                if elements.cells:
-                    _check_elements(elements.cells, name, types[name])
-                out += [dumps(elements.cells) if elements.cells else None, deleted]
+            out += [None, None] if elements is None else element_fields(elements, name, types[name])
             continue
         cell = delta.cells.get(name)
         out += [None, None, None] if cell is None else [cell.value, cell.ts, cell.exp]
     return out
+
+
+def element_fields(elements: Elements, column: str, where: tuple[str, str]) -> tuple[str | None, int | None]:
+    """A multi-cell column's two stored fields: its element states as JSON text, its newest deletion."""
+    deleted = None if elements.deleted_at == LIVE_TIMESTAMP else elements.deleted_at
+    if not elements.cells:
+        return None, deleted
+    _check_elements(elements.cells, column, where)
+    return dumps(elements.cells), deleted
+
+
+def collection_fields(column: Any, where: tuple[str, str], change: CollectionChange) -> tuple[str | None, int | None]:
+    """``element_fields`` of one change of ``column``: what the general path stores for a row's only change of it."""
+    return element_fields(collection_elements(change, column.type), column.name, where)
 
 
 def _check_elements(cells: dict[str, Any], column: str, where: tuple[str, str]) -> None:

@@ -31,6 +31,7 @@ from pipeline_runtime.events import (
     ChangeEvent,
     CollectionChange,
     Deletion,
+    ElementCell,
     Liveness,
     Op,
     Position,
@@ -109,6 +110,14 @@ def random_events(count: int, seed: int) -> list[ChangeEvent]:
             cells["dec"] = Cell(None, 11, deleted=True, local_deletion_time=99)
         if i % 4 == 0:
             cells.update({f"c{j}": Cell(value, 12) for j, (_, value) in enumerate(SAMPLES)})
+        if i % 5 == 1:  # a set's elements (one dead, one expiring), sometimes an overwrite or set to null
+            elements = (
+                ElementCell(f"t{i}", None, 20 + i),
+                ElementCell("shared", None, 21, ttl=30, local_deletion_time=7_000),
+                ElementCell("removed", None, 22, deleted=True, local_deletion_time=70),
+            )
+            deletion = Deletion(19, 50) if i % 10 == 1 else None
+            cells["tags"] = CollectionChange(deletion, elements if i % 15 != 1 else ())
         out.append(
             ChangeEvent(
                 Op.UPSERT,
@@ -221,8 +230,8 @@ def test_native_declines_what_the_fast_path_declines() -> None:
     builder = RecordBuilder(Layout(schema()), pg_encoder)
     first, second = random_events(2, seed=3)
     repeat = ChangeEvent(Op.UPSERT, "ks", "native", first.partition_key, SRC, first.clustering_key, {}, None)
-    collection = ChangeEvent(
-        Op.UPSERT, "ks", "native", {"id": 5}, SRC, {"k": Decimal(1)}, {"tags": CollectionChange(None, ())}, None
+    collection = ChangeEvent(  # a cell where a collection change belongs: not what a decoder makes
+        Op.UPSERT, "ks", "native", {"id": 5}, SRC, {"k": Decimal(1)}, {"tags": Cell({"a"}, 1)}, None
     )
     no_key = ChangeEvent(Op.UPSERT, "ks", "native", {"id": 6}, SRC, {}, {}, None)
     delete = ChangeEvent(Op.DELETE_ROW, "ks", "native", {"id": 7}, SRC, {"k": Decimal(1)})
@@ -271,7 +280,7 @@ async def stored(sink: PostgresSink) -> dict[int, str]:
 async def test_large_batches_are_written_over_two_connections(postgres_dsn: str) -> None:
     """From PARALLEL_MIN_ROWS plain upserts on, a batch is written in two halves over two
     connections: stored deletions still cover rows of either half, and a batch the fast path
-    declines (a collection change) is written whole through the general path."""
+    declines (one with a deletion) is written whole through the general path."""
     count = PARALLEL_MIN_ROWS + 10
     half = count // 2
     deleted = {3, half + 3}  # one partition in each half, deleted after (ts 500) the upserts (ts 100)
@@ -292,7 +301,7 @@ async def test_large_batches_are_written_over_two_connections(postgres_dsn: str)
 
         general = upserts(range(count, 2 * count))
         general[-1] = ChangeEvent(
-            Op.UPSERT, "ks", "big", {"id": 2 * count - 1}, SRC, {}, {"tags": CollectionChange(Deletion(99, 1), ())}
+            Op.DELETE_PARTITION, "ks", "big", {"id": 2 * count - 1}, SRC, deletion=Deletion(99, 1)
         )
         assert sink._tables["ks.big"].records.copy_parts(general, 2) is None  # the general path's batch
         await sink.write(Batch(general, Checkpoint("big", "n", Position(3, 1))))

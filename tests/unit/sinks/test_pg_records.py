@@ -6,7 +6,20 @@ import uuid
 
 from pipeline_runtime.cql.schema import Column, ColumnKind, TableSchema
 from pipeline_runtime.cql.types import parse_type
-from pipeline_runtime.events import Cell, ChangeEvent, CollectionChange, Liveness, Op, Position, SourcePosition
+import pytest
+
+from pipeline_runtime.errors import ValueEncodingError
+from pipeline_runtime.events import (
+    Cell,
+    ChangeEvent,
+    CollectionChange,
+    Deletion,
+    ElementCell,
+    Liveness,
+    Op,
+    Position,
+    SourcePosition,
+)
 from pipeline_runtime.sinks.changes import Layout, Shaper, coalesce
 from pipeline_runtime.sinks.postgres.records import RecordBuilder
 from pipeline_runtime.sinks.postgres.typemap import pg_encoder
@@ -42,7 +55,41 @@ def test_fast_path_equals_general_path() -> None:
     assert fast is not None and fast[1][1:4] == ("y", 3, 1234)
 
 
-def test_fast_path_declines_repeats_and_collections() -> None:
+def test_fast_path_stores_collection_changes_as_the_general_path_does() -> None:
+    events = [
+        # elements out of key order, one key twice (the newer state wins), a tombstone, an expiring one
+        upsert(
+            1,
+            a=Cell("x", 3),
+            m=CollectionChange(
+                None,
+                (
+                    ElementCell("k2", 2, 7),
+                    ElementCell("k1", 1, 7, ttl=60, local_deletion_time=500),
+                    ElementCell("k2", 3, 9),
+                    ElementCell("gone", None, 8, deleted=True),
+                ),
+            ),
+        ),
+        upsert(2, m=CollectionChange(Deletion(6, 1), (ElementCell("only", 5, 7),))),  # an overwrite
+        upsert(3, m=CollectionChange(Deletion(6, 1), ())),  # set to null
+        upsert(4, m=CollectionChange(None, ())),
+    ]
+    builder = RecordBuilder(Layout(SCHEMA), pg_encoder)
+    fast = builder.fast(events)
+    rows, _ = coalesce(Shaper(SCHEMA, pg_encoder).shape(e) for e in events)
+    assert fast is not None and fast == [builder.row(r) for r in rows]
+    assert fast[0][7:9] == ('{"\\"k2\\"":["3",9,null],"\\"k1\\"":["1",7,500],"\\"gone\\"":[null,8,null]}', None)
+    assert fast[2][7:9] == (None, 6)
+
+
+def test_fast_path_declines_repeats_and_a_cell_where_a_collection_belongs() -> None:
     builder = RecordBuilder(Layout(SCHEMA), pg_encoder)
     assert builder.fast([upsert(1, a=Cell("x", 1)), upsert(1, a=Cell("y", 2))]) is None
-    assert builder.fast([upsert(1, m=CollectionChange(None, ()))]) is None
+    assert builder.fast([upsert(1, m=Cell({"a": 1}, 1))]) is None
+
+
+def test_an_element_postgresql_cannot_hold_is_refused_by_name_on_the_fast_path() -> None:
+    builder = RecordBuilder(Layout(SCHEMA), pg_encoder)
+    with pytest.raises(ValueEncodingError, match="column m .*U\\+0000"):
+        builder.fast([upsert(1, m=CollectionChange(None, (ElementCell("a\x00b", 1, 7),)))])
