@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from pipeline_runtime.cql.schema import Column, ColumnKind, TableSchema
-from pipeline_runtime.cql.types import parse_type
 import pytest
 
+from pipeline_runtime.cql.schema import Column, ColumnKind, TableSchema
+from pipeline_runtime.cql.types import parse_type
 from pipeline_runtime.errors import ValueEncodingError
 from pipeline_runtime.events import (
     Cell,
@@ -91,5 +91,5 @@ def test_fast_path_declines_repeats_and_a_cell_where_a_collection_belongs() -> N
 
 def test_an_element_postgresql_cannot_hold_is_refused_by_name_on_the_fast_path() -> None:
     builder = RecordBuilder(Layout(SCHEMA), pg_encoder)
-    with pytest.raises(ValueEncodingError, match="column m .*U\\+0000"):
+    with pytest.raises(ValueEncodingError, match=r"column m .*U\+0000"):
         builder.fast([upsert(1, m=CollectionChange(None, (ElementCell("a\x00b", 1, 7),)))])
