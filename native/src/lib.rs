@@ -10,6 +10,9 @@
 //! The walk over the bytes is Rust; the schema (which plan a table id has, which columns a header
 //! names) and the values of uncommon types stay with the Python plans, which the decoder calls.
 //! `pipeline_runtime/source/commitlog/fast.py` chooses between this and the reference.
+//!
+//! `SnapshotRows.events` (`snapshot.rs`) turns a page of snapshot result rows into the events of
+//! `SnapshotConverter.events` (`pipeline_runtime/source/snapshot/events.py`).
 
 mod chmerge;
 mod chnative;
@@ -21,6 +24,7 @@ mod objects;
 mod pgcopy;
 mod plan;
 mod slots;
+mod snapshot;
 mod upserts;
 mod values;
 
@@ -36,4 +40,6 @@ mod headrace_native {
     use super::decoder::{MutationDecoder, Runtime};
     #[pymodule_export]
     use super::pgcopy::PgCopyEncoder;
+    #[pymodule_export]
+    use super::snapshot::SnapshotRows;
 }

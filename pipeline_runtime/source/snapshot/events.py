@@ -7,10 +7,15 @@ does: a snapshot cell never beats a newer change, an older change never beats
 a snapshot cell. The rules for what CQL cannot tell (row liveness, list
 element paths, expiry seconds) are written in docs/snapshot.md, next to each
 case they cannot cover.
+
+Where the compiled core is built, ``SnapshotConverter.events`` runs its
+twin (``native/src/snapshot.rs``, ``SnapshotRows``); ``python_events`` is the
+reference both are tested against.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +35,7 @@ from pipeline_runtime.events import (
     Position,
     SourcePosition,
 )
+from pipeline_runtime.native import native_module
 
 #: 100 ns intervals between the Gregorian epoch (1582-10-15) and the Unix epoch.
 _UUID_EPOCH_OFFSET = 0x01B21DD213814000
@@ -69,6 +75,7 @@ class SnapshotConverter:
             for i, v in enumerate(self._values)
         )
         self._has_statics = any(static for _, _, _, static, _ in self._plan)
+        self._native = _native_rows(schema, self._plan)
 
     def select(self, keyspace: str | None = None) -> str:
         """The paged SELECT of one token range ``(?, ?]``: the key, three fields per value column, the token.
@@ -101,6 +108,16 @@ class SnapshotConverter:
         ``previous_partition``: the last partition of the page before, whose static row was already emitted.
         ``read_at_us``: when the page was read (µs), the liveness of rows that hold no cell.
         """
+        if self._native is not None:
+            events: list[ChangeEvent]
+            events, last = self._native.events(rows, snapshot_node(node), first, read_at_us, previous_partition)
+            return events, last
+        return self.python_events(rows, node, first, read_at_us, previous_partition)
+
+    def python_events(
+        self, rows: Sequence[Sequence[Any]], node: str, first: int, read_at_us: int, previous_partition: Any = None
+    ) -> tuple[list[ChangeEvent], Any]:
+        """``events`` in pure Python: the reference of the compiled converter."""
         source_node = snapshot_node(node)
         now_s = read_at_us // 1_000_000
         keyspace, table = self.schema.keyspace, self.schema.name
@@ -175,6 +192,30 @@ class SnapshotConverter:
                 )
             )  # fmt: skip
         return out, previous_partition
+
+
+def _native_rows(schema: TableSchema, plan: Sequence[tuple[str, int, bool, bool, Column]]) -> Any | None:
+    """The compiled converter of ``plan``, or None without the compiled core."""
+    module = native_module()
+    if module is None:
+        return None
+    from pipeline_runtime.source.commitlog.fast import event_classes  # noqa: PLC0415 - only with the core
+
+    kinds = {Kind.SET: "set", Kind.MAP: "map"}
+    entries = []
+    for name, at, multi_cell, static, column in plan:
+        kind = "simple" if not multi_cell else kinds.get(column.type.kind, "other")
+        convert = functools.partial(_collection, column) if kind == "other" else None
+        entries.append((name, at, kind, static, convert))
+    classes = event_classes() | {"position": Position, "source_position": SourcePosition}
+    return module.SnapshotRows(
+        classes,
+        schema.keyspace,
+        schema.name,
+        [c.name for c in schema.partition_key],
+        [c.name for c in schema.clustering],
+        entries,
+    )
 
 
 def _collection(column: Column, data: Any, writetimes: list[Any], ttls: list[Any], now_s: int) -> CollectionChange:
