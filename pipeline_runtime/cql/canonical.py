@@ -87,11 +87,19 @@ _SCALAR = json.JSONEncoder(ensure_ascii=False).encode
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
+#: The stdlib's compiled encoder with ``_encode``'s separators: the same text for values without Decimal
+#: (the keys of canonical JSON objects are always text).
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def dumps(value: JsonValue) -> str:
     """Compact canonical JSON text; Decimal is written as an exact number literal."""
     if type(value) in _PLAIN:
         return _SCALAR(value)  # set elements and map keys: most calls, one scalar each
-    return "".join(_encode(value))
+    try:
+        return _COMPACT(value)  # element states and most collections: no Decimal inside
+    except TypeError:  # a Decimal, which the stdlib would write through float
+        return "".join(_encode(value))
 
 
 def loads(text: str) -> JsonValue:

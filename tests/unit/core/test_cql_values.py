@@ -19,6 +19,7 @@ from cassandra.util import Duration
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline_runtime.cql import canonical
 from pipeline_runtime.cql.canonical import to_json
 from pipeline_runtime.cql.types import CqlType, Kind, parse_type
 from pipeline_runtime.cql.values import (
@@ -188,3 +189,24 @@ def test_empty_is_stored_as_null_in_scalar_columns() -> None:
     for kind in (Kind.INT, Kind.TIMESTAMP, Kind.UUID, Kind.DECIMAL, Kind.DATE):
         assert pg.pg_encoder(CqlType(kind))(EMPTY) is None
         assert ch_encoder(CqlType(kind))(EMPTY) is None
+
+
+_JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text()
+    | st.decimals(allow_nan=False, allow_infinity=False)
+)
+_JSON_VALUES = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(_JSON_VALUES)
+def test_canonical_json_is_the_same_text_through_the_compiled_encoder(value: object) -> None:
+    """``dumps`` hands values without Decimal to the stdlib's compiled encoder: its text is ``_encode``'s."""
+    assert canonical.dumps(value) == "".join(canonical._encode(value))
