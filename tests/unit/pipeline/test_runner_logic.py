@@ -428,13 +428,16 @@ async def test_a_retryable_source_error_re_reads_from_the_last_commit_and_keeps_
     assert metric(r, "headrace_decode_errors_total", kind="IndexFileError") == 1
 
 
-async def test_dead_letters_count_per_table_and_not_as_written(tmp_path: Path) -> None:
-    class PickySink(MemorySink):
-        async def write(self, batch: Batch) -> None:
-            if any(e.partition_key["id"] == 4 for e in batch.events):
-                raise RowRejectedError("sink picky: PostgreSQL 22021: invalid byte sequence")
-            await super().write(batch)
+class PickySink(MemorySink):
+    """Rejects every batch holding the event of id 4, as a server rejects a bad row."""
 
+    async def write(self, batch: Batch) -> None:
+        if any(e.partition_key["id"] == 4 for e in batch.events):
+            raise RowRejectedError("sink picky: PostgreSQL 22021: invalid byte sequence")
+        await super().write(batch)
+
+
+async def test_dead_letters_count_per_table_and_not_as_written(tmp_path: Path) -> None:
     source = ListSource(chunks(6))
     sink = PickySink("picky")
     r = runner(source, [sink])
@@ -477,12 +480,6 @@ def test_lag_counts_a_backlog_not_read_yet() -> None:
 
 
 async def test_a_full_dead_letter_file_stalls_the_batch_until_it_is_moved_away(tmp_path: Path) -> None:
-    class PickySink(MemorySink):
-        async def write(self, batch: Batch) -> None:
-            if any(e.partition_key["id"] == 4 for e in batch.events):
-                raise RowRejectedError("sink picky: PostgreSQL 22021: invalid byte sequence")
-            await super().write(batch)
-
     dead = tmp_path / "dead.jsonl"
     dead.write_text('{"earlier": "%s"}\n' % ("x" * 600))
     store = JsonlDeadLetters(dead, max_bytes=1000)  # one letter (about 600 bytes) fits, but not beside the first
