@@ -147,7 +147,7 @@ def _peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def _written(port: int) -> dict[str, float]:
+def written_counts(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     totals: dict[str, float] = {}
@@ -216,7 +216,7 @@ def drain(node: CassandraNode, pristine: Path, folder: Path, sinks: dict[str, st
                     began, cpu_began = time.monotonic(), _cpu_seconds(process.pid)
             else:
                 with contextlib.suppress(OSError):
-                    written = _written(port)
+                    written = written_counts(port)
                     if all(written.get(name, 0.0) >= ROWS for name in sinks):
                         ended, cpu_ended = time.monotonic(), _cpu_seconds(process.pid)
                         break
