@@ -138,7 +138,8 @@ impl PgCopyEncoder {
     /// `(name, wire, encoder)` tuples, `columns` in record order (wire `multi` for a multi-cell
     /// column); `general`: names that force the general path; `multi`: `(name, fields)` of the
     /// multi-cell columns this path takes, `fields(change)` giving `(jsonb text or None, deletion
-    /// or None)` as the general path stores a row's only change of the column.
+    /// or None)` as the general path stores a row's only change of the column (None: the general
+    /// path takes the batch).
     #[new]
     fn new(
         classes: &Bound<'_, PyDict>,

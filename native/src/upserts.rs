@@ -9,7 +9,8 @@
 //!
 //! A writer may also take collection changes of regular multi-cell columns (PostgreSQL does): it
 //! names those columns with a Python function that turns one `CollectionChange` into the column's
-//! stored fields, the very function its general path applies to a row's only change of it.
+//! stored fields, the very function its general path applies to a row's only change of it, or into
+//! None when the general path must take the batch.
 
 use std::collections::{HashMap, HashSet};
 
@@ -204,7 +205,11 @@ pub fn walk<'py>(shape: &Shape, events: &Bound<'py, PyList>, writer: &mut impl R
                     if !change.get_type().is(collection_class) {
                         return Ok(false);
                     }
-                    row.multi[*slot] = Some(fields.bind(py).call1((change,))?);
+                    let stored = fields.bind(py).call1((change,))?;
+                    if stored.is_none() {
+                        return Ok(false); // the general path decides (a later change may overwrite it)
+                    }
+                    row.multi[*slot] = Some(stored);
                     continue;
                 }
                 if shape.general.contains(name) {

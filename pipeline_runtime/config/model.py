@@ -26,6 +26,10 @@ Quantity = Annotated[
         max_length=64,
     ),
 ]
+#: A size in bytes as a Kubernetes quantity without exponent or fraction suffixes: ``256Mi``, ``1G``, ``1048576``.
+ByteSize = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?([KMGTPE]i|[kMGTPE])?$", max_length=32)]
+#: The smallest ``runtime.deadLetters.maxSize``.
+MIN_DEAD_LETTER_BYTES = 1 << 20
 #: A container image reference: [registry[:port]/]path[:tag][@sha256:digest], lower-case path.
 IMAGE_PATTERN = (
     r"^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*"
@@ -275,8 +279,9 @@ class SinkSpec(_Model):
                 raise ValueError(f"sink {self.name}: tableMapping key {key!r} is not 'keyspace.table' (no wildcards)")
             if not name.strip():
                 raise ValueError(f"sink {self.name}: tableMapping maps {key} to an empty name")
-        names = list(self.table_mapping.values())
-        shared = sorted({n for n in names if names.count(n) > 1})
+        # Where each lands: the target, else its own keyspace (tables of two keyspaces may share a name there).
+        places = [(self.target or key.partition(".")[0], name) for key, name in self.table_mapping.items()]
+        shared = sorted({f"{ns}.{name}" for ns, name in places if places.count((ns, name)) > 1})
         if shared:
             raise ValueError(f"sink {self.name}: tableMapping maps several tables onto {', '.join(shared)}")
         return self
@@ -415,10 +420,11 @@ class DeadLetterVolume(_Model):
 class DeadLetterSpec(_Model):
     """Where a runtime keeps the rows its sinks rejected, and how much of them."""
 
-    max_size: Quantity = "256Mi"
-    """Largest dead-letter file per runtime; rejected rows that would pass it are not committed: the
-    runtime stalls (Degraded, saying so) until the file is handled and moved away, or maxSize raised.
-    Keeps dead letters from filling Cassandra's data volume; honoured by the standalone runtime too."""
+    max_size: ByteSize = "256Mi"
+    """Largest dead-letter file per runtime (at least 1Mi); rejected rows that would pass it are not
+    committed: the runtime stalls (Degraded, saying so) until the file is handled and moved away, or
+    maxSize raised (one batch's letters always go into an empty file). Keeps dead letters from filling
+    Cassandra's data volume; honoured by the standalone runtime too."""
     volume_claim: DeadLetterVolume | None = None
     """Kubernetes: a claim of its own per runtime, <runtime>-dead-letters, mounted at
     /var/lib/headrace/dead-letters, so dead letters never take space on Cassandra's data volume. The claim
@@ -428,7 +434,13 @@ class DeadLetterSpec(_Model):
 
     @model_validator(mode="after")
     def _fits_the_claim(self) -> DeadLetterSpec:
-        if self.volume_claim is not None and quantity_bytes(self.max_size) > quantity_bytes(self.volume_claim.size):
+        if quantity_bytes(self.max_size) < MIN_DEAD_LETTER_BYTES:
+            raise ValueError(f"runtime.deadLetters.maxSize {self.max_size} is less than 1Mi")
+        try:
+            claim_bytes = quantity_bytes(self.volume_claim.size) if self.volume_claim is not None else None
+        except ValueError as exc:
+            raise ValueError(f"runtime.deadLetters.volumeClaim.size: {exc}") from None
+        if self.volume_claim is not None and claim_bytes is not None and quantity_bytes(self.max_size) > claim_bytes:
             claim = self.volume_claim.size
             raise ValueError(f"runtime.deadLetters.maxSize {self.max_size} is more than its volumeClaim.size {claim}")
         return self

@@ -7,6 +7,8 @@ from decimal import Decimal
 
 _SUFFIXES: dict[str, int | Decimal] = {
     "": 1,
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
     "m": Decimal("0.001"),
     "k": 10**3,
     "M": 10**6,
@@ -21,7 +23,9 @@ _SUFFIXES: dict[str, int | Decimal] = {
     "Pi": 2**50,
     "Ei": 2**60,
 }
-_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:([eE][+-]?[0-9]+)|([KMGTPE]i|[mkMGTPE])?)$")
+_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:([eE][+-]?[0-9]+)|([KMGTPE]i|[numkMGTPE])?)$")
+#: Exponents beyond Kubernetes' own range (it refuses quantities above 2^63 - 1) are refused, not computed.
+_MAX_EXPONENT = 30
 
 
 def quantity_value(text: str) -> Decimal:
@@ -31,6 +35,8 @@ def quantity_value(text: str) -> Decimal:
         raise ValueError(f"{text!r} is not a quantity such as 512Mi or 1G")
     number, exponent, suffix = match.groups()
     if exponent is not None:
+        if abs(int(exponent[1:])) > _MAX_EXPONENT:
+            raise ValueError(f"{text!r} is out of range")
         return Decimal(number + exponent)
     return Decimal(number) * _SUFFIXES[suffix or ""]
 

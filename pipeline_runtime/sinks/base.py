@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from pipeline_runtime.cql.schema import TableSchema
+from pipeline_runtime.errors import ConfigError
 from pipeline_runtime.events import ChangeEvent, Position
 
 
@@ -132,12 +133,26 @@ class TableNaming:
 
     target: str | None = None
     mapping: dict[str, str] = field(default_factory=dict)
+    #: (namespace, name) -> the Cassandra table placed there by ``place``.
+    placed: dict[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
 
     def namespace(self, keyspace: str) -> str:
         return self.target or keyspace
 
     def table(self, keyspace: str, table: str) -> str:
         return self.mapping.get(f"{keyspace}.{table}", table)
+
+    def place(self, keyspace: str, table: str, sink: str) -> tuple[str, str]:
+        """(namespace, name) of a table ``sink`` is about to make; ConfigError when another table has it."""
+        where = self.namespace(keyspace), self.table(keyspace, table)
+        qualified = f"{keyspace}.{table}"
+        other = self.placed.setdefault(where, qualified)
+        if other != qualified:
+            raise ConfigError(
+                f"sink {sink}: tables {other} and {qualified} would both land in {where[0]}.{where[1]}: "
+                "give one of them another name with tableMapping (or the sinks their own tables)"
+            )
+        return where
 
 
 def by_table(events: Sequence[ChangeEvent]) -> dict[str, list[ChangeEvent]]:

@@ -84,6 +84,7 @@ class JsonlDeadLetters:
         self.path = path
         self.max_bytes = max_bytes
         self._counted: tuple[int, int] | None = None  # (file size, letters) when last counted or written
+        self._lock = asyncio.Lock()  # the sinks of a pipeline write their letters concurrently
 
     @property
     def count(self) -> int:
@@ -92,7 +93,9 @@ class JsonlDeadLetters:
         Counted again whenever the file's size changed behind this process's back (a user moved the
         file away or emptied it after handling the letters).
         """
-        size = self.size()
+        return self._count_at(self.size())
+
+    def _count_at(self, size: int) -> int:
         if self._counted is None or self._counted[0] != size:
             try:
                 with self.path.open("rb") as handle:
@@ -110,18 +113,26 @@ class JsonlDeadLetters:
             return 0
 
     async def write(self, letters: Sequence[DeadLetter]) -> None:
+        """Append ``letters`` whole, or refuse them all when the file holds letters and they would pass the bound.
+
+        Into an empty file a batch's letters always go, even past the bound: refusing them there could
+        never end (a single batch's letters are at most its batch size).
+        """
         if not letters:
             return
         lines = "".join(json.dumps(letter.record(), sort_keys=True) + "\n" for letter in letters)
-        before, size, adding = self.count, self.size(), len(lines.encode())
-        if self.max_bytes is not None and size + adding > self.max_bytes:
-            raise DeadLettersFullError(
-                f"dead letters full: {len(letters)} rejected events ({adding} bytes) do not fit in {self.path} "
-                f"({size} of runtime.deadLetters.maxSize {self.max_bytes} bytes used); the batch waits. "
-                "Handle the letters and move the file away, or raise maxSize"
-            )
-        await asyncio.to_thread(self._append, lines)
-        self._counted = (size + adding, before + len(letters))
+        adding = len(lines.encode())
+        async with self._lock:
+            size = self.size()
+            before = self._count_at(size)
+            if self.max_bytes is not None and size > 0 and size + adding > self.max_bytes:
+                raise DeadLettersFullError(
+                    f"dead letters full: {len(letters)} rejected events ({adding} bytes) do not fit in {self.path} "
+                    f"({size} of runtime.deadLetters.maxSize {self.max_bytes} bytes used); the batch waits. "
+                    "Handle the letters and move the file away, or raise maxSize"
+                )
+            await asyncio.to_thread(self._append, lines)
+            self._counted = (size + adding, before + len(letters))
 
     def _append(self, lines: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -91,9 +91,10 @@ class HistoryLayout:
         return [*META_COLUMNS, *(c.name for c in self.data_columns)]
 
 
-def history_table(naming: TableNaming, schema: TableSchema) -> tuple[str, str]:
+def history_table(naming: TableNaming, schema: TableSchema, sink: str) -> tuple[str, str]:
     """(schema or database, table name) of ``schema``'s history table: the mapped name plus ``_changes``."""
-    return naming.namespace(schema.keyspace), naming.table(schema.keyspace, schema.name) + HISTORY_SUFFIX
+    namespace, name = naming.place(schema.keyspace, schema.name, sink)
+    return namespace, name + HISTORY_SUFFIX
 
 
 def recorded(events: Sequence[ChangeEvent]) -> list[ChangeEvent]:

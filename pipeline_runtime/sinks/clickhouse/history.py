@@ -83,7 +83,7 @@ class ClickHouseHistorySink(ClickHouseSink):
 
     async def ensure_table(self, schema: TableSchema) -> None:
         layout = HistoryLayout(schema)
-        database, name = history_table(self._naming, schema)
+        database, name = history_table(self._naming, schema, self.name)
         target = f"{ident(database)}.{ident(name)}"
         columns = column_types(layout)
         body = ", ".join(f"{ident(n)} {t}" for n, t in columns)

@@ -188,8 +188,7 @@ class ClickHouseSink:
     # -- schema ----------------------------------------------------------
 
     async def ensure_table(self, schema: TableSchema) -> None:
-        naming = self._naming
-        sql = TableSql(Layout(schema), naming.namespace(schema.keyspace), naming.table(schema.keyspace, schema.name))
+        sql = TableSql(Layout(schema), *self._naming.place(schema.keyspace, schema.name, self.name))
         async with self._lock, boundary(self.name):
             await asyncio.to_thread(ensure_tables, self.client, sql)
         flat = FlatRows(sql.layout)

@@ -108,7 +108,7 @@ class PostgresHistorySink(PostgresSink):
 
     async def ensure_table(self, schema: TableSchema) -> None:
         layout = HistoryLayout(schema)
-        namespace, name = history_table(self._naming, schema)
+        namespace, name = history_table(self._naming, schema, self.name)
         target = f"{ident(namespace)}.{ident(name)}"
         types = column_types(layout)
         columns = ", ".join(f"{ident(n)} {t}" for n, t in types.items())

@@ -55,7 +55,7 @@ class RecordBuilder:
         #: name -> (record index of the value, encoder or None when the driver's value is already right).
         self._slots: dict[str, tuple[int, Callable[[Any], Any] | None]] = {}
         #: Multi-cell regular column name -> (record index of its state, its fields from one change).
-        self._multi: dict[str, tuple[int, Callable[[CollectionChange], tuple[str | None, int | None]]]] = {}
+        self._multi: dict[str, tuple[int, Callable[[CollectionChange], tuple[str | None, int | None] | None]]] = {}
         index = keys
         for column in layout.regulars:
             if column.type.multi_cell:
@@ -139,7 +139,10 @@ class RecordBuilder:
                         if type(change) is not CollectionChange:
                             return None
                         at, fields = multi
-                        row[at], row[at + 1] = fields(change)
+                        stored = fields(change)
+                        if stored is None:
+                            return None
+                        row[at], row[at + 1] = stored
                         continue
                     if name in general:
                         return None
@@ -219,9 +222,18 @@ def element_fields(elements: Elements, column: str, where: tuple[str, str]) -> t
     return dumps(elements.cells), deleted
 
 
-def collection_fields(column: Any, where: tuple[str, str], change: CollectionChange) -> tuple[str | None, int | None]:
-    """``element_fields`` of one change of ``column``: what the general path stores for a row's only change of it."""
-    return element_fields(collection_elements(change, column.type), column.name, where)
+def collection_fields(
+    column: Any, where: tuple[str, str], change: CollectionChange
+) -> tuple[str | None, int | None] | None:
+    """``element_fields`` of one change of ``column``: what the general path stores for a row's only change of it.
+
+    None where the general path must decide: an element PostgreSQL cannot hold may yet be overwritten by a
+    later change of the same row in the batch, which only the general path merges before it refuses.
+    """
+    try:
+        return element_fields(collection_elements(change, column.type), column.name, where)
+    except ValueEncodingError:
+        return None
 
 
 def _check_elements(cells: dict[str, Any], column: str, where: tuple[str, str]) -> None:

@@ -167,9 +167,7 @@ class PostgresSink:
     # -- schema ----------------------------------------------------------
 
     async def ensure_table(self, schema: TableSchema) -> None:
-        sql = TableSql(
-            Layout(schema), self._naming.namespace(schema.keyspace), self._naming.table(schema.keyspace, schema.name)
-        )
+        sql = TableSql(Layout(schema), *self._naming.place(schema.keyspace, schema.name, self.name))
         async with boundary(self.name), self.pool.acquire() as conn, conn.transaction():
             await ensure_tables(conn, sql)
             await self._after_create(conn, sql)

@@ -62,6 +62,12 @@ def test_manifest_and_bare_spec_load_the_same_model(tmp_path: Path) -> None:
         ({"runtime": {"resources": {"limits": {"gpu": "1"}}}}, "gpu is not one of cpu, memory, ephemeral-storage"),
         ({"runtime": {"env": [{"name": "HEADRACE_NODE", "value": "x"}]}}, "names starting HEADRACE_ are set by"),
         ({"runtime": {"deadLetters": {"maxSize": "lots"}}}, "spec.runtime.deadLetters.maxSize: String should match"),
+        ({"runtime": {"deadLetters": {"maxSize": "1e9"}}}, "spec.runtime.deadLetters.maxSize: String should match"),
+        ({"runtime": {"deadLetters": {"maxSize": "512Ki"}}}, "runtime.deadLetters.maxSize 512Ki is less than 1Mi"),
+        (
+            {"runtime": {"deadLetters": {"volumeClaim": {"size": "1e99999"}}}},
+            "runtime.deadLetters.volumeClaim.size: '1e99999' is out of range",
+        ),
         (
             {"runtime": {"deadLetters": {"maxSize": "2Gi", "volumeClaim": {"size": "1Gi"}}}},
             "runtime.deadLetters.maxSize 2Gi is more than its volumeClaim.size 1Gi",
@@ -93,7 +99,7 @@ def test_manifest_and_bare_spec_load_the_same_model(tmp_path: Path) -> None:
         ),
         (
             {"sinks": [{**SPEC["sinks"][0], "tableMapping": {"shop.users": "t", "shop.orders": "t"}}]},
-            "tableMapping maps several tables onto t",
+            "tableMapping maps several tables onto shop.t",
         ),
         (
             {"sinks": [{**SPEC["sinks"][0], "tableMapping": {"shop.users": " "}}]},

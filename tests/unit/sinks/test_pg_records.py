@@ -89,7 +89,27 @@ def test_fast_path_declines_repeats_and_a_cell_where_a_collection_belongs() -> N
     assert builder.fast([upsert(1, m=Cell({"a": 1}, 1))]) is None
 
 
-def test_an_element_postgresql_cannot_hold_is_refused_by_name_on_the_fast_path() -> None:
-    builder = RecordBuilder(Layout(SCHEMA), pg_encoder)
+def test_an_element_postgresql_cannot_hold_is_left_to_the_general_path() -> None:
+    """It may be overwritten later in the batch (the general path merges first), else it is refused by name."""
+    schema = TableSchema(
+        "ks",
+        "t",
+        uuid.uuid4(),
+        (
+            Column("id", parse_type("int"), ColumnKind.PARTITION_KEY, 0),
+            Column("m", parse_type("map<text, text>"), ColumnKind.REGULAR),
+        ),
+    )
+    builder = RecordBuilder(Layout(schema), pg_encoder)
+
+    def change(value: str, ts: int) -> ChangeEvent:
+        return upsert(1, m=CollectionChange(None, (ElementCell("k", value, ts),)))
+
+    bad, fixed = change("a\x00", 7), change("b", 9)
+    assert builder.fast([bad]) is None
+    assert builder.copy_data([bad]) is None
+    rows, _ = coalesce(Shaper(schema, pg_encoder).shape(e) for e in [bad, fixed])
+    assert builder.row(rows[0])[1] == '{"\\"k\\"":["\\"b\\"",9,null]}'
+    rows, _ = coalesce(Shaper(schema, pg_encoder).shape(e) for e in [bad])
     with pytest.raises(ValueEncodingError, match=r"column m .*U\+0000"):
-        builder.fast([upsert(1, m=CollectionChange(None, (ElementCell("a\x00b", 1, 7),)))])
+        builder.row(rows[0])
