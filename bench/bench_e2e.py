@@ -188,11 +188,8 @@ def pipeline_yaml(folder: Path, node: CassandraNode, sinks: dict[str, str]) -> P
     return path
 
 
-def drain(node: CassandraNode, pristine: Path, folder: Path, sinks: dict[str, str]) -> Drain:
-    """Run the runtime over a fresh copy of the backlog until every sink wrote ``ROWS`` events."""
-    cdc_raw = folder / "cdc_raw"
-    shutil.copytree(pristine, cdc_raw)
-    config = pipeline_yaml(folder, node, sinks)
+def start_runtime(config: Path, cdc_raw: Path, folder: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """``headrace run`` as users run it, logging to ``folder/runtime.log``: the process, its HTTP port, the log."""
     port = free_port()
     command = [
         sys.executable, "-m", "pipeline_runtime", "run", "--config", str(config), "--node", "node-0",
@@ -200,9 +197,18 @@ def drain(node: CassandraNode, pristine: Path, folder: Path, sinks: dict[str, st
         "--dead-letter-dir", str(folder / "dead"), "--http-host", "127.0.0.1", "--http-port", str(port),
     ]  # fmt: skip
     log_path = folder / "runtime.log"
-    launched = time.monotonic()
     with log_path.open("w") as log_file:
         process = subprocess.Popen(command, stderr=log_file, stdout=subprocess.DEVNULL)
+    return process, port, log_path
+
+
+def drain(node: CassandraNode, pristine: Path, folder: Path, sinks: dict[str, str]) -> Drain:
+    """Run the runtime over a fresh copy of the backlog until every sink wrote ``ROWS`` events."""
+    cdc_raw = folder / "cdc_raw"
+    shutil.copytree(pristine, cdc_raw)
+    config = pipeline_yaml(folder, node, sinks)
+    launched = time.monotonic()
+    process, port, log_path = start_runtime(config, cdc_raw, folder)
     try:
         deadline = launched + DRAIN_TIMEOUT
         began = cpu_began = None

@@ -27,7 +27,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -40,7 +39,6 @@ import yaml
 from bench import bench_e2e
 from devservices.cassandra import CassandraNode, running_cassandra
 from devservices.postgres import running_postgres
-from devservices.process import free_port
 
 RATES = (1_000, 5_000)
 SECONDS = float(os.environ.get("HEADRACE_BENCH_STEADY_SECONDS", "60"))
@@ -209,15 +207,7 @@ def run() -> list[dict[str, Any]]:
         folder.mkdir()
         dsns = {"pg": postgres.create_database("steady"), "ch": f"chdb://{folder / 'chdb'}"}
         config = pipeline_yaml(folder, node, dsns)
-        port = free_port()
-        command = [
-            sys.executable, "-m", "pipeline_runtime", "run", "--config", str(config), "--node", "node-0",
-            "--cdc-raw", str(node.cdc_raw_dir), "--secrets-dir", str(folder / "secrets"),
-            "--dead-letter-dir", str(folder / "dead"), "--http-host", "127.0.0.1", "--http-port", str(port),
-        ]  # fmt: skip
-        log_path = folder / "runtime.log"
-        with log_path.open("w") as log_file:
-            process = subprocess.Popen(command, stderr=log_file, stdout=subprocess.DEVNULL)
+        process, port, log_path = bench_e2e.start_runtime(config, node.cdc_raw_dir, folder)
         stack.callback(_stop, process)
         deadline = time.monotonic() + 120
         while '"msg": "replicating"' not in log_path.read_text():
