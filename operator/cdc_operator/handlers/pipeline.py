@@ -119,6 +119,10 @@ async def loop(stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, logger: 
                 except kopf.TemporaryError as exc:
                     logger.warning("reconcile pass failed, next in %.0f s: %s", exc.delay or pause, exc)
                     pause = min(pause, exc.delay or pause)
+                except Exception:
+                    if stopped:  # the operator is stopping: its API session may close under this pass
+                        return
+                    raise
             trigger = "timer"
             if await _sleep(signal, stopped, pause):
                 await asyncio.sleep(SETTLE_S)

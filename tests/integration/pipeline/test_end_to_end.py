@@ -267,7 +267,8 @@ async def test_workload_converges_in_both_sinks_with_masking(
     assert status.position is not None
     assert status.sinks["pg"].healthy and status.sinks["ch"].healthy
     assert status.sinks["pg"].rows_written >= len(expected_orders)
-    assert status.lag_seconds == 0
+    # Caught up, lag reads 0 (Cassandra's own later writes into the same segments may show for a moment).
+    await wait_until(lambda: asyncio.sleep(0, runtime.node_status().lag_seconds == 0), 10, "lag 0")
 
 
 async def test_restart_resumes_from_the_committed_position_without_loss(
