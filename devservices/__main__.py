@@ -1,9 +1,11 @@
-"""``python -m devservices up|down|envtest-up|envtest-down|timescaledb-install``: local services.
+"""``python -m devservices up|down|envtest-up|envtest-down|node-up|node-down|timescaledb-install``: local services.
 
 ``up`` starts Cassandra (CDC on) and PostgreSQL in the background, records
 their pids and addresses in ``.services/state.json``, and prints how to reach
 them; ``down`` stops them. ``timescaledb-install`` puts PGlite with the
 timescaledb extension into the cache (the tests start it themselves).
+``cassandra-image-config DIR`` writes the Cassandra image's config templates
+(scripts/build-images.sh).
 """
 
 from __future__ import annotations
@@ -87,6 +89,17 @@ def main(argv: list[str]) -> int:
             envtest.cli_up(state_dir)
         else:
             envtest.cli_down(state_dir)
+        return 0
+    if command in ("node-up", "node-down"):
+        node = importlib.import_module("devservices.node")
+        if command == "node-up":
+            node.cli_up(STATE_DIR)
+        else:
+            node.cli_down(STATE_DIR)
+        return 0
+    if command == "cassandra-image-config" and len(argv) == 3:
+        cassandra = importlib.import_module("devservices.cassandra")
+        cassandra.write_image_config(Path(argv[2]))
         return 0
     if command == "timescaledb-install":
         timescaledb = importlib.import_module("devservices.timescaledb")

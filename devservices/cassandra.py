@@ -78,6 +78,54 @@ LOGBACK = """<configuration scan="false">
 """
 
 
+#: The class the JVM runs.
+DAEMON_CLASS = "org.apache.cassandra.service.CassandraDaemon"
+
+#: Where the Cassandra image (e2e/images/cassandra) keeps the jars, its config templates and its data.
+IMAGE_HOME = Path("/opt/cassandra")
+IMAGE_DATA = Path("/var/lib/cassandra")
+#: Where its entrypoint writes the config it fills in (the image's file system is read-only to uid 999).
+IMAGE_CONF = Path("/tmp/cassandra-conf")
+#: Placeholders the image's entrypoint replaces: the pod's address, the cluster's seeds.
+POD_IP_PLACEHOLDER = "@POD_IP@"
+SEEDS_PLACEHOLDER = "@SEEDS@"
+
+#: Logs of the image go to stdout (``kubectl logs``).
+CONSOLE_LOGBACK = """<configuration scan="false">
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%-5level [%thread] %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="STDOUT"/></root>
+</configuration>
+"""
+
+
+def write_image_config(folder: Path, version: str = DEFAULT_VERSION) -> None:
+    """The Cassandra image's config: the settings the tests' own nodes run with, for a pod.
+
+    ``cassandra.yaml`` and ``jvm.options`` carry placeholders for the pod's
+    address and the seeds, which the image's entrypoint fills in at start; the
+    storage and CQL ports are the usual 7000 and 9042. One source for both:
+    the image runs Cassandra exactly as the test suite does.
+    """
+    node = CassandraNode(
+        workdir=IMAGE_DATA,
+        compat_mode="CASSANDRA_4",
+        host=POD_IP_PLACEHOLDER,
+        port=9042,
+        storage_port=7000,
+        seed=SEEDS_PLACEHOLDER,
+        version=version,
+    )
+    jamm = next((cassandra_home(version) / "lib").glob("jamm-*.jar"), None)
+    options = node.jvm_options(IMAGE_CONF, IMAGE_HOME / "lib" / jamm.name if jamm else None)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cassandra.yaml").write_text(json.dumps(node.settings(), indent=2))
+    (folder / "logback.xml").write_text(CONSOLE_LOGBACK)
+    command = [*options, "-cp", f"{IMAGE_CONF}:{IMAGE_HOME / 'lib'}/*", DAEMON_CLASS]
+    (folder / "jvm.options").write_text("\n".join(command) + "\n")
+
+
 def cassandra_home(version: str = DEFAULT_VERSION) -> Path:
     """Folder with ``lib/*.jar`` for ``version``; fetched with Maven when missing."""
     home = cache_dir() / f"cassandra-{version}"
@@ -201,12 +249,14 @@ class CassandraNode:
         }
 
     def java_command(self) -> list[str]:
-        home = cassandra_home(self.version)
-        lib = home / "lib"
-        jamm = next(lib.glob("jamm-*.jar"), None)
+        lib = cassandra_home(self.version) / "lib"
         conf = self.workdir / "conf"
+        options = self.jvm_options(conf, next(lib.glob("jamm-*.jar"), None))
+        return [java_binary(), *options, "-cp", f"{conf}:{lib}/*", DAEMON_CLASS]
+
+    def jvm_options(self, conf: Path, jamm: Path | None) -> list[str]:
+        """The JVM's options: heap, Java 17 openings, where config, data and logs are, test speed-ups."""
         options = [
-            java_binary(),
             "-Xms512m",
             "-Xmx768m",
             "-Xss512k",
@@ -227,8 +277,7 @@ class CassandraNode:
         ]
         if jamm is not None:
             options.append(f"-javaagent:{jamm}")
-        classpath = f"{conf}:{lib}/*"
-        return [*options, "-cp", classpath, "org.apache.cassandra.service.CassandraDaemon"]
+        return options
 
     def write_config(self) -> None:
         conf = self.workdir / "conf"

@@ -59,6 +59,8 @@ _KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 _ASSET_ENV = {"etcd": "TEST_ASSET_ETCD", "kube-apiserver": "TEST_ASSET_KUBE_APISERVER", "kubectl": "TEST_ASSET_KUBECTL"}
 
 HOST = "127.0.0.1"
+#: The ``kubernetes`` Service's address: the first of --service-cluster-ip-range.
+KUBERNETES_SERVICE_IP = "10.0.0.1"
 #: The apiserver needs about 5-10 s on 2 busy cores; 90 s leaves room for a loaded CI machine.
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
@@ -197,6 +199,8 @@ class _Pki:
     client_key: Path
     sa_key: Path
     sa_pub: Path
+    #: The address the apiserver serves on (its certificate names it).
+    address: str = HOST
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -225,8 +229,13 @@ def _sign_leaf(folder: Path, name: str, subject: str, extensions: Sequence[str])
     return cert, key
 
 
-def _write_pki(folder: Path) -> _Pki:
-    """CA, serving cert for 127.0.0.1/localhost, cluster-admin client cert and service-account key."""
+def _write_pki(folder: Path, address: str = HOST) -> _Pki:
+    """CA, serving cert, cluster-admin client cert and service-account key.
+
+    The serving certificate names 127.0.0.1, localhost and ``address``; off
+    loopback (a real node's pods reach it) also the ``kubernetes`` Service's
+    first address and DNS names, as pods call it through them.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     _openssl(
         "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
@@ -243,7 +252,7 @@ def _write_pki(folder: Path) -> _Pki:
             "basicConstraints=critical,CA:FALSE",
             "keyUsage=critical,digitalSignature,keyEncipherment",
             "extendedKeyUsage=serverAuth",
-            f"subjectAltName=IP:{HOST},DNS:localhost",
+            "subjectAltName=" + ",".join(_server_names(address)),
         ],
     )
     # O=system:masters is bound to cluster-admin by the apiserver itself, so no RBAC setup is needed.
@@ -264,7 +273,17 @@ def _write_pki(folder: Path) -> _Pki:
         client_key=client_key,
         sa_key=folder / "sa.key",
         sa_pub=folder / "sa.pub",
+        address=address,
     )
+
+
+def _server_names(address: str) -> list[str]:
+    names = [f"IP:{HOST}", "DNS:localhost"]
+    if address != HOST:
+        names += [f"IP:{address}", f"IP:{KUBERNETES_SERVICE_IP}"]
+        names += [f"DNS:{name}" for name in ("kubernetes", "kubernetes.default", "kubernetes.default.svc")]
+        names.append("DNS:kubernetes.default.svc.cluster.local")
+    return names
 
 
 def _write_kubeconfig(path: Path, server: str, pki: _Pki) -> None:
@@ -354,7 +373,7 @@ def _api_status(server_port: int, pki: _Pki, path: str) -> int:
     """HTTP status of a GET on the apiserver as cluster-admin."""
     context = ssl.create_default_context(cafile=str(pki.ca_cert))
     context.load_cert_chain(str(pki.client_cert), str(pki.client_key))
-    connection = http.client.HTTPSConnection(HOST, server_port, context=context, timeout=5)
+    connection = http.client.HTTPSConnection(pki.address, server_port, context=context, timeout=5)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
@@ -370,11 +389,25 @@ def _apiserver_ready(server_port: int, pki: _Pki) -> bool:
 
 
 def _apiserver_command(binary: Path, port: int, etcd_url: str, pki: _Pki, workdir: Path) -> list[str]:
-    """kube-apiserver flags as envtest sets them, plus what an operator test needs."""
+    """kube-apiserver flags as envtest sets them, plus what an operator test needs.
+
+    Off loopback (``pki.address``: a real node's bridge) it serves there, and
+    admits Pods with their ServiceAccount tokens as a real cluster does.
+    """
+    real_node = (
+        # kubectl logs / exec reach the kubelet at the node's address, not a host name to look up.
+        ["--kubelet-preferred-address-types=InternalIP"]
+        if pki.address != HOST
+        else [
+            # No controller-manager creates the "default" ServiceAccount, so its admission plugin
+            # would reject every Pod; envtest disables it for the same reason.
+            "--disable-admission-plugins=ServiceAccount",
+        ]
+    )
     return [
         str(binary),
-        f"--advertise-address={HOST}",
-        f"--bind-address={HOST}",
+        f"--advertise-address={pki.address}",
+        f"--bind-address={pki.address}",
         f"--secure-port={port}",
         f"--cert-dir={workdir / 'apiserver-certs'}",
         f"--tls-cert-file={pki.server_cert}",
@@ -382,14 +415,12 @@ def _apiserver_command(binary: Path, port: int, etcd_url: str, pki: _Pki, workdi
         f"--client-ca-file={pki.ca_cert}",
         f"--etcd-servers={etcd_url}",
         "--service-cluster-ip-range=10.0.0.0/24",
-        f"--service-account-issuer=https://{HOST}:{port}",
+        f"--service-account-issuer=https://{pki.address}:{port}",
         f"--service-account-key-file={pki.sa_pub}",
         f"--service-account-signing-key-file={pki.sa_key}",
         "--authorization-mode=RBAC",
         "--allow-privileged=true",
-        # No controller-manager creates the "default" ServiceAccount, so its admission plugin
-        # would reject every Pod; envtest disables it for the same reason.
-        "--disable-admission-plugins=ServiceAccount",
+        *real_node,
     ]
 
 
@@ -471,12 +502,13 @@ def _node_ready(plane: ControlPlane, name: str) -> bool:
     return result.stdout.strip() == "True"
 
 
-def _start_workloads(plane: ControlPlane, pki: _Pki, server_port: int) -> list[ManagedProcess]:
-    """kube-controller-manager, kube-scheduler and kwok with one fake node; in start order.
+def _start_workloads(plane: ControlPlane, pki: _Pki, server_port: int, *, fake_node: bool) -> list[ManagedProcess]:
+    """kube-controller-manager, kube-scheduler and (``fake_node``) kwok with one fake node; in start order.
 
     The controller-manager brings ReplicaSets, Pods, garbage collection,
     namespace deletion and the ``default`` ServiceAccounts; the scheduler binds
     Pods; kwok plays the kubelet of the fake node, so bound Pods turn Running.
+    Without the fake node, a real kubelet joins later (devservices/node.py).
     """
     workdir, folder = plane.workdir, plane.assets_dir
     kubeconfig = f"--kubeconfig={plane.kubeconfig}"
@@ -524,6 +556,8 @@ def _start_workloads(plane: ControlPlane, pki: _Pki, server_port: int) -> list[M
                 START_TIMEOUT_S,
             )
         )
+        if not fake_node:
+            return started
         key, value = _KWOK_ANNOTATION
         plane.apply(_fake_node_manifest(FAKE_NODE))
         # An explicit, empty configuration: kwok's default ~/.kwok/kwok.yaml would depend on the
@@ -556,22 +590,28 @@ def _start_workloads(plane: ControlPlane, pki: _Pki, server_port: int) -> list[M
 
 
 def start_control_plane(
-    workdir: Path, assets: Path | None = None, *, workloads: bool = False
+    workdir: Path, assets: Path | None = None, *, workloads: bool = False, node_address: str | None = None
 ) -> tuple[ControlPlane, list[ManagedProcess]]:
     """Start etcd then kube-apiserver (then the workload components); return them in start order.
+
+    ``node_address``: the control plane of a real node (devservices/node.py):
+    the apiserver serves on that address (which the node's pods reach), Pods
+    get ServiceAccount tokens, and no kwok fake node is made.
 
     The caller owns the processes (stop them in reverse order). On failure,
     whatever started is stopped before the error propagates.
     """
     folder = assets or assets_dir()
-    for name in (*REQUIRED_BINARIES, *(WORKLOAD_BINARIES if workloads else ())):
+    fake_node = workloads and node_address is None
+    needed = (*REQUIRED_BINARIES, *(WORKLOAD_BINARIES if workloads else ()))
+    for name in (name for name in needed if fake_node or name != "kwok"):
         if not os.access(binary_path(name, folder), os.X_OK):
             raise MissingBinaryError(name, folder)
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     # Every start is a new cluster: stale etcd data would carry another run's peer URL and objects.
     shutil.rmtree(workdir / "etcd", ignore_errors=True)
-    pki = _write_pki(workdir / "pki")
+    pki = _write_pki(workdir / "pki", node_address or HOST)
     started: list[ManagedProcess] = []
     try:
         etcd, etcd_url = _start_etcd(workdir, folder)
@@ -581,17 +621,18 @@ def start_control_plane(
     except BaseException:
         _stop_all(started)
         raise
-    server = f"https://{HOST}:{port}"
+    server = f"https://{pki.address}:{port}"
     kubeconfig = workdir / "kubeconfig"
     _write_kubeconfig(kubeconfig, server, pki)
     plane = ControlPlane(server=server, kubeconfig=kubeconfig, assets_dir=folder, workdir=workdir, etcd_url=etcd_url)
     if workloads:
         try:
-            started.extend(_start_workloads(plane, pki, port))
+            started.extend(_start_workloads(plane, pki, port, fake_node=fake_node))
         except BaseException:
             _stop_all(started)
             raise
-        plane = dataclasses.replace(plane, nodes=(FAKE_NODE,))
+        if fake_node:
+            plane = dataclasses.replace(plane, nodes=(FAKE_NODE,))
     return plane, started
 
 
@@ -624,7 +665,7 @@ def running_control_plane(
 _STATE_FILE = "envtest.json"
 
 
-def _pid_runs(pid: int, binary: str) -> bool:
+def pid_runs(pid: int, binary: str) -> bool:
     """True if ``pid`` is alive and still runs ``binary`` (a recycled pid must not be killed)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
@@ -644,7 +685,7 @@ def cli_up(state_dir: Path, workloads: bool | None = None) -> None:
     state_file = state_dir / _STATE_FILE
     if state_file.exists():
         state = json.loads(state_file.read_text())
-        if all(_pid_runs(entry["pid"], entry["binary"]) for entry in state["processes"]):
+        if all(pid_runs(entry["pid"], entry["binary"]) for entry in state["processes"]):
             print(f"envtest already running: export KUBECONFIG={state['kubeconfig']}")
             return
         cli_down(state_dir)
@@ -675,7 +716,7 @@ def cli_down(state_dir: Path) -> None:
         return
     state = json.loads(state_file.read_text())
     for entry in reversed(state["processes"]):
-        if _pid_runs(entry["pid"], entry["binary"]):
+        if pid_runs(entry["pid"], entry["binary"]):
             stop_process_group(entry["pid"], timeout=STOP_TIMEOUT_S)
             print(f"envtest: stopped {entry['name']} (pid {entry['pid']})")
     state_file.unlink()

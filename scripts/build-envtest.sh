@@ -5,6 +5,7 @@
 # Usage: scripts/build-envtest.sh [core | all | COMPONENT...]
 #   core: kube-apiserver kubectl etcd helm (what the control_plane fixture needs);
 #   all (the default): core + kube-controller-manager kube-scheduler kwok (Pods that run, on a fake node).
+#   node: kubelet kube-proxy (a real node: `make node-up`, devservices/node.py).
 # Result:  $HEADRACE_CACHE/envtest/<k8s version>/<binary>   (HEADRACE_CACHE defaults to ~/.cache/headrace)
 #          -- point KUBEBUILDER_ASSETS at that folder.
 # Settings (environment):
@@ -47,17 +48,23 @@ export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 
 default_components=(kube-apiserver kubectl etcd helm)
 extra_components=(kube-controller-manager kube-scheduler kwok)
+node_components=(kubelet kube-proxy)
 if [ "$#" -eq 0 ] || [ "$1" = all ]; then
   components=("${default_components[@]}" "${extra_components[@]}")
 elif [ "$1" = core ]; then
   components=("${default_components[@]}")
+elif [ "$1" = node ]; then
+  components=("${node_components[@]}")
 else
   components=("$@")
 fi
 for component in "${components[@]}"; do
   case " ${default_components[*]} ${extra_components[*]} " in
     *" $component "*) ;;
-    *) echo "build-envtest: unknown component '$component' (known: core all ${default_components[*]} ${extra_components[*]})" >&2; exit 2 ;;
+    *) case " ${node_components[*]} " in
+         *" $component "*) ;;
+         *) echo "build-envtest: unknown component '$component' (known: core all node ${default_components[*]} ${extra_components[*]} ${node_components[*]})" >&2; exit 2 ;;
+       esac ;;
   esac
 done
 
@@ -97,7 +104,8 @@ ldflags_for_k8s() {
 
 # Write (once) the wrapper module that requires k8s.io/kubernetes and replaces its staging modules.
 prepare_k8s_module() {
-  [ -f "$src/.tidy" ] && return 0
+  # Re-resolve when tools.go (the list of commands) changed since the last tidy.
+  [ -f "$src/.tidy" ] && cmp -s "$here/envtest/tools.go" "$src/tools.go" && return 0
   log "preparing wrapper module for k8s.io/kubernetes v$k8s_version in $src"
   rm -rf "$src" && mkdir -p "$src"
   local gomod
@@ -192,11 +200,11 @@ build_etcd() {
 
 build_one() {
   case "$1" in
-    kube-apiserver | kubectl | kube-controller-manager | kube-scheduler) build_k8s "$1" ;;
+    kube-apiserver | kubectl | kube-controller-manager | kube-scheduler | kubelet | kube-proxy) build_k8s "$1" ;;
     etcd) build_etcd ;;
     helm) go_install helm "helm.sh/helm/v3/cmd/helm@$helm_version" "$(ldflags_for_helm)" ;;
     kwok) go_install kwok "sigs.k8s.io/kwok/cmd/kwok@$kwok_version" ;;
-    *) die "unknown component '$1' (known: ${default_components[*]} ${extra_components[*]})" ;;
+    *) die "unknown component '$1' (known: ${default_components[*]} ${extra_components[*]} ${node_components[*]})" ;;
   esac
 }
 
