@@ -575,6 +575,12 @@ def start_node(workdir: Path, assets: Path | None = None, images: Path | None = 
     if problems:
         raise NodeUnavailableError("node: this host cannot run a real node; it lacks: " + "; ".join(problems))
     workdir = workdir.resolve()
+    socket = RUN_DIR / "containerd.sock"
+    if socket.exists() and _run("ctr", "--address", str(socket), "version", check=False).returncode == 0:
+        raise NodeUnavailableError(
+            f"node: another node runs on this machine (its containerd answers on {socket}); stop it first "
+            "(make node-down)"
+        )
     # A previous run killed before its stop leaves mounts, shims and the bridge behind.
     stop_node(workdir, [])
     shutil.rmtree(workdir, ignore_errors=True)

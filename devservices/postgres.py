@@ -75,6 +75,8 @@ class PostgresServer:
     #: With a certificate: ``ssl=on`` with it (its CA also checks client certificates), and TCP
     #: connections over TLS only (``hostssl``; the database ``mtls`` also asks a client certificate).
     tls: Certificate | None = None
+    #: A network whose clients are trusted as on loopback (a real node's pods: devservices/node.py).
+    trusted_network: str | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -181,6 +183,9 @@ class PostgresServer:
             raise ServiceError(f"postgres: {' '.join(initdb)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
         if self.tls is not None:
             self._write_hba()
+        if self.trusted_network is not None:
+            with (self.data_dir / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self.trusted_network} trust\n")
         self._launch(timeout)
         self.startup_seconds = time.monotonic() - started
 

@@ -9,7 +9,9 @@ form every sink stores collections in, ``pipeline_runtime.cql.canonical``),
 keyed by primary key, and compared; ``differences`` describes the first few
 differing rows readably.
 
-Used by ``make demo`` and by the sink benchmark's check that the rows landed.
+``compare_pipeline`` does it for every table a pipeline selects, in every sink
+it writes. Used by ``make demo``, the end-to-end tests on a real node (e2e/)
+and by the sink benchmark's check that the rows landed.
 """
 
 from __future__ import annotations
@@ -18,10 +20,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_runtime.app import build_transformer, table_selected
+from pipeline_runtime.config.model import PipelineSpec, SinkSpec, SinkType
 from pipeline_runtime.cql.canonical import dumps, loads, to_json
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.events import CollectionChange, ElementCell
+from pipeline_runtime.secrets import SecretStore
+from pipeline_runtime.sinks.base import TableNaming
+from pipeline_runtime.source.schema.driver import DriverSchemaSource
+from pipeline_runtime.source.schema.rows import build_schemas
 from pipeline_runtime.transforms import Masker, Transformer
 
 #: Types every sink stores as canonical JSON text (docs/sinks.md).
@@ -188,3 +196,37 @@ def _pg_quote(name: str) -> str:
 
 def _ch_quote(name: str) -> str:
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+async def sink_rows(spec: SinkSpec, dsn: str, ch: Any, schema: TableSchema) -> Keyed:
+    """One sink table as its users read it, canonical and keyed by primary key (``schema``: the sink side)."""
+    naming = TableNaming(spec.target, dict(spec.table_mapping))
+    namespace, table = naming.namespace(schema.keyspace), naming.table(schema.keyspace, schema.name)
+    if spec.type is SinkType.CLICKHOUSE:
+        rows = clickhouse_rows(ch, namespace, table, schema)
+    else:
+        rows = await postgres_rows(dsn, namespace, table)
+    return keyed(schema, rows, sink=True)
+
+
+async def compare_pipeline(
+    spec: PipelineSpec, secrets: SecretStore, session: Any, ch: Any
+) -> tuple[list[Comparison], list[str]]:
+    """Every selected table in every sink against Cassandra's rows after the pipeline's transforms."""
+    transformer = build_transformer(spec, secrets)
+    schemas = [
+        s for s in build_schemas(DriverSchemaSource(session).load()).values() if table_selected(spec.source.tables, s)
+    ]
+    results: list[Comparison] = []
+    lines: list[str] = []
+    for schema in sorted(schemas, key=lambda s: s.qualified_name):
+        sink_schema = transformer.schema(schema)
+        query = f'SELECT * FROM "{schema.keyspace}"."{schema.name}"'  # noqa: S608 - names from the schema
+        rows = [r._asdict() for r in session.execute(query)]
+        expected = keyed(sink_schema, transformed(transformer, schema, rows), sink=False)
+        for sink in spec.sinks:
+            actual = await sink_rows(sink, secrets.read(sink.connection_secret), ch, sink_schema)
+            result = compare(schema.qualified_name, sink.name, expected, actual)
+            results.append(result)
+            lines.extend(differences(result, expected, actual))
+    return results, lines

@@ -36,25 +36,11 @@ import yaml
 from devservices.cassandra import running_cassandra
 from devservices.clickhouse import chdb_client, chdb_dsn
 from devservices.postgres import running_postgres
-from devservices.sinkview import (
-    Comparison,
-    Keyed,
-    clickhouse_rows,
-    compare,
-    differences,
-    keyed,
-    postgres_rows,
-    transformed,
-)
-from pipeline_runtime.app import Runtime, RuntimeOptions, build_transformer, table_selected
-from pipeline_runtime.config.loader import LoadedPipeline, load_pipeline
-from pipeline_runtime.config.model import SinkSpec, SinkType
-from pipeline_runtime.cql.schema import TableSchema
+from devservices.sinkview import compare_pipeline
+from pipeline_runtime.app import Runtime, RuntimeOptions
+from pipeline_runtime.config.loader import load_pipeline
 from pipeline_runtime.memory import tune_garbage_collector
 from pipeline_runtime.secrets import SecretStore
-from pipeline_runtime.sinks.base import TableNaming
-from pipeline_runtime.source.schema.driver import DriverSchemaSource
-from pipeline_runtime.source.schema.rows import build_schemas
 
 HERE = Path(__file__).resolve().parent
 REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
@@ -243,47 +229,12 @@ async def demo(workdir: Path, seconds: float, rate: int, preloaded: int) -> int:
             return result
 
 
-async def _sink_rows(spec: SinkSpec, dsn: str, ch: Any, schema: TableSchema) -> Keyed:
-    """One sink table as its users read it, canonical and keyed by primary key (``schema``: the sink side)."""
-    naming = TableNaming(spec.target, dict(spec.table_mapping))
-    namespace, table = naming.namespace(schema.keyspace), naming.table(schema.keyspace, schema.name)
-    if spec.type is SinkType.CLICKHOUSE:
-        rows = clickhouse_rows(ch, namespace, table, schema)
-    else:
-        rows = await postgres_rows(dsn, namespace, table)
-    return keyed(schema, rows, sink=True)
-
-
-async def _compare_all(
-    pipeline: LoadedPipeline, secrets: SecretStore, session: Any, ch: Any
-) -> tuple[list[Comparison], list[str]]:
-    """Every selected table in every sink against Cassandra's rows after the pipeline's transforms."""
-    transformer = build_transformer(pipeline.spec, secrets)
-    schemas = [
-        s
-        for s in build_schemas(DriverSchemaSource(session).load()).values()
-        if table_selected(pipeline.spec.source.tables, s)
-    ]
-    results: list[Comparison] = []
-    lines: list[str] = []
-    for schema in sorted(schemas, key=lambda s: s.qualified_name):
-        sink_schema = transformer.schema(schema)
-        rows = [r._asdict() for r in session.execute(f"SELECT * FROM {schema.keyspace}.{schema.name}")]
-        expected = keyed(sink_schema, transformed(transformer, schema, rows), sink=False)
-        for spec in pipeline.spec.sinks:
-            actual = await _sink_rows(spec, secrets.read(spec.connection_secret), ch, sink_schema)
-            result = compare(schema.qualified_name, spec.name, expected, actual)
-            results.append(result)
-            lines.extend(differences(result, expected, actual))
-    return results, lines
-
-
 async def _check(runtime: Runtime, session: Any, secrets: SecretStore, ch: Any) -> int:
     """Wait for both sinks to equal Cassandra row for row (after masking); show the differences if not."""
     pipeline = runtime.pipeline
     deadline = time.monotonic() + 60
     while True:
-        results, lines = await _compare_all(pipeline, secrets, session, ch)
+        results, lines = await compare_pipeline(pipeline.spec, secrets, session, ch)
         if all(r.equal for r in results) or time.monotonic() > deadline:
             break
         await asyncio.sleep(1.0)
