@@ -144,11 +144,11 @@ class World:
 
     def sinks_equal(self) -> bool:
         """Both sinks equal Cassandra after the pipeline's masking (the pipeline tests' oracle)."""
+        import clickhouse_connect  # noqa: PLC0415
+
         from devservices.sinkview import compare_pipeline  # noqa: PLC0415 - imports the runtime
         from pipeline_runtime.config.loader import load_pipeline  # noqa: PLC0415
         from pipeline_runtime.secrets import SecretStore  # noqa: PLC0415
-
-        import clickhouse_connect  # noqa: PLC0415
 
         spec = load_pipeline(HERE / "manifests" / "pipeline.yaml").spec
         client = clickhouse_connect.get_client(dsn=self.cluster.clickhouse.dsn)

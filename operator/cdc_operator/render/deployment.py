@@ -105,9 +105,6 @@ def _pod_spec(
     pod_spec: dict[str, Any] = {
         "serviceAccountName": naming.runtime_deployment(pipeline.name, pod.name),
         "automountServiceAccountToken": True,
-        # No Docker-link variables: a Service whose name starts with "headrace" would set HEADRACE_*
-        # variables, the runtime's own settings.
-        "enableServiceLinks": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,
         "securityContext": {
