@@ -73,9 +73,23 @@ stress: prereqs deps ## Hunt rare failures: replicaDedup through many node resta
 test-unit: dev ## Only the tests that need no server
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
+.PHONY: node-deps
+node-deps: dev ## Build what a real node needs (cached): Debian packages, kubelet, kube-proxy, images (no registry)
+	bash scripts/node-packages.sh
+	bash scripts/build-envtest.sh all node
+	bash scripts/build-images.sh all
+
 .PHONY: e2e
-e2e: dev ## End-to-end on a kind cluster (needs Docker, kind, kubectl, helm)
+e2e: node-deps ## End to end on a real cluster: a real node on this machine (kind where Docker runs)
 	$(VENV)/bin/pytest e2e $(PYTEST_ARGS)
+
+.PHONY: node-up
+node-up: node-deps ## Start a real single-node cluster here (containerd, kubelet, CoreDNS); prints a kubeconfig
+	$(PY) -m devservices node-up
+
+.PHONY: node-down
+node-down: dev ## Stop the node node-up started, its pods and network
+	$(PY) -m devservices node-down
 
 .PHONY: services-up
 services-up: dev ## Start Cassandra (CDC on), PostgreSQL and print their addresses; state in .services/

@@ -118,7 +118,7 @@ def write_image_config(folder: Path, version: str = DEFAULT_VERSION) -> None:
         version=version,
     )
     jamm = next((cassandra_home(version) / "lib").glob("jamm-*.jar"), None)
-    options = node.jvm_options(IMAGE_CONF, IMAGE_HOME / "lib" / jamm.name if jamm else None)
+    options = node.jvm_options(IMAGE_CONF, IMAGE_HOME / "lib" / jamm.name if jamm else None, ring_delay_ms=5000)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "cassandra.yaml").write_text(json.dumps(node.settings(), indent=2))
     (folder / "logback.xml").write_text(CONSOLE_LOGBACK)
@@ -254,8 +254,14 @@ class CassandraNode:
         options = self.jvm_options(conf, next(lib.glob("jamm-*.jar"), None))
         return [java_binary(), *options, "-cp", f"{conf}:{lib}/*", DAEMON_CLASS]
 
-    def jvm_options(self, conf: Path, jamm: Path | None) -> list[str]:
-        """The JVM's options: heap, Java 17 openings, where config, data and logs are, test speed-ups."""
+    def jvm_options(self, conf: Path, jamm: Path | None, ring_delay_ms: int = 100) -> list[str]:
+        """The JVM's options: heap, Java 17 openings, where config, data and logs are, test speed-ups.
+
+        ``ring_delay_ms``: how long a starting node listens to gossip. 100 ms
+        suits the tests' nodes (fixed tokens, nothing to stream); a node that
+        bootstraps into a running cluster (a StatefulSet pod) must first hear
+        a seed, or it stops with "Unable to contact any seeds".
+        """
         options = [
             "-Xms512m",
             "-Xmx768m",
@@ -270,7 +276,7 @@ class CassandraNode:
             f"-Dlogback.configurationFile=file://{conf / 'logback.xml'}",
             "-Dcassandra-foreground=yes",
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
-            "-Dcassandra.ring_delay_ms=100",
+            f"-Dcassandra.ring_delay_ms={ring_delay_ms}",
             "-Dcassandra.superuser_setup_delay_ms=0",
             "-Dcassandra.disable_auth_caches_remote_configuration=true",
             "-Djava.net.preferIPv4Stack=true",
