@@ -29,7 +29,10 @@ What it serves (ClickHouse's HTTP protocol, as clickhouse-connect uses it):
   ``-Timezone`` headers on success;
 - optional TLS, with client certificates required and verified when a CA is given.
 
-What it does not do (docs/sinks.md lists it): multipart external data, the
+The query and its ``param_*`` values also come as ``multipart/form-data``
+fields (clickhouse-connect sends long parameters so).
+
+What it does not do (docs/sinks.md lists it): external data (multipart files), the
 native-protocol compression of ``compress``/``decompress=1``, progress
 headers, concurrent use of one session (it serializes them where a server
 answers ``SESSION_IS_LOCKED``), and streaming (each answer is whole).
@@ -43,6 +46,8 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import email.parser
+import email.policy
 import gzip
 import http.server
 import json
@@ -237,6 +242,27 @@ def compress(body: bytes, accepted: str) -> tuple[bytes, str | None]:
     return body, None
 
 
+def form_fields(body: bytes, content_type: str) -> dict[str, str]:
+    """The fields of a ``multipart/form-data`` request: the query and ``param_*`` values.
+
+    A part carrying a file is external data (a temporary table), which this
+    front does not serve: refused with the engine's error, as before.
+    """
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    fields = {}
+    for part in message.iter_parts():
+        if part.get_filename() is not None:
+            raise QueryError(ENGINE_ERROR, "this front does not take external data (multipart files)")
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if not isinstance(name, str) or not isinstance(payload, bytes):
+            raise QueryError(ENGINE_ERROR, "a multipart form field without a name or a value")
+        fields[name] = payload.decode()
+    return fields
+
+
 def split_query(request: Request) -> tuple[str, bytes | None]:
     """The statement to run and, for an ``INSERT ... FORMAT`` with a body, the data it inserts."""
     query = request.params.get("query")
@@ -361,8 +387,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         query_id = params.get("query_id") or str(time.time_ns())
         headers = {"X-ClickHouse-Query-Id": query_id, "X-ClickHouse-Timezone": "UTC"}
         try:
-            if "multipart/form-data" in (self.headers.get("Content-Type") or ""):
-                raise QueryError(ENGINE_ERROR, "this front does not take multipart requests (external data)")
+            content_type = self.headers.get("Content-Type") or ""
+            if "multipart/form-data" in content_type:
+                # The query and its parameters as form fields (clickhouse-connect sends long ones so).
+                params = {**params, **form_fields(raw, content_type)}
+                raw = b""
             user, password = self._credentials(params)
             self.engine.authenticate(user, password)
             body = decompress(raw, self.headers.get("Content-Encoding") or "")

@@ -9,7 +9,8 @@ shows what the runtimes report through their own ServiceAccount; then the
 faults: a runtime pod deleted mid-workload, a Cassandra pod deleted, pause
 and resume, the restart annotation, the StatefulSet scaled to 3 and back,
 ``helm upgrade`` of the operator mid-stream, and deleting the pipeline. The
-Argo CD health check (argocd/) is evaluated on the live status at each step.
+Argo CD health check (argocd/) is evaluated on the live status at each step,
+and PostgreSQL goes down for a while (Degraded, nothing lost).
 """
 
 from __future__ import annotations
@@ -233,7 +234,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def test_preloaded_and_live_rows_arrive_in_both_sinks(world: World) -> None:
-    wait_for(lambda: len(world.running_runtimes()) == 2, "a runtime pod per Cassandra pod", timeout=300)
+    seen: list[str] = []
+
+    def started() -> bool:
+        seen.append(world.health())
+        return len(world.running_runtimes()) == 2
+
+    wait_for(started, "a runtime pod per Cassandra pod", timeout=300, interval=1.0)
+    assert "Progressing" in seen, seen  # Argo CD waits while the runtimes start
     workload = world.workload(400).start()
     workload.join()
     world.wait_equal()
@@ -274,7 +282,21 @@ def test_kubectl_get_shows_what_the_runtimes_report(world: World) -> None:
     table = world.kubectl("get", "cdcp", PIPELINE)
     assert "Running" in table and "2/2" in table
     assert pipeline["status"]["maxLagSeconds"] is not None
+    assert pipeline["status"]["snapshot"] == "done"  # the rows loaded before the pipeline, read by the pods
     assert world.health() == "Healthy"
+
+
+def test_sink_outage_turns_degraded_and_loses_nothing(world: World) -> None:
+    world.cluster.postgres.stop()
+    try:
+        world.workload(200).start().join()
+        wait_for(lambda: world.health() == "Degraded", "Argo CD health Degraded while PostgreSQL is down")
+        conditions = {c["type"]: c for c in world.pipeline()["status"]["conditions"]}
+        assert "pg" in conditions["Degraded"]["message"], conditions["Degraded"]
+    finally:
+        world.cluster.postgres.restart()
+    world.wait_equal()
+    wait_for(lambda: world.health() == "Healthy", "Argo CD health Healthy once PostgreSQL is back")
 
 
 def test_runtime_pod_deleted_mid_workload(world: World) -> None:
