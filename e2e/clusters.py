@@ -9,9 +9,12 @@ through the Cassandra Service.
   (containerd, kubelet, kube-proxy, CoreDNS); images from
   ``scripts/build-images.sh``; the sinks are the host's own PostgreSQL and
   ClickHouse HTTP front (devservices), listening on the node's bridge address.
-- ``kind``: a kind cluster; the same Dockerfiles built by ``docker build``
-  and loaded with ``kind load``; the sinks run on the host, reached through
-  the kind network's gateway; CQL through ``kubectl port-forward``.
+- ``kind``: a kind cluster; the same definitions built by ``docker build``
+  (the Dockerfile; the Cassandra context from ``scripts/build-images.sh
+  cassandra-context``) and loaded with ``kind load``; the sinks run on the
+  host, listening on the kind network's gateway; CQL through the client
+  Service as a NodePort. Written to the same contract, not run here (no
+  Docker engine on the development machines).
 
 ``HEADRACE_E2E_CLUSTER`` picks one (``local`` or ``kind``); by default kind
 where a Docker engine answers, else the local node.
@@ -19,15 +22,19 @@ where a Docker engine answers, else the local node.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from cassandra.policies import RoundRobinPolicy
 
 from devservices.clickhouse_http import ClickHouseFront
 from devservices.node import CASSANDRA_IMAGE, HEADRACE_IMAGE, NODE_IP, POD_CIDR, host_problems, start_node
@@ -52,8 +59,8 @@ class Cluster(Protocol):
         """(repository, tag) of the image ``headrace`` or ``cassandra`` as the cluster knows it."""
         ...
 
-    def cql_contact_points(self) -> list[str]:
-        """Addresses of the Cassandra client Service, as the test process reaches them."""
+    def cql_session(self) -> Any:
+        """A CQL session (cassandra-driver) that writes through the Cassandra client Service."""
         ...
 
 
@@ -106,9 +113,10 @@ class LocalCluster:
         repository, tag = reference.rsplit(":", 1)
         return repository, tag
 
-    def cql_contact_points(self) -> list[str]:
+    def cql_session(self) -> Any:
         # The host routes to Services through kube-proxy's rules and to pods over the bridge.
-        return [self.kubectl("get", "service", "cassandra-client", "-o", "jsonpath={.spec.clusterIP}").strip()]
+        address = self.kubectl("get", "service", "cassandra-client", "-o", "jsonpath={.spec.clusterIP}").strip()
+        return _cql_session([address], 9042, RoundRobinPolicy())
 
 
 @contextmanager
@@ -135,12 +143,92 @@ def local_cluster(workdir: Path) -> Iterator[LocalCluster]:
         )
 
 
+@dataclass
+class KindCluster:
+    """A kind cluster; the host's sinks listen on the kind network's gateway, which its pods reach.
+
+    Not run on the development machines (no Docker engine there): written to
+    the same contract as the local node, so that a machine with Docker runs
+    the same module.
+    """
+
+    workdir: Path
+    postgres: PostgresServer
+    clickhouse: ClickHouseFront
+    kubeconfig: Path
+    name: str = "kind"
+
+    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 120.0) -> str:
+        command = ["kubectl", "--kubeconfig", str(self.kubeconfig), *args]
+        return _checked(command, stdin=stdin, timeout=timeout, check=check)
+
+    def helm(self, *args: str, timeout: float = 300.0) -> str:
+        command = ["helm", "--kubeconfig", str(self.kubeconfig), *args]
+        return _checked(command, stdin=None, timeout=timeout, check=True)
+
+    def image(self, name: str) -> tuple[str, str]:
+        return LocalCluster.image(self, name)  # type: ignore[arg-type]  # the same references
+
+    def cql_session(self) -> Any:
+        # Pods and ClusterIPs are not reachable from the host: the client Service as a NodePort on the
+        # kind node's address, and only that address for the driver's connections.
+        from cassandra.policies import WhiteListRoundRobinPolicy  # noqa: PLC0415
+
+        self.kubectl("patch", "service", "cassandra-client", "-p", '{"spec": {"type": "NodePort"}}')
+        port = int(self.kubectl("get", "service", "cassandra-client", "-o", "jsonpath={.spec.ports[0].nodePort}"))
+        node = self.kubectl(
+            "get", "nodes", "-o", 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}'
+        )
+        return _cql_session([node], port, WhiteListRoundRobinPolicy([node]))
+
+
+def _kind_network() -> tuple[str, str]:
+    """(gateway, subnet) of the kind Docker network (IPv4)."""
+    out = _checked(
+        ["docker", "network", "inspect", "kind", "-f", "{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}}\n{{end}}"],
+        stdin=None, timeout=30, check=True,
+    )  # fmt: skip
+    for line in out.splitlines():
+        gateway, _, subnet = line.partition(" ")
+        if gateway.count(".") == 3:
+            return gateway, subnet
+    raise AssertionError(f"the kind network has no IPv4 gateway: {out!r}")
+
+
 @contextmanager
-def kind_cluster(workdir: Path) -> Iterator[Any]:  # pragma: no cover - needs a Docker engine
-    raise NotImplementedError(
-        "the kind provider is not written yet: run the suite on the local node (HEADRACE_E2E_CLUSTER=local)"
-    )
-    yield
+def kind_cluster(workdir: Path) -> Iterator[KindCluster]:  # pragma: no cover - needs a Docker engine
+    name = f"headrace-e2e-{uuid.uuid4().hex[:6]}"
+    kubeconfig = workdir / "kubeconfig"
+    run = functools.partial(_checked, stdin=None, timeout=1800, check=True)
+    with ExitStack() as stack:
+        run(["kind", "create", "cluster", "--name", name, "--kubeconfig", str(kubeconfig), "--wait", "180s"])
+        stack.callback(run, ["kind", "delete", "cluster", "--name", name])
+        # The same definitions as the local node's images: the Dockerfile, and the Cassandra context.
+        context = workdir / "cassandra-image"
+        run(["bash", str(REPO / "scripts" / "build-images.sh"), "cassandra-context", str(context)])
+        for reference, folder in ((HEADRACE_IMAGE, REPO), (CASSANDRA_IMAGE, context)):
+            run(["docker", "build", "-t", reference, str(folder)])
+            run(["kind", "load", "docker-image", reference, "--name", name])
+        gateway, subnet = _kind_network()
+        pg_dir = Path(tempfile.mkdtemp(prefix="headrace-e2e-pg-"))
+        pg_dir.chmod(0o711)
+        stack.callback(shutil.rmtree, pg_dir, True)
+        postgres = PostgresServer(pg_dir / "pg", host=gateway, trusted_network=subnet)
+        postgres.start()
+        stack.callback(postgres.stop)
+        clickhouse = ClickHouseFront(workdir / "clickhouse", host=gateway)
+        clickhouse.start()
+        stack.callback(clickhouse.stop)
+        yield KindCluster(workdir=workdir, postgres=postgres, clickhouse=clickhouse, kubeconfig=kubeconfig)
+
+
+def _cql_session(contact_points: list[str], port: int, policy: Any) -> Any:
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile  # noqa: PLC0415
+    from cassandra.cluster import Cluster as CqlCluster  # noqa: PLC0415
+
+    profiles = {EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=policy, request_timeout=30)}
+    cluster = CqlCluster(contact_points, port=port, execution_profiles=profiles, protocol_version=5)
+    return cluster.connect()
 
 
 @contextmanager

@@ -58,7 +58,7 @@ from pipeline_runtime.source.ring import driver_ring, replication_factor
 from pipeline_runtime.source.schema.driver import DriverSchemaSource
 from pipeline_runtime.source.schema.registry import SchemaRegistry
 from pipeline_runtime.source.snapshot import SnapshotReader
-from pipeline_runtime.source.tailer import CdcRawSource
+from pipeline_runtime.source.tailer import CdcRawSource, unread_bytes
 from pipeline_runtime.transforms import Transformer
 
 log = logging.getLogger(__name__)
@@ -353,6 +353,7 @@ class Runtime:
             events_per_second=runner.progress.events_per_second(time.monotonic()),
             cdc_raw_bytes=cdc_bytes,
             cdc_raw_share=share,
+            unread_bytes=unread_bytes(backlog, committed),
             last_error=runner.progress.last_error,
             last_report_time=dt.datetime.now(dt.UTC),
             config_hash=os.environ.get("HEADRACE_CONFIG_HASH"),

@@ -2,6 +2,7 @@
 # Build the container images a real node runs, without Docker and without any registry.
 #
 # Usage: scripts/build-images.sh [base | headrace | cassandra | pause | coredns | all]...   (default: all)
+#        scripts/build-images.sh cassandra-context DIR   (the Cassandra image's build context, for docker build)
 #   base       Debian bookworm (minbase) from debootstrap: the BASE of every other image
 #   headrace   the project's image, from the project's own Dockerfile (buildah bud, BASE = the base above)
 #   cassandra  Cassandra 5.0.8 on the same base: Debian's Java 17, the jars the tests cache, uid 999,
@@ -28,8 +29,9 @@ mkdir -p "$images"
 log() { echo "build-images: $*"; }
 die() { echo "build-images: $*" >&2; exit 1; }
 
-[ "$(id -u)" -eq 0 ] || die "needs root (buildah and debootstrap build root filesystems)"
+[ "${1:-}" = cassandra-context ] || [ "$(id -u)" -eq 0 ] || die "needs root (buildah and debootstrap build root filesystems)"
 for tool in buildah debootstrap; do
+  [ "${1:-}" != cassandra-context ] || break
   command -v "$tool" >/dev/null && continue
   log "installing Debian package $tool"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null 2>&1 \
@@ -110,6 +112,16 @@ build_headrace() {
   save headrace "$k" localhost/headrace:dev
 }
 
+# cassandra_context DIR: the Cassandra image's build context (its folder, the cached jars, the config).
+cassandra_context() {
+  local jars="$cache/cassandra-$cassandra_version/lib"
+  [ -d "$jars" ] || bash "$repo/scripts/fetch-cassandra.sh"
+  mkdir -p "$1"
+  cp -r "$repo/e2e/images/cassandra/." "$1/"
+  cp -r "$jars" "$1/lib"
+  "$python" -m devservices cassandra-image-config "$1/conf"
+}
+
 build_cassandra() {
   build_base
   local jars="$cache/cassandra-$cassandra_version/lib"
@@ -120,9 +132,7 @@ build_cassandra() {
   have cassandra "$k" && return 0
   local context
   context="$(mktemp -d)"
-  cp -r "$repo/e2e/images/cassandra/." "$context/"
-  cp -r "$jars" "$context/lib"
-  "$python" -m devservices cassandra-image-config "$context/conf"
+  cassandra_context "$context"
   log "cassandra: buildah bud (e2e/images/cassandra/Dockerfile, BASE=$base_ref)"
   buildah bud -q --layers --network host --build-arg "BASE=$base_ref" \
     -t "localhost/cassandra:$cassandra_version" "$context" >"$images/.cassandra-build.log" 2>&1 \
@@ -168,6 +178,10 @@ build_coredns() {
   save coredns "$k" "localhost/coredns:$coredns_version"
 }
 
+if [ "${1:-}" = cassandra-context ]; then
+  cassandra_context "${2:?cassandra-context needs a folder}"
+  exit 0
+fi
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(all)
 for target in "${targets[@]}"; do

@@ -61,5 +61,5 @@ def decide(
         return Action.DELETE
     report = nodes.get(deployment.cassandra_pod)
     if report is not None and report.last_report_time is not None and report.last_report_time > deployment.gone_since:
-        return Action.DELETE if report.cdc_raw_bytes == 0 else Action.KEEP
+        return Action.DELETE if report.left_to_drain == 0 else Action.KEEP
     return Action.KEEP

@@ -133,6 +133,14 @@ class NodeStatus(_Status):
     """Bytes waiting in cdc_raw."""
     cdc_raw_share: float = Field(default=0.0, ge=0)
     """cdcRawBytes divided by cdc_total_space (1.0 = Cassandra rejects CDC writes)."""
+    unread_bytes: int | None = Field(default=None, ge=0)
+    """Bytes of CDC data in cdc_raw not yet committed by every sink (0: drained); null before the first read."""
+
+    @property
+    def left_to_drain(self) -> int:
+        """What a removed pod's runtime still has to read: unreadBytes, or all of cdc_raw when not reported."""
+        return self.unread_bytes if self.unread_bytes is not None else self.cdc_raw_bytes
+
     last_error: str | None = None
     """The last error the runtime could not recover from by retrying, or null."""
     last_report_time: datetime | None = None

@@ -17,7 +17,7 @@ import asyncio
 import itertools
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -332,6 +332,32 @@ class SegmentInfo:
     reclaimable: bool = False
     #: mtime of the idx at this read: when Cassandra last synced the segment (None without an idx state).
     durable_at: float | None = None
+
+
+def unread_bytes(backlog: Sequence[SegmentInfo], committed: Position | None) -> int:
+    """Bytes of CDC data in cdc_raw past ``committed`` (what the sinks still have to take).
+
+    A segment without an idx holds no CDC data Cassandra synced (it may get
+    some while Cassandra runs, which the next count sees); one whose idx
+    could not be read counts whole. Zero means a node whose Cassandra is gone
+    is drained, even when Cassandra left segments without CDC data behind (a
+    clean shutdown keeps its last segments, hard links included).
+    """
+    total = 0
+    for segment in backlog:
+        if segment.index_status is IndexStatus.MISSING:
+            continue
+        if segment.index_status is IndexStatus.UNREADABLE:
+            total += segment.size
+            continue
+        if committed is None or segment.segment_id > committed.segment_id:
+            done = 0
+        elif segment.segment_id == committed.segment_id:
+            done = committed.offset
+        else:
+            done = segment.durable_offset
+        total += max(0, segment.durable_offset - done)
+    return total
 
 
 class CdcRawSource:

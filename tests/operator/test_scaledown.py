@@ -46,6 +46,15 @@ def test_empty_report_from_before_the_pod_left_does_not_count() -> None:
     assert decide(runtime(gone), [], nodes, NOW, HOUR) is Action.KEEP
 
 
+def test_segments_without_cdc_data_left_by_a_clean_shutdown_do_not_keep_a_drained_runtime() -> None:
+    # Found on a real node: a scaled-down Cassandra leaves its last segments (no idx) in cdc_raw.
+    gone = NOW - timedelta(minutes=5)
+    drained = NodeStatus(cdc_raw_bytes=2 << 20, unread_bytes=0, last_report_time=NOW - timedelta(seconds=3))
+    assert decide(runtime(gone), [], {"cassandra-2": drained}, NOW, HOUR) is Action.DELETE
+    unread = NodeStatus(cdc_raw_bytes=2 << 20, unread_bytes=512, last_report_time=NOW - timedelta(seconds=3))
+    assert decide(runtime(gone), [], {"cassandra-2": unread}, NOW, HOUR) is Action.KEEP
+
+
 def test_drain_timeout_deletes() -> None:
     nodes = {"cassandra-2": NodeStatus(cdc_raw_bytes=10_000, last_report_time=NOW)}
     assert decide(runtime(NOW - HOUR), [], nodes, NOW, HOUR) is Action.DELETE

@@ -241,8 +241,8 @@ def _progressing(seen: Observation, waiting: list[str]) -> Verdict:
     if waiting:
         parts.append(f"runtimes starting or rolling to config {seen.config_hash}: {', '.join(waiting)}")
     for pod, deployment in sorted(seen.draining.items()):
-        left = seen.nodes[pod].cdc_raw_bytes if pod in seen.nodes else 0
-        parts.append(f"Deployment {deployment} drains {left} bytes of cdc_raw left by removed pod {pod}")
+        left = seen.nodes[pod].left_to_drain if pod in seen.nodes else 0
+        parts.append(f"Deployment {deployment} drains {left} bytes of CDC data left by removed pod {pod}")
     if parts:
         return true("Reconciling" if waiting else "Draining", "; ".join(parts))
     return false("Reconciled", f"every runtime runs config {seen.config_hash}")

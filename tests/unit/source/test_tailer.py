@@ -8,7 +8,14 @@ from pathlib import Path
 from pipeline_runtime.events import Position
 from pipeline_runtime.source.cdc_index import IndexState, parse_index
 from pipeline_runtime.source.commitlog.segment import SegmentReader
-from pipeline_runtime.source.tailer import CdcRawSource, CdcRawTailer, TailerSettings
+from pipeline_runtime.source.tailer import (
+    CdcRawSource,
+    CdcRawTailer,
+    IndexStatus,
+    SegmentInfo,
+    TailerSettings,
+    unread_bytes,
+)
 from tests.unit.source.fixture_data import copy_recording, drain, events_of, registry
 
 
@@ -92,3 +99,22 @@ async def test_source_counts_accumulate_over_every_read(tmp_path: Path) -> None:
     await read_once()
     assert source.decode_stats.skipped == {reason: 2 * count for reason, count in once.items()}
     assert source.tailer is not None and source.tailer.stats is source.decode_stats
+
+
+def _segment(segment_id: int, durable: int, status: IndexStatus = IndexStatus.READ, size: int = 1 << 20) -> SegmentInfo:
+    return SegmentInfo(
+        segment_id, Path(f"{segment_id}.log"), Path(f"{segment_id}_cdc.idx"), durable, False, size, status
+    )
+
+
+def test_unread_bytes_count_cdc_data_past_the_committed_position_only() -> None:
+    backlog = [
+        _segment(1, 900),  # committed past: nothing left
+        _segment(2, 700),  # committed up to 300: 400 left
+        _segment(3, 250),  # not started: all 250
+        _segment(4, 0, IndexStatus.MISSING),  # no CDC data synced: nothing to read
+        _segment(5, 0, IndexStatus.UNREADABLE, size=4096),  # unknown: counts whole
+    ]
+    assert unread_bytes(backlog, Position(2, 300)) == 400 + 250 + 4096
+    assert unread_bytes(backlog, None) == 900 + 700 + 250 + 4096
+    assert unread_bytes([_segment(4, 0, IndexStatus.MISSING)], Position(3, 10)) == 0
