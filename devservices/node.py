@@ -181,8 +181,10 @@ def _network_up() -> None:
 
 
 def _network_down() -> None:
-    while _run("iptables", "-C", *_EGRESS_RULE, check=False).returncode == 0:
-        _run("iptables", "-D", *_EGRESS_RULE)
+    for _ in range(10):  # the rule is inserted once per start; a few leftovers at most
+        if _run("iptables", "-C", *_EGRESS_RULE, check=False).returncode != 0:
+            break
+        _run("iptables", "-D", *_EGRESS_RULE, check=False)
     _run("ip", "link", "delete", BRIDGE, check=False)
     netns = Path("/var/run/netns")
     if netns.is_dir():
@@ -597,7 +599,8 @@ def start_node(workdir: Path, assets: Path | None = None, images: Path | None = 
         node = LocalNode(plane=plane, workdir=workdir, processes=processes)
         _install_addons(node)
     except BaseException:
-        stop_node(workdir, [(p.name, p.stop) for p in processes])
+        with contextlib.suppress(ServiceError):  # the start's own error is the one to see
+            stop_node(workdir, [(p.name, p.stop) for p in processes])
         raise
     return node
 
@@ -611,22 +614,29 @@ def stop_node(workdir: Path, processes: Sequence[tuple[str, Callable[[], None]]]
     """
     socket = RUN_DIR / "containerd.sock"
     by_name = dict(processes)
-    for name in ("kube-proxy", "kubelet"):
-        if name in by_name:
-            by_name[name]()
-    _kill_containers(socket)
-    for name, stop in reversed(processes):
-        if name not in ("kube-proxy", "kubelet", "containerd"):
-            stop()
+    steps: list[tuple[str, Callable[[], object]]] = [(n, by_name[n]) for n in ("kube-proxy", "kubelet") if n in by_name]
+    steps.append(("containers", functools.partial(_kill_containers, socket)))
+    steps += [(n, stop) for n, stop in reversed(processes) if n not in ("kube-proxy", "kubelet", "containerd")]
     if "containerd" in by_name:
-        by_name["containerd"]()
-    _kill_shims(socket)
+        steps.append(("containerd", by_name["containerd"]))
+    steps.append(("shims", functools.partial(_kill_shims, socket)))
     proxy = binary_path("kube-proxy", assets_dir())
     if proxy.exists():
-        _run(str(proxy), "--cleanup", check=False)
-    _unmount_under(workdir)
-    _unmount_under(RUN_DIR)
-    _network_down()
+        steps.append(("kube-proxy --cleanup", functools.partial(_run, str(proxy), "--cleanup", check=False)))
+    steps += [
+        ("mounts", functools.partial(_unmount_under, workdir)),
+        ("run mounts", functools.partial(_unmount_under, RUN_DIR)),
+        ("network", _network_down),
+    ]
+    # Every step runs, whatever an earlier one did: a half-stopped node would hold mounts and the bridge.
+    failures = []
+    for what, step in steps:
+        try:
+            step()
+        except Exception as exc:  # reported together below
+            failures.append(f"{what}: {exc}")
+    if failures:
+        raise ServiceError("node: stopping left work undone: " + "; ".join(failures))
 
 
 @contextlib.contextmanager

@@ -51,7 +51,11 @@ class Cluster(Protocol):
     postgres: PostgresServer
     clickhouse: ClickHouseFront
 
-    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 120.0) -> str: ...
+    def kubectl(
+        self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 120.0, stderr: bool = False
+    ) -> str:
+        """kubectl's output (with ``stderr``: its error output too)."""
+        ...
 
     def helm(self, *args: str, timeout: float = 300.0) -> str: ...
 
@@ -80,11 +84,13 @@ def _docker_answers() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
 
 
-def _checked(command: list[str], *, stdin: str | None, timeout: float, check: bool, env: Any = None) -> str:
+def _checked(
+    command: list[str], *, stdin: str | None, timeout: float, check: bool, env: Any = None, stderr: bool = False
+) -> str:
     result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command[:4])} ... failed ({result.returncode}):\n{result.stderr.strip()}")
-    return result.stdout
+    return result.stdout + result.stderr if stderr else result.stdout
 
 
 @dataclass
@@ -98,9 +104,11 @@ class LocalCluster:
     tools: Path
     name: str = "local"
 
-    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 120.0) -> str:
+    def kubectl(
+        self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 120.0, stderr: bool = False
+    ) -> str:
         command = [str(self.tools / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
-        return _checked(command, stdin=stdin, timeout=timeout, check=check)
+        return _checked(command, stdin=stdin, timeout=timeout, check=check, stderr=stderr)
 
     def helm(self, *args: str, timeout: float = 300.0) -> str:
         home = self.workdir / "helm"
@@ -158,9 +166,11 @@ class KindCluster:
     kubeconfig: Path
     name: str = "kind"
 
-    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 120.0) -> str:
+    def kubectl(
+        self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 120.0, stderr: bool = False
+    ) -> str:
         command = ["kubectl", "--kubeconfig", str(self.kubeconfig), *args]
-        return _checked(command, stdin=stdin, timeout=timeout, check=check)
+        return _checked(command, stdin=stdin, timeout=timeout, check=check, stderr=stderr)
 
     def helm(self, *args: str, timeout: float = 300.0) -> str:
         command = ["helm", "--kubeconfig", str(self.kubeconfig), *args]

@@ -326,6 +326,9 @@ class Runtime:
                 reasons.append(f"sink {sink.name} is {health.state}: {health.last_error or 'not open yet'}")
         return reasons
 
+    def _cdc_raw_readable(self) -> bool:
+        return self.options.cdc_raw.is_dir() and os.access(self.options.cdc_raw, os.R_OK | os.X_OK)
+
     def node_status(self) -> NodeStatus:
         """This node's entry for ``status.nodes``."""
         backlog = self.source.backlog() if self.source is not None else []
@@ -353,7 +356,8 @@ class Runtime:
             events_per_second=runner.progress.events_per_second(time.monotonic()),
             cdc_raw_bytes=cdc_bytes,
             cdc_raw_share=share,
-            unread_bytes=unread_bytes(backlog, committed),
+            # Unknown (None) when cdc_raw cannot be read: an empty listing must not read as drained.
+            unread_bytes=unread_bytes(backlog, committed) if self._cdc_raw_readable() else None,
             last_error=runner.progress.last_error,
             last_report_time=dt.datetime.now(dt.UTC),
             config_hash=os.environ.get("HEADRACE_CONFIG_HASH"),

@@ -2,7 +2,7 @@
 # Build the envtest control plane (kube-apiserver, etcd, kubectl, helm; + controller-manager, scheduler, kwok)
 # from public Go modules.
 #
-# Usage: scripts/build-envtest.sh [core | all | COMPONENT...]
+# Usage: scripts/build-envtest.sh [core | all | node | COMPONENT]...
 #   core: kube-apiserver kubectl etcd helm (what the control_plane fixture needs);
 #   all (the default): core + kube-controller-manager kube-scheduler kwok (Pods that run, on a fake node).
 #   node: kubelet kube-proxy (a real node: `make node-up`, devservices/node.py).
@@ -49,15 +49,17 @@ export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 default_components=(kube-apiserver kubectl etcd helm)
 extra_components=(kube-controller-manager kube-scheduler kwok)
 node_components=(kubelet kube-proxy)
-if [ "$#" -eq 0 ] || [ "$1" = all ]; then
-  components=("${default_components[@]}" "${extra_components[@]}")
-elif [ "$1" = core ]; then
-  components=("${default_components[@]}")
-elif [ "$1" = node ]; then
-  components=("${node_components[@]}")
-else
-  components=("$@")
-fi
+# Each argument is a group (all, core, node) or one component; no argument means all.
+[ "$#" -gt 0 ] || set -- all
+components=()
+for argument in "$@"; do
+  case "$argument" in
+    all) components+=("${default_components[@]}" "${extra_components[@]}") ;;
+    core) components+=("${default_components[@]}") ;;
+    node) components+=("${node_components[@]}") ;;
+    *) components+=("$argument") ;;
+  esac
+done
 for component in "${components[@]}"; do
   case " ${default_components[*]} ${extra_components[*]} " in
     *" $component "*) ;;

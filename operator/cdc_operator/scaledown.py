@@ -21,7 +21,7 @@ a decommissioned node until someone brings the pod back. So:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -51,14 +51,23 @@ def decide(
     nodes: Mapping[str, NodeStatus],
     now: datetime,
     drain_timeout: timedelta,
+    *,
+    present_pods: Collection[str] = (),
 ) -> Action:
-    """The next step for one Deployment."""
+    """The next step for one Deployment.
+
+    ``present_pods``: pods that still exist, terminating ones included. A pod
+    is gone only once its object is: while it terminates, Cassandra may still
+    sync CDC data (its shutdown writes the last idx), so a drain cannot start.
+    """
     if deployment.cassandra_pod in live_pods:
         return Action.UNMARK if deployment.gone_since is not None else Action.KEEP
     if deployment.gone_since is None:
-        return Action.MARK_GONE
+        return Action.KEEP if deployment.cassandra_pod in present_pods else Action.MARK_GONE
     if now - deployment.gone_since >= drain_timeout:
         return Action.DELETE
+    if deployment.cassandra_pod in present_pods:
+        return Action.KEEP
     report = nodes.get(deployment.cassandra_pod)
     if report is not None and report.last_report_time is not None and report.last_report_time > deployment.gone_since:
         return Action.DELETE if report.left_to_drain == 0 else Action.KEEP

@@ -28,6 +28,15 @@ def test_gone_pod_is_marked_first_not_deleted() -> None:
     assert decide(runtime(), ["cassandra-0"], {}, NOW, HOUR) is Action.MARK_GONE
 
 
+def test_a_terminating_pod_is_not_gone_yet() -> None:
+    # Its Cassandra may still sync CDC data while it shuts down: no drain (and no deletion) before the pod is gone.
+    drained = {"cassandra-2": NodeStatus(unread_bytes=0, last_report_time=NOW)}
+    assert decide(runtime(), [], drained, NOW, HOUR, present_pods=["cassandra-2"]) is Action.KEEP
+    gone = NOW - timedelta(minutes=5)
+    assert decide(runtime(gone), [], drained, NOW, HOUR, present_pods=["cassandra-2"]) is Action.KEEP
+    assert decide(runtime(gone), [], drained, NOW, HOUR, present_pods=[]) is Action.DELETE
+
+
 def test_backlog_left_keeps_draining() -> None:
     gone = NOW - timedelta(minutes=5)
     nodes = {"cassandra-2": NodeStatus(cdc_raw_bytes=10_000, last_report_time=NOW - timedelta(seconds=3))}

@@ -23,6 +23,8 @@ class Discovery:
     """Set when the pods cannot be looked up at all (missing workload, empty selector)."""
     selector: dict[str, str] | None = None
     """The Cassandra pods' labels, when they could be looked up."""
+    present: list[str] = field(default_factory=list)
+    """Every selected pod that still exists, terminating or finished ones too (a gone pod is in none)."""
 
 
 async def discover(kube: Kube, namespace: str, source: CassandraSource) -> Discovery:
@@ -45,7 +47,8 @@ async def discover(kube: Kube, namespace: str, source: CassandraSource) -> Disco
         return Discovery(description, problem="the Cassandra pod selector is empty and would match every pod")
     pods = await kube.list("Pod", namespace, selector_query(selector))
     live = [describe(p, selector, source.data_volume) for p in pods if is_live(p)]
-    return Discovery(description, pods=sorted(live, key=lambda p: p.name), selector=selector)
+    present = sorted(p["metadata"]["name"] for p in pods)
+    return Discovery(description, pods=sorted(live, key=lambda p: p.name), selector=selector, present=present)
 
 
 async def missing_secrets(kube: Kube, namespace: str, wanted: Mapping[str, tuple[str, ...]]) -> list[str]:

@@ -117,6 +117,7 @@ async def reconcile(
             namespace,
             existing,
             live_pods=live,
+            present_pods=discovery.present,
             nodes=nodes,
             now=now,
             drain_timeout=config.drain_timeout,

@@ -55,6 +55,7 @@ async def retire(
     now: datetime,
     drain_timeout: timedelta,
     paused: bool = False,
+    present_pods: Sequence[str] = (),
 ) -> Retirement:
     """Delete, stamp or keep each runtime Deployment by the scale-down policy.
 
@@ -64,7 +65,7 @@ async def retire(
     result = Retirement()
     for body in deployments:
         runtime = as_runtime(body)
-        action = decide(runtime, live_pods, nodes, now, drain_timeout)
+        action = decide(runtime, live_pods, nodes, now, drain_timeout, present_pods=present_pods)
         if action is Action.DELETE:
             await remove_runtime(kube, namespace, runtime.name)
             result.removed.append(runtime.cassandra_pod)
