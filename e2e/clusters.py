@@ -94,26 +94,29 @@ def _checked(
 
 
 @dataclass
-class LocalCluster:
-    """The real node on this machine, with the host's sinks on the node's bridge address."""
+class _KubeCluster:
+    """kubectl, helm and the images, the same on every provider; the host's sinks beside them."""
 
     workdir: Path
     postgres: PostgresServer
     clickhouse: ClickHouseFront
     kubeconfig: Path
-    tools: Path
-    name: str = "local"
+    #: The folder holding kubectl and helm; None: take them from PATH.
+    tools: Path | None
+
+    def _tool(self, name: str) -> str:
+        return str(self.tools / name) if self.tools is not None else name
 
     def kubectl(
         self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 120.0, stderr: bool = False
     ) -> str:
-        command = [str(self.tools / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
+        command = [self._tool("kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
         return _checked(command, stdin=stdin, timeout=timeout, check=check, stderr=stderr)
 
     def helm(self, *args: str, timeout: float = 300.0) -> str:
         home = self.workdir / "helm"
         env = {**os.environ, **{f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}}
-        command = [str(self.tools / "helm"), "--kubeconfig", str(self.kubeconfig), *args]
+        command = [self._tool("helm"), "--kubeconfig", str(self.kubeconfig), *args]
         return _checked(command, stdin=None, timeout=timeout, check=True, env=env)
 
     def image(self, name: str) -> tuple[str, str]:
@@ -121,10 +124,32 @@ class LocalCluster:
         repository, tag = reference.rsplit(":", 1)
         return repository, tag
 
+
+@dataclass
+class LocalCluster(_KubeCluster):
+    """The real node on this machine, with the host's sinks on the node's bridge address."""
+
+    name: str = "local"
+
     def cql_session(self) -> Any:
         # The host routes to Services through kube-proxy's rules and to pods over the bridge.
         address = self.kubectl("get", "service", "cassandra-client", "-o", "jsonpath={.spec.clusterIP}").strip()
         return _cql_session([address], 9042, RoundRobinPolicy())
+
+
+def _host_sinks(stack: ExitStack, workdir: Path, address: str, network: str) -> tuple[PostgresServer, ClickHouseFront]:
+    """The host's PostgreSQL and ClickHouse front, listening on ``address``, trusting ``network``'s pods."""
+    # The postgres system user must reach its folder: a world-traversable one under /tmp.
+    pg_dir = Path(tempfile.mkdtemp(prefix="headrace-e2e-pg-"))
+    pg_dir.chmod(0o711)
+    stack.callback(shutil.rmtree, pg_dir, True)
+    postgres = PostgresServer(pg_dir / "pg", host=address, trusted_network=network)
+    postgres.start()
+    stack.callback(postgres.stop)
+    clickhouse = ClickHouseFront(workdir / "clickhouse", host=address)
+    clickhouse.start()
+    stack.callback(clickhouse.stop)
+    return postgres, clickhouse
 
 
 @contextmanager
@@ -132,16 +157,7 @@ def local_cluster(workdir: Path) -> Iterator[LocalCluster]:
     with ExitStack() as stack:
         node = start_node(workdir / "node")
         stack.callback(node.stop)
-        # The postgres system user must reach its folder: a world-traversable one under /tmp.
-        pg_dir = Path(tempfile.mkdtemp(prefix="headrace-e2e-pg-"))
-        pg_dir.chmod(0o711)
-        stack.callback(shutil.rmtree, pg_dir, True)
-        postgres = PostgresServer(pg_dir / "pg", host=NODE_IP, trusted_network=POD_CIDR)
-        postgres.start()
-        stack.callback(postgres.stop)
-        clickhouse = ClickHouseFront(workdir / "clickhouse", host=NODE_IP)
-        clickhouse.start()
-        stack.callback(clickhouse.stop)
+        postgres, clickhouse = _host_sinks(stack, workdir, NODE_IP, POD_CIDR)
         yield LocalCluster(
             workdir=workdir,
             postgres=postgres,
@@ -152,7 +168,7 @@ def local_cluster(workdir: Path) -> Iterator[LocalCluster]:
 
 
 @dataclass
-class KindCluster:
+class KindCluster(_KubeCluster):
     """A kind cluster; the host's sinks listen on the kind network's gateway, which its pods reach.
 
     Not run on the development machines (no Docker engine there): written to
@@ -160,24 +176,7 @@ class KindCluster:
     the same module.
     """
 
-    workdir: Path
-    postgres: PostgresServer
-    clickhouse: ClickHouseFront
-    kubeconfig: Path
     name: str = "kind"
-
-    def kubectl(
-        self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 120.0, stderr: bool = False
-    ) -> str:
-        command = ["kubectl", "--kubeconfig", str(self.kubeconfig), *args]
-        return _checked(command, stdin=stdin, timeout=timeout, check=check, stderr=stderr)
-
-    def helm(self, *args: str, timeout: float = 300.0) -> str:
-        command = ["helm", "--kubeconfig", str(self.kubeconfig), *args]
-        return _checked(command, stdin=None, timeout=timeout, check=True)
-
-    def image(self, name: str) -> tuple[str, str]:
-        return LocalCluster.image(self, name)  # type: ignore[arg-type]  # the same references
 
     def cql_session(self) -> Any:
         # Pods and ClusterIPs are not reachable from the host: the client Service as a NodePort on the
@@ -186,9 +185,8 @@ class KindCluster:
 
         self.kubectl("patch", "service", "cassandra-client", "-p", '{"spec": {"type": "NodePort"}}')
         port = int(self.kubectl("get", "service", "cassandra-client", "-o", "jsonpath={.spec.ports[0].nodePort}"))
-        node = self.kubectl(
-            "get", "nodes", "-o", 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}'
-        )
+        address = 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}'
+        node = self.kubectl("get", "nodes", "-o", address)
         return _cql_session([node], port, WhiteListRoundRobinPolicy([node]))
 
 
@@ -219,17 +217,8 @@ def kind_cluster(workdir: Path) -> Iterator[KindCluster]:  # pragma: no cover - 
         for reference, folder in ((HEADRACE_IMAGE, REPO), (CASSANDRA_IMAGE, context)):
             run(["docker", "build", "-t", reference, str(folder)])
             run(["kind", "load", "docker-image", reference, "--name", name])
-        gateway, subnet = _kind_network()
-        pg_dir = Path(tempfile.mkdtemp(prefix="headrace-e2e-pg-"))
-        pg_dir.chmod(0o711)
-        stack.callback(shutil.rmtree, pg_dir, True)
-        postgres = PostgresServer(pg_dir / "pg", host=gateway, trusted_network=subnet)
-        postgres.start()
-        stack.callback(postgres.stop)
-        clickhouse = ClickHouseFront(workdir / "clickhouse", host=gateway)
-        clickhouse.start()
-        stack.callback(clickhouse.stop)
-        yield KindCluster(workdir=workdir, postgres=postgres, clickhouse=clickhouse, kubeconfig=kubeconfig)
+        postgres, clickhouse = _host_sinks(stack, workdir, *_kind_network())
+        yield KindCluster(workdir=workdir, postgres=postgres, clickhouse=clickhouse, kubeconfig=kubeconfig, tools=None)
 
 
 def _cql_session(contact_points: list[str], port: int, policy: Any) -> Any:

@@ -199,7 +199,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         session = wait_for(cluster.cql_session, "CQL through the Service")
         for statement in SCHEMA:
             session.execute(statement, timeout=60)
-        insert = session.prepare("INSERT INTO shop.orders (id, customer, email, amount) VALUES (?, ?, ?, ?)")
+        # Both nodes must know the table before statements go to either (a node that just joined may lag).
+        agreed = session.cluster.control_connection.wait_for_schema_agreement
+        wait_for(lambda: agreed(wait_time=10), "schema agreement between the Cassandra pods")
+        insert = wait_for(
+            lambda: session.prepare("INSERT INTO shop.orders (id, customer, email, amount) VALUES (?, ?, ?, ?)"),
+            "the table on every Cassandra pod",
+        )
         for key in range(PRELOADED):
             session.execute(insert, (key, f"c{key % 17}", f"early{key}@example.com", Decimal(key)))
         secrets_dir = workdir / "secrets"
