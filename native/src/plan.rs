@@ -21,7 +21,7 @@ pub struct DecoderKinds {
 }
 
 impl DecoderKinds {
-    fn codec(&self, py: Python<'_>, function: &Bound<'_, PyAny>, empty: &Bound<'_, PyAny>) -> PyResult<ValueCodec> {
+    pub fn codec(&self, py: Python<'_>, function: &Bound<'_, PyAny>, empty: &Bound<'_, PyAny>) -> PyResult<ValueCodec> {
         let kind = match self.by_function.bind(py).get_item(function)? {
             Some(name) => ValueKind::from_name(&name.extract::<String>()?),
             None => ValueKind::Python,

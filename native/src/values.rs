@@ -95,7 +95,7 @@ impl ValueCodec {
 }
 
 /// A big-endian two's complement integer of at most 8 bytes (0 for none, like `int.from_bytes`).
-fn signed(raw: &[u8]) -> i64 {
+pub fn signed(raw: &[u8]) -> i64 {
     match raw.split_first() {
         None => 0,
         Some((&first, rest)) => rest.iter().fold(i64::from(first as i8), |value, &byte| (value << 8) | i64::from(byte)),

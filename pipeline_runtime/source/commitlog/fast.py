@@ -77,6 +77,11 @@ def event_classes() -> dict[str, object]:
     }
 
 
+def direct_decoders() -> dict[values.ValueDecoder, str]:
+    """Reference decoder function -> the name of the direct kind the native core decodes it as."""
+    return {function: kind for kind, function in _DIRECT_DECODERS.items()}
+
+
 def error_classes() -> dict[str, object]:
     """The reference's exception classes, and the Python errors of malformed bytes it turns into DecodeError."""
     return {
@@ -93,11 +98,7 @@ def native_runtime() -> Any | None:
     if module is None:
         return None
     try:
-        return module.Runtime(
-            event_classes(),
-            error_classes(),
-            {function: kind for kind, function in _DIRECT_DECODERS.items()},
-        )
+        return module.Runtime(event_classes(), error_classes(), direct_decoders())
     except (TypeError, KeyError, AttributeError) as exc:
         # The event classes changed in a way the compiled core does not know: stay correct, be slow.
         log.warning("headrace_native does not match the event classes (%s): decoding in pure Python", exc)

@@ -8,16 +8,21 @@ a snapshot cell. The rules for what CQL cannot tell (row liveness, list
 element paths, expiry seconds) are written in docs/snapshot.md, next to each
 case they cannot cover.
 
-Where the compiled core is built, ``SnapshotConverter.events`` runs its
-twin (``native/src/snapshot.rs``, ``SnapshotRows``); ``python_events`` is the
-reference both are tested against.
+A page arrives as Cassandra sent it (``RawRows``: the native protocol's row
+bytes, which the reader keeps undecoded), and its values are decoded with the
+commitlog decoder's own value decoders, so a snapshot cell and a live cell of
+the same value are the same Python object. Where the compiled core is built,
+``SnapshotConverter.events`` runs its twin (``native/src/snapshot.rs``,
+``SnapshotRows``) from the bytes to the events; ``parse`` and
+``python_events`` are the reference both are tested against.
 """
 
 from __future__ import annotations
 
 import functools
+import struct
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +41,7 @@ from pipeline_runtime.events import (
     SourcePosition,
 )
 from pipeline_runtime.native import native_module
+from pipeline_runtime.source.commitlog import values
 
 #: 100 ns intervals between the Gregorian epoch (1582-10-15) and the Unix epoch.
 _UUID_EPOCH_OFFSET = 0x01B21DD213814000
@@ -48,6 +54,40 @@ def snapshot_node(node: str) -> str:
 
 def _identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True, slots=True)
+class RawRows:
+    """One page of result rows as Cassandra sent them (native protocol v3+ row content).
+
+    ``data``: an int row count, then per row and per column an int length (-1: null) and that
+    many bytes. ``columns``: the columns per row, from the page's result metadata.
+    """
+
+    data: bytes
+    columns: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageEvents:
+    """What one page of a token range became.
+
+    ``last_partition``: the partition key of the page's last row (whose statics went out).
+    ``final_token``: the token of the page's last row; ``token_before_final``: the highest token
+    before it in the page (None when every row of the page has the final token).
+    """
+
+    events: list[ChangeEvent]
+    rows: int
+    last_partition: Any
+    final_token: int | None
+    token_before_final: int | None
+
+
+#: Decodes one field of a result row: its bytes, or None for a null.
+_FieldDecoder = Callable[[bytes | None], Any]
+
+_COUNT = struct.Struct(">i")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +115,14 @@ class SnapshotConverter:
             for i, v in enumerate(self._values)
         )
         self._has_statics = any(static for _, _, _, static, _ in self._plan)
+        self._fields = _field_decoders(schema, self._keys, self._values)
         self._native = _native_rows(schema, self._plan)
 
     def select(self, keyspace: str | None = None) -> str:
         """The paged SELECT of one token range ``(?, ?]``: the key, three fields per value column, the token.
 
         Multi-cell columns return one writetime and TTL per element (Cassandra 5.0), as lists that hold
-        nulls (an element without a TTL); ``multi_cell_fields`` names them for the reader's decoder.
+        nulls (an element without a TTL).
         """
         fields = [_identifier(c.name) for c in self._keys]
         for value in self._values:
@@ -95,29 +136,64 @@ class SnapshotConverter:
             f"WHERE token({partition}) > ? AND token({partition}) <= ?"
         )
 
-    def multi_cell_fields(self) -> tuple[int, ...]:
-        """Result positions of the per-element WRITETIME and TTL lists."""
-        base = len(self._keys)
-        return tuple(base + 3 * i + j for i, v in enumerate(self._values) if v.multi_cell for j in (1, 2))
-
     def events(
-        self, rows: Sequence[Sequence[Any]], node: str, first: int, read_at_us: int, previous_partition: Any = None
-    ) -> tuple[list[ChangeEvent], Any]:
-        """Events of ``rows`` (one page), numbered from ``first``; also the last partition key seen.
+        self, rows: RawRows, node: str, first: int, read_at_us: int, previous_partition: Any = None
+    ) -> PageEvents:
+        """The events of one page (``rows``), numbered from ``first``.
 
         ``previous_partition``: the last partition of the page before, whose static row was already emitted.
         ``read_at_us``: when the page was read (µs), the liveness of rows that hold no cell.
         """
         if self._native is not None:
-            events: list[ChangeEvent]
-            events, last = self._native.events(rows, snapshot_node(node), first, read_at_us, previous_partition)
-            return events, last
-        return self.python_events(rows, node, first, read_at_us, previous_partition)
+            events, last, count, final, before = self._native.events(
+                rows.data, rows.columns, snapshot_node(node), first, read_at_us, previous_partition
+            )
+            return PageEvents(events, count, last, final, before)
+        parsed = self.parse(rows)
+        events, last = self.python_events(parsed, node, first, read_at_us, previous_partition)
+        tokens = [row[-1] for row in parsed]
+        final = tokens[-1] if tokens else None
+        before = max((t for t in tokens if t != final), default=None)
+        return PageEvents(events, len(parsed), last, final, before)
+
+    def parse(self, rows: RawRows) -> list[tuple[Any, ...]]:
+        """The rows of a page as tuples of values (the reference of the compiled core's reading).
+
+        Keys and simple values decode as the commitlog decoder decodes cells (``values.value_decoder``);
+        a set is its list of elements and a map its list of (key, value) pairs, each decoded as the
+        commitlog decoder decodes element paths and values; a list or UDT is the driver's value of its
+        frozen form; writetimes and TTLs are ints (lists of them, holding None, for multi-cell columns).
+        """
+        if rows.columns != len(self._fields):
+            raise ValueError(
+                f"{self.schema.qualified_name}: a snapshot page has {rows.columns} columns, "
+                f"the SELECT asks for {len(self._fields)}"
+            )
+        data, fields = rows.data, self._fields
+        (count,) = _COUNT.unpack_from(data, 0)
+        at = 4
+        parsed = []
+        for _ in range(count):
+            row = []
+            for decode in fields:
+                (length,) = _COUNT.unpack_from(data, at)
+                at += 4
+                if length < 0:
+                    row.append(decode(None))
+                    continue
+                if at + length > len(data):
+                    raise ValueError(f"{self.schema.qualified_name}: a snapshot page ends inside a value")
+                row.append(decode(data[at : at + length]))
+                at += length
+            parsed.append(tuple(row))
+        if at != len(data):
+            raise ValueError(f"{self.schema.qualified_name}: {len(data) - at} bytes after the last row of a page")
+        return parsed
 
     def python_events(
         self, rows: Sequence[Sequence[Any]], node: str, first: int, read_at_us: int, previous_partition: Any = None
     ) -> tuple[list[ChangeEvent], Any]:
-        """``events`` in pure Python: the reference of the compiled converter."""
+        """Parsed rows (``parse``) -> events and the last partition: the reference of the compiled converter."""
         source_node = snapshot_node(node)
         now_s = read_at_us // 1_000_000
         keyspace, table = self.schema.keyspace, self.schema.name
@@ -194,26 +270,140 @@ class SnapshotConverter:
         return out, previous_partition
 
 
+def _nullable(decode: values.ValueDecoder, empty: Any) -> _FieldDecoder:
+    """A field decoder: None for a null, ``empty`` for zero bytes, else ``decode``."""
+
+    def field(data: bytes | None) -> Any:
+        if data is None:
+            return None
+        return decode(data) if data else empty
+
+    return field
+
+
+def _signed(data: bytes) -> int:
+    return int.from_bytes(data, "big", signed=True)
+
+
+def _integer(data: bytes | None) -> int | None:
+    """A WRITETIME (bigint), TTL (int) or token (bigint)."""
+    return None if data is None else _signed(data)
+
+
+def _elements(data: bytes, decode: Callable[[bytes], Any], per_element: int = 1) -> list[Any]:
+    """A frozen collection's fields: a count, then per element ``per_element`` fields (a map's entries are
+    a key and a value), each a length and its bytes (-1: null)."""
+    (count,) = _COUNT.unpack_from(data, 0)
+    at, out = 4, list[Any]()
+    for _ in range(count * per_element):
+        (length,) = _COUNT.unpack_from(data, at)
+        at += 4
+        if length < 0:
+            out.append(None)
+            continue
+        if at + length > len(data):
+            raise ValueError("a collection value ends inside an element")
+        out.append(decode(data[at : at + length]))
+        at += length
+    if at != len(data):
+        raise ValueError("bytes after the last element of a collection value")
+    return out
+
+
+def _integers(data: bytes | None) -> list[int | None] | None:
+    """The per-element WRITETIME or TTL list of a multi-cell column (an entry is null where there is no TTL)."""
+    return None if data is None else _elements(data, _signed)
+
+
+def _set_field(codec: values.ComplexCodec) -> _FieldDecoder:
+    assert codec.path is not None  # a set's codec decodes its elements as paths
+    path = _nullable(codec.path, codec.path_empty)
+
+    def field(data: bytes | None) -> Any:
+        return None if data is None else _elements(data, path)
+
+    return field
+
+
+def _map_field(codec: values.ComplexCodec) -> _FieldDecoder:
+    assert codec.path is not None and codec.value is not None
+    key, value = _nullable(codec.path, codec.path_empty), _nullable(codec.value, codec.value_empty)
+
+    def field(data: bytes | None) -> Any:
+        if data is None:
+            return None
+        flat = _elements(data, lambda b: b, per_element=2)
+        return [(key(flat[i]), value(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    return field
+
+
+def _field_decoders(
+    schema: TableSchema, keys: Sequence[Column], value_columns: Sequence[_ValueColumn]
+) -> tuple[_FieldDecoder, ...]:
+    """One decoder per column of the snapshot SELECT, in its order."""
+    keyspace = schema.keyspace
+
+    def simple(cql: Any) -> _FieldDecoder:
+        return _nullable(values.value_decoder(cql, keyspace), values.empty_value(cql, keyspace))
+
+    fields: list[_FieldDecoder] = [simple(c.type) for c in keys]
+    for value in value_columns:
+        cql = value.column.type
+        if not value.multi_cell:
+            fields += [simple(cql), _integer, _integer]
+            continue
+        if cql.kind is Kind.SET:
+            field = _set_field(values.complex_codec(cql, keyspace))
+        elif cql.kind is Kind.MAP:
+            field = _map_field(values.complex_codec(cql, keyspace))
+        else:  # lists and UDTs: the driver's value of the frozen form
+            field = _nullable(values.value_decoder(cql, keyspace), None)
+        fields += [field, _integers, _integers]
+    fields.append(_integer)  # the token
+    return tuple(fields)
+
+
 def _native_rows(schema: TableSchema, plan: Sequence[tuple[str, int, bool, bool, Column]]) -> Any | None:
-    """The compiled converter of ``plan``, or None without the compiled core."""
+    """The compiled converter of ``plan``, or None without the compiled core.
+
+    Each value decoder goes with its zero-length value; the core decodes the common natives itself
+    (the commitlog decoder's direct kinds) and calls the decoder for the rest.
+    """
     module = native_module()
     if module is None:
         return None
-    from pipeline_runtime.source.commitlog.fast import event_classes  # noqa: PLC0415 - only with the core
+    from pipeline_runtime.source.commitlog.fast import direct_decoders, event_classes  # noqa: PLC0415
+
+    keyspace = schema.keyspace
+
+    def codec(cql: Any) -> tuple[values.ValueDecoder, Any]:
+        return values.value_decoder(cql, keyspace), values.empty_value(cql, keyspace)
 
     kinds = {Kind.SET: "set", Kind.MAP: "map"}
     entries = []
     for name, at, multi_cell, static, column in plan:
         kind = "simple" if not multi_cell else kinds.get(column.type.kind, "other")
         convert = functools.partial(_collection, column) if kind == "other" else None
-        entries.append((name, at, kind, static, convert))
+        codecs: list[tuple[values.ValueDecoder | None, Any]]
+        if kind == "simple":
+            codecs = [codec(column.type)]
+        elif kind in ("set", "map"):
+            complex_codec = values.complex_codec(column.type, keyspace)
+            codecs = [(complex_codec.path, complex_codec.path_empty)]
+            if complex_codec.value is not None:
+                codecs.append((complex_codec.value, complex_codec.value_empty))
+        else:
+            codecs = [(values.value_decoder(column.type, keyspace), None)]
+        entries.append((name, at, kind, static, convert, codecs))
     classes = event_classes() | {"position": Position, "source_position": SourcePosition}
     return module.SnapshotRows(
         classes,
+        direct_decoders(),
         schema.keyspace,
         schema.name,
-        [c.name for c in schema.partition_key],
-        [c.name for c in schema.clustering],
+        [(c.name, *codec(c.type)) for c in schema.partition_key],
+        [(c.name, *codec(c.type)) for c in schema.clustering],
         entries,
     )
 
@@ -226,7 +416,7 @@ def _collection(column: Column, data: Any, writetimes: list[Any], ttls: list[Any
         triples = [(p, v, w, t) for (p, v), w, t in zip(items, writetimes, ttls, strict=False) if w is not None]
         return CollectionChange(None, tuple(_element(p, v, w, t, now_s) for p, v, w, t in triples))
     if kind is Kind.MAP:
-        pairs: list[tuple[Any, Any]] = list(data.items())
+        pairs: list[tuple[Any, Any]] = list(data.items()) if isinstance(data, Mapping) else list(data)
     elif kind is Kind.SET:
         pairs = [(e, None) for e in data]
     else:

@@ -1,7 +1,8 @@
 """Paging through one table's token ranges with cassandra-driver (docs/snapshot.md).
 
-One prepared statement per table, pages of ``fetch_size`` rows, results as
-tuples (no dicts built and thrown away). Driver exceptions become
+One prepared statement per table, pages of ``fetch_size`` rows, each page's
+rows kept as the bytes Cassandra sent (the converter decodes them, no driver
+row tuples built and thrown away). Driver exceptions become
 ``SnapshotReadError`` here and nowhere else.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.events import ChangeEvent
 from pipeline_runtime.source.errors import SourceError
-from pipeline_runtime.source.snapshot.events import SnapshotConverter
+from pipeline_runtime.source.snapshot.events import RawRows, SnapshotConverter
 from pipeline_runtime.source.snapshot.ranges import TokenRange, primary_ranges
 
 
@@ -48,83 +49,39 @@ class SnapshotPage:
         return self.paging_state is None
 
 
-def complete_through(tokens: list[int], last_page: bool) -> int | None:
-    """The highest token of ``tokens`` (one page, ascending) whose partitions the page finished.
+def complete_through(final_token: int | None, token_before_final: int | None, last_page: bool) -> int | None:
+    """The highest token of a page whose partitions the page finished.
 
-    The last row's partition may go on in the next page, so only tokens before it count,
-    unless this is the range's last page.
+    The last row's partition (``final_token``) may go on in the next page, so only the tokens before
+    it count, unless this is the range's last page.
     """
-    if not tokens:
-        return None
-    if last_page:
-        return tokens[-1]
-    final = tokens[-1]
-    before = [t for t in tokens if t < final]
-    return before[-1] if before else None
+    return final_token if last_page else token_before_final
 
 
-def _element_list_type() -> Any:
-    """A driver type for Cassandra 5.0's per-element WRITETIME/TTL lists, which hold nulls.
+def _raw_protocol_handler() -> Any:
+    """The driver's protocol handler with result rows kept as Cassandra sent them (``RawRows``).
 
-    The driver's own list type rejects a null element ("Length must be positive"), and
-    ``toJson(TTL(col))`` fails on the 5.0.8 server (a NullPointerException), so the
-    reader decodes these columns itself: a count, then per element a length (-1: null)
-    and a big-endian integer of that length.
+    The converter decodes the bytes itself (``SnapshotConverter``): values as the commitlog decoder
+    decodes cells, and the per-element WRITETIME/TTL lists of multi-cell columns, which hold nulls
+    that the driver's list type cannot decode ("Length must be positive"). Only the snapshot
+    SELECT runs on a session with this handler (the reader's own).
     """
-    from cassandra.cqltypes import _CassandraType  # noqa: PLC0415
-
-    class ElementList(_CassandraType):  # type: ignore[misc]
-        typename = "headrace_element_list"
-
-        @staticmethod
-        def deserialize(byts: bytes, protocol_version: int) -> list[int | None]:
-            (count,) = struct.unpack_from(">i", byts, 0)
-            at = 4
-            out: list[int | None] = []
-            for _ in range(count):
-                (length,) = struct.unpack_from(">i", byts, at)
-                at += 4
-                if length < 0:
-                    out.append(None)
-                    continue
-                out.append(int.from_bytes(byts[at : at + length], "big", signed=True))
-                at += length
-            return out
-
-    return ElementList
-
-
-def _protocol_handler(element_list: Any) -> Any:
-    """The driver's protocol handler, decoding per-element WRITETIME/TTL lists as ``element_list``.
-
-    Cassandra sends the result metadata with the rows, so the types must be swapped where the
-    driver reads it, not only in the prepared statement. The swap subclasses the driver's own
-    result message: its compiled row decoding (where the driver was built with it) stays in use
-    for every other column and calls ``element_list`` for the swapped ones.
-    """
-    from cassandra.cqltypes import ListType  # noqa: PLC0415
     from cassandra.protocol import ProtocolHandler, ResultMessage  # noqa: PLC0415
-
-    def swapped(metadata: list[Any] | None) -> list[Any] | None:
-        if not metadata:
-            return metadata
-        return [
-            (ks, table, name, element_list)
-            if isinstance(kind, type) and issubclass(kind, ListType) and name.lower().startswith(("writetime(", "ttl("))
-            else (ks, table, name, kind)
-            for ks, table, name, kind in metadata
-        ]
 
     base = ProtocolHandler.message_types_by_opcode[ResultMessage.opcode]
 
-    class ElementListResult(base):  # type: ignore[misc,valid-type]
-        def recv_results_metadata(self, f: Any, user_type_map: Any) -> None:
-            super().recv_results_metadata(f, user_type_map)
-            metadata: list[Any] | None = getattr(self, "column_metadata", None)
-            self.column_metadata = swapped(metadata)
+    class RawResult(base):  # type: ignore[misc,valid-type]
+        def recv_results_rows(
+            self, f: Any, protocol_version: int, user_type_map: Any, result_metadata: Any, encryption: Any
+        ) -> None:
+            self.recv_results_metadata(f, user_type_map)
+            metadata = self.column_metadata or result_metadata
+            self.column_names = [c[2] for c in metadata]
+            self.column_types = [c[3] for c in metadata]
+            self.parsed_rows = RawRows(f.read(), len(metadata))
 
     opcodes = dict(ProtocolHandler.message_types_by_opcode)
-    opcodes[ResultMessage.opcode] = ElementListResult
+    opcodes[ResultMessage.opcode] = RawResult
     return type("SnapshotProtocolHandler", (ProtocolHandler,), {"message_types_by_opcode": opcodes})
 
 
@@ -155,12 +112,11 @@ class SnapshotReader:
         self.node = node
         self.fetch_size = fetch_size
         self.converter = SnapshotConverter(schema)
-        element_list = _element_list_type()
         cluster = session.cluster
         self._local = find_host(cluster, local_address)
-        # A session of its own: its protocol handler decodes the per-element lists (and it is not the caller's).
+        # A session of its own: its protocol handler keeps result rows undecoded (and it is not the caller's).
         self._session = cluster.connect()
-        self._session.client_protocol_handler = _protocol_handler(element_list)
+        self._session.client_protocol_handler = _raw_protocol_handler()
         default = cluster.profile_manager.profiles[EXEC_PROFILE_DEFAULT]
         routing: dict[str, Any] = {}
         if self._local is not None:
@@ -178,11 +134,6 @@ class SnapshotReader:
             self._statement = self._session.prepare(self.converter.select())
         except Exception as exc:  # the driver's exception tree stops here
             raise SnapshotReadError(f"cannot prepare the snapshot of {schema.qualified_name}: {exc}") from exc
-        metadata = list(self._statement.result_metadata)
-        for index in self.converter.multi_cell_fields():
-            keyspace, table, name, _ = metadata[index]
-            metadata[index] = (keyspace, table, name, element_list)
-        self._statement.result_metadata = metadata
         self._statement.fetch_size = fetch_size
         self._numbered = 0
         self._previous: dict[TokenRange, Any] = {}
@@ -213,16 +164,19 @@ class SnapshotReader:
                 execution_profile=self._profile,
                 paging_state=paging_state,
             )
-            rows = result.current_rows
+            (rows,) = result.current_rows
         except Exception as exc:  # the driver's exception tree stops here
             raise SnapshotReadError(f"snapshot of {self.schema.qualified_name} {token_range}: {exc}") from exc
         previous = self._previous.get(token_range) if paging_state is not None else None
-        events, previous = self.converter.events(rows, self.node, self._numbered, read_at, previous)
-        self._previous[token_range] = previous
-        self._numbered += len(events)
+        try:
+            converted = self.converter.events(rows, self.node, self._numbered, read_at, previous)
+        except (ValueError, struct.error) as exc:  # a page that does not match the table's schema
+            raise SnapshotReadError(f"snapshot of {self.schema.qualified_name} {token_range}: {exc}") from exc
+        self._previous[token_range] = converted.last_partition
+        self._numbered += len(converted.events)
         following = result.paging_state
-        tokens = [row[-1] for row in rows]
-        return SnapshotPage(token_range, events, len(rows), following, complete_through(tokens, following is None))
+        through = complete_through(converted.final_token, converted.token_before_final, following is None)
+        return SnapshotPage(token_range, converted.events, converted.rows, following, through)
 
     def pages(self, token_range: TokenRange, paging_state: bytes | None = None) -> Iterator[SnapshotPage]:
         """The pages of ``token_range``, from ``paging_state`` (a page's own) or from its start."""

@@ -45,10 +45,13 @@ def test_three_nodes_split_the_ring_without_gaps_or_overlaps() -> None:
 
 def test_a_page_resumes_after_its_last_finished_partition() -> None:
     # the last row's partition may go on in the next page
-    assert complete_through([1, 1, 5, 9, 9], last_page=False) == 5
-    assert complete_through([7, 7, 7], last_page=False) is None
-    assert complete_through([7, 7, 7], last_page=True) == 7
-    assert complete_through([], last_page=True) is None
+    # tokens 1, 1, 5, 9, 9: the last row's token is 9, the one before it 5
+    assert complete_through(9, 5, last_page=False) == 5
+    assert complete_through(9, 5, last_page=True) == 9
+    # tokens 7, 7, 7: one partition, maybe unfinished
+    assert complete_through(7, None, last_page=False) is None
+    assert complete_through(7, None, last_page=True) == 7
+    assert complete_through(None, None, last_page=True) is None
 
 
 def test_marks_resume_from_their_token_and_never_read_a_done_range() -> None:

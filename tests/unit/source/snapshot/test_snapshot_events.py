@@ -5,7 +5,10 @@ from __future__ import annotations
 import collections
 import itertools
 import random
+import struct
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -13,7 +16,9 @@ from pipeline_runtime.cql.schema import Column, ColumnKind, TableSchema
 from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.events import Cell, CollectionChange, Liveness
 from pipeline_runtime.native import native_module
+from pipeline_runtime.source.commitlog.values import driver_type
 from pipeline_runtime.source.snapshot import MAX_TOKEN, MIN_TOKEN, SnapshotConverter, TokenRange, split_ring
+from pipeline_runtime.source.snapshot.events import RawRows
 
 INT = CqlType(Kind.INT)
 SCHEMA = TableSchema(
@@ -46,11 +51,90 @@ def test_select_reads_value_writetime_and_ttl_of_every_value_column() -> None:
     select = SnapshotConverter(SCHEMA).select()
     assert 'WRITETIME("l"), TTL("l")' in select
     assert 'token("k") > ? AND token("k") <= ?' in select
-    assert SnapshotConverter(SCHEMA).multi_cell_fields() == (9, 10)
+
+
+def _field(data: bytes | None) -> bytes:
+    return struct.pack(">i", -1) if data is None else struct.pack(">i", len(data)) + data
+
+
+def _fields(items: Sequence[bytes | None], per_element: int = 1) -> bytes:
+    return struct.pack(">i", len(items) // per_element) + b"".join(_field(i) for i in items)
+
+
+def _encode(schema: TableSchema, rows: Sequence[Sequence[Any]]) -> RawRows:
+    """``rows`` (tuples as the tests write them) as Cassandra sends the snapshot SELECT's rows."""
+    keys = [c for c in schema.columns if c.kind in (ColumnKind.PARTITION_KEY, ColumnKind.CLUSTERING)]
+    values = [c for c in schema.columns if c.kind in (ColumnKind.STATIC, ColumnKind.REGULAR)]
+
+    def simple(cql: CqlType, value: Any) -> bytes | None:
+        return None if value is None else driver_type(cql, schema.keyspace).serialize(value, 4)
+
+    def integers(items: Sequence[int | None] | None, size: str) -> bytes | None:
+        if items is None:
+            return None
+        return _fields([None if i is None else struct.pack(size, i) for i in items])
+
+    def collection(cql: CqlType, value: Any) -> bytes | None:
+        if value is None:
+            return None
+        args = cql.args
+        if cql.kind is Kind.SET:
+            return _fields([simple(args[0], e) for e in sorted(value)])
+        if cql.kind is Kind.MAP:
+            pairs = [b for k in sorted(value) for b in (simple(args[0], k), simple(args[1], value[k]))]
+            return _fields(pairs, per_element=2)
+        if cql.kind is Kind.LIST:
+            return _fields([simple(args[0], e) for e in value])
+        return b"".join(_field(simple(t, getattr(value, n))) for n, t in zip(cql.field_names, args, strict=True))
+
+    out = [struct.pack(">i", len(rows))]
+    for row in rows:
+        fields: list[bytes | None] = [simple(c.type, row[i]) for i, c in enumerate(keys)]
+        for i, column in enumerate(values):
+            value, writetime, ttl = row[len(keys) + 3 * i : len(keys) + 3 * i + 3]
+            if column.type.multi_cell:
+                fields += [collection(column.type, value), integers(writetime, ">q"), integers(ttl, ">i")]
+            else:
+                fields += [
+                    simple(column.type, value),
+                    None if writetime is None else struct.pack(">q", writetime),
+                    None if ttl is None else struct.pack(">i", ttl),
+                ]
+        fields.append(struct.pack(">q", row[-1]))
+        out += [_field(f) for f in fields]
+    return RawRows(b"".join(out), len(keys) + 3 * len(values) + 1)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_a_page_is_read_from_the_bytes_cassandra_sends(compiled: bool) -> None:
+    if compiled and native_module() is None:
+        pytest.skip("headrace_native is not built (cargo): `make dev` builds it")
+    converter = SnapshotConverter(SCHEMA)
+    if not compiled:
+        converter._native = None
+    rows = [row(5, 7, [3, 1], [100, 200], token=-9), row(None, None, None, None, ck=2)]
+    assert converter.parse(_encode(SCHEMA, rows)) == rows
+    page = converter.events(_encode(SCHEMA, rows), "n", 0, NOW_US)
+    assert (page.rows, page.final_token, page.token_before_final) == (2, 42, -9)
+    assert [e.cells.get("v") for e in page.events] == [None, Cell(7, 20, 30, NOW_US // 1_000_000 + 30), None]
+    tokens = [1, 1, 5, 9, 9]
+    raw = _encode(SCHEMA, [row(1, 1, None, None, ck=i, token=t) for i, t in enumerate(tokens)])
+    page = converter.events(raw, "n", 0, 0)
+    assert (page.rows, page.final_token, page.token_before_final) == (5, 9, 5)
+    bad = _encode(SCHEMA, rows)
+    with pytest.raises(ValueError, match="columns"):
+        converter.events(RawRows(bad.data, bad.columns - 1), "n", 0, NOW_US)
+    with pytest.raises((ValueError, struct.error)):
+        converter.events(RawRows(bad.data[:-3], bad.columns), "n", 0, NOW_US)
 
 
 def row(
-    st: int | None, v: int | None, items: list[int] | None, writetimes: list[int] | None, ck: int | None = 1
+    st: int | None,
+    v: int | None,
+    items: list[int] | None,
+    writetimes: list[int] | None,
+    ck: int | None = 1,
+    token: int = 42,
 ) -> tuple[object, ...]:
     return (
         1,
@@ -63,14 +147,15 @@ def row(
         30,
         items,
         writetimes,
-        [None] * len(items or []),
+        [None] * len(items or []) if items is not None else None,
+        token,
     )
 
 
 def test_liveness_is_the_oldest_cell_and_key_only_rows_get_the_read_time() -> None:
     converter = SnapshotConverter(SCHEMA)
-    events, _ = converter.events([row(5, 7, None, None), row(None, None, None, None, ck=2)], "n", 0, NOW_US)
-    static, first, key_only = events
+    page = converter.events(_encode(SCHEMA, [row(5, 7, None, None), row(None, None, None, None, ck=2)]), "n", 0, NOW_US)
+    static, first, key_only = page.events
     assert static.static and static.cells["st"] == Cell(5, 10)
     assert first.liveness == Liveness(20, 30, NOW_US // 1_000_000 + 30)  # its only cell expires
     assert key_only.liveness == Liveness(NOW_US) and not key_only.cells
@@ -81,15 +166,15 @@ def test_liveness_is_the_oldest_cell_and_key_only_rows_get_the_read_time() -> No
 
 def test_a_static_only_partition_gives_only_its_static_row_and_statics_once_per_partition() -> None:
     converter = SnapshotConverter(SCHEMA)
-    events, last = converter.events([row(5, None, None, None, ck=None)], "n", 0, NOW_US)
-    assert [e.static for e in events] == [True]
-    again, _ = converter.events([row(5, 1, None, None, ck=3)], "n", 1, NOW_US, last)
-    assert [e.static for e in again] == [False]
+    page = converter.events(_encode(SCHEMA, [row(5, None, None, None, ck=None)]), "n", 0, NOW_US)
+    assert [e.static for e in page.events] == [True]
+    again = converter.events(_encode(SCHEMA, [row(5, 1, None, None, ck=3)]), "n", 1, NOW_US, page.last_partition)
+    assert [e.static for e in again.events] == [False]
 
 
 def test_a_list_becomes_an_overwrite_just_after_its_newest_element_in_list_order() -> None:
-    events, _ = SnapshotConverter(SCHEMA).events([row(None, 1, [3, 1, 2], [100, 300, 200])], "n", 0, NOW_US)
-    change = events[0].cells["l"]
+    page = SnapshotConverter(SCHEMA).events(_encode(SCHEMA, [row(None, 1, [3, 1, 2], [100, 300, 200])]), "n", 0, NOW_US)
+    change = page.events[0].cells["l"]
     assert isinstance(change, CollectionChange) and change.deletion is not None
     assert change.deletion.timestamp == 300
     assert [e.value for e in change.elements] == [3, 1, 2]
@@ -114,7 +199,7 @@ def _mixed_schema() -> TableSchema:
             Column("s", CqlType(Kind.SET, (text,)), ColumnKind.REGULAR),
             Column("m", CqlType(Kind.MAP, (text, INT)), ColumnKind.REGULAR),
             Column("l", CqlType(Kind.LIST, (INT,)), ColumnKind.REGULAR),
-            Column("u", CqlType(Kind.UDT, (INT, text), field_names=("a", "b")), ColumnKind.REGULAR),
+            Column("u", CqlType(Kind.UDT, (INT, text), udt_name="u", field_names=("a", "b")), ColumnKind.REGULAR),
         ),
     )
 
@@ -164,12 +249,17 @@ def test_the_compiled_converter_gives_the_references_events() -> None:
     previous_native = previous_python = None
     number = 0
     for page in range(20):
-        rows = _random_rows(rng, 40)
-        native, previous_native = converter.events(rows, "n1", number, NOW_US + page, previous_native)
-        python, previous_python = converter.python_events(rows, "n1", number, NOW_US + page, previous_python)
-        assert native == python
-        assert previous_native == previous_python
-        assert [type(e.cells.get("s")) for e in native] == [type(e.cells.get("s")) for e in python]
+        raw = _encode(converter.schema, sorted(_random_rows(rng, 40), key=lambda r: r[-1]))
+        native = converter.events(raw, "n1", number, NOW_US + page, previous_native)
+        python, previous_python = converter.python_events(
+            converter.parse(raw), "n1", number, NOW_US + page, previous_python
+        )
+        assert native.events == python
+        assert native.last_partition == previous_python
+        assert [type(e.cells.get("s")) for e in native.events] == [type(e.cells.get("s")) for e in python]
+        tokens = sorted({r[-1] for r in converter.parse(raw)})
+        assert (native.final_token, native.token_before_final) == (tokens[-1], tokens[-2])
+        previous_native = native.last_partition
         number += len(python)
     assert number > 500  # rows, static rows and pages were all there
 
@@ -180,7 +270,8 @@ def test_the_compiled_converter_refuses_collections_whose_lists_disagree() -> No
     converter = SnapshotConverter(_mixed_schema())
     (bad,) = _random_rows(random.Random(3), 1)
     at = 2 + 3 * 3  # the set "s": value, writetimes, ttls
-    bad = (*bad[:at], {"a", "b"}, [1], [None], *bad[at + 3 :])
-    for convert in (converter.events, converter.python_events):
-        with pytest.raises(ValueError, match="s: 2 elements, 1 writetimes, 1 TTLs"):
-            convert([bad], "n1", 0, NOW_US)
+    raw = _encode(converter.schema, [(*bad[:at], {"a", "b"}, [1], [None], *bad[at + 3 :])])
+    with pytest.raises(ValueError, match="s: 2 elements, 1 writetimes, 1 TTLs"):
+        converter.events(raw, "n1", 0, NOW_US)
+    with pytest.raises(ValueError, match="s: 2 elements, 1 writetimes, 1 TTLs"):
+        converter.python_events(converter.parse(raw), "n1", 0, NOW_US)
