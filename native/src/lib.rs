@@ -11,6 +11,8 @@
 //! names) and the values of uncommon types stay with the Python plans, which the decoder calls.
 //! `pipeline_runtime/source/commitlog/fast.py` chooses between this and the reference.
 //!
+//! `ElementFields` (`elements.rs`) writes a set's or map's stored state for the PostgreSQL sink.
+//!
 //! `SnapshotRows.events` (`snapshot.rs`) turns a page of snapshot result rows into the events of
 //! `SnapshotConverter.events` (`pipeline_runtime/source/snapshot/events.py`).
 
@@ -18,6 +20,7 @@ mod chmerge;
 mod chnative;
 mod cursor;
 mod decoder;
+mod elements;
 mod events;
 mod failure;
 mod objects;
@@ -38,6 +41,8 @@ mod headrace_native {
     use super::chnative::ChStageEncoder;
     #[pymodule_export]
     use super::decoder::{MutationDecoder, Runtime};
+    #[pymodule_export]
+    use super::elements::ElementFields;
     #[pymodule_export]
     use super::pgcopy::PgCopyEncoder;
     #[pymodule_export]

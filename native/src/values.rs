@@ -7,7 +7,7 @@
 //! the reference calls, so values and exceptions are the reference's by construction.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyFloat, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDateTime, PyFloat, PyString};
 
 use crate::objects::SlotClass;
 
@@ -23,6 +23,8 @@ pub enum ValueKind {
     Float,
     Uuid,
     Blob,
+    /// `timestamp_from_millis`: a naive UTC datetime for years 1-9999 (the reference's `Timestamp` beyond).
+    Timestamp,
     /// Any other decoder: called as it is.
     Python,
 }
@@ -39,6 +41,7 @@ impl ValueKind {
             "float" => Self::Float,
             "uuid" => Self::Uuid,
             "blob" => Self::Blob,
+            "timestamp" => Self::Timestamp,
             _ => Self::Python,
         }
     }
@@ -85,6 +88,10 @@ impl ValueCodec {
                 Err(_) => None,
             },
             ValueKind::Blob => Some(PyBytes::new(py, raw).into_any()),
+            ValueKind::Timestamp => match <[u8; 8]>::try_from(raw) {
+                Ok(bytes) => datetime(py, i64::from_be_bytes(bytes))?,
+                Err(_) => None,
+            },
             _ => None,
         };
         match fast {
@@ -92,6 +99,51 @@ impl ValueCodec {
             None => self.function.bind(py).call1((PyBytes::new(py, raw),)),
         }
     }
+}
+
+/// Milliseconds since 1970 of 0001-01-01T00:00:00.000 and 9999-12-31T23:59:59.999: `datetime`'s range.
+const DATETIME_MIN_MS: i64 = -62_135_596_800_000;
+const DATETIME_MAX_MS: i64 = 253_402_300_799_999;
+
+/// The naive UTC datetime `milliseconds` after 1970 (`EPOCH + timedelta(milliseconds=...)`), or
+/// None outside `datetime`'s range (the reference makes a `Timestamp` there).
+fn datetime(py: Python<'_>, milliseconds: i64) -> PyResult<Option<Bound<'_, PyAny>>> {
+    if !(DATETIME_MIN_MS..=DATETIME_MAX_MS).contains(&milliseconds) {
+        return Ok(None);
+    }
+    let (days, in_day) = (milliseconds.div_euclid(86_400_000), milliseconds.rem_euclid(86_400_000));
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute) = (in_day / 3_600_000, in_day / 60_000 % 60);
+    let (second, millisecond) = (in_day / 1000 % 60, in_day % 1000);
+    // The casts are exact: the range check above bounds every field.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let value = PyDateTime::new(
+        py,
+        year as i32,
+        month as u8,
+        day as u8,
+        hour as u8,
+        minute as u8,
+        second as u8,
+        (millisecond * 1000) as u32,
+        None,
+    )?;
+    Ok(Some(value.into_any()))
+}
+
+/// The proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// A big-endian two's complement integer of at most 8 bytes (0 for none, like `int.from_bytes`).
@@ -104,7 +156,16 @@ pub fn signed(raw: &[u8]) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::signed;
+    use super::{civil_from_days, signed};
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(-719_162), (1, 1, 1));
+        assert_eq!(civil_from_days(2_932_896), (9999, 12, 31));
+    }
 
     #[test]
     fn signed_integers() {

@@ -21,7 +21,7 @@ from pipeline_runtime.cql.canonical import dumps
 from pipeline_runtime.cql.types import CqlType, Kind
 from pipeline_runtime.cql.values import EMPTY
 from pipeline_runtime.errors import ValueEncodingError
-from pipeline_runtime.events import LIVE_TIMESTAMP, Cell, ChangeEvent, CollectionChange, Op
+from pipeline_runtime.events import LIVE_TIMESTAMP, Cell, ChangeEvent, CollectionChange, Deletion, ElementCell, Op
 from pipeline_runtime.native import native_module
 from pipeline_runtime.sinks.changes import Elements, Encoder, Layout, RowDelta, collection_elements
 from pipeline_runtime.sinks.encoding import native_classes
@@ -60,7 +60,7 @@ class RecordBuilder:
         for column in layout.regulars:
             if column.type.multi_cell:
                 where = (table, column.type.cql())
-                self._multi[column.name] = (index, functools.partial(collection_fields, column, where))
+                self._multi[column.name] = (index, stored_fields(column, where))
             else:
                 self._slots[column.name] = (index, _plain(column.type, encoder(column.type, table, column.name)))
             index += 2 if column.type.multi_cell else 3
@@ -234,6 +234,32 @@ def collection_fields(
         return element_fields(collection_elements(change, column.type), column.name, where)
     except ValueEncodingError:
         return None
+
+
+#: The element kinds whose canonical text the compiled ``ElementFields`` writes itself.
+_ELEMENT_SCALARS = {
+    Kind.TEXT: "text",
+    Kind.ASCII: "text",
+    Kind.INT: "integer",
+    Kind.BIGINT: "integer",
+    Kind.SMALLINT: "integer",
+    Kind.TINYINT: "integer",
+}
+
+
+def stored_fields(column: Any, where: tuple[str, str]) -> Callable[[CollectionChange], Any]:
+    """``collection_fields`` of ``column`` as a function of one change: compiled (``native/src/elements.rs``)
+    for sets and maps of text and integers, the reference itself otherwise."""
+    reference = functools.partial(collection_fields, column, where)
+    module = native_module()
+    cql = column.type
+    scalars = [_ELEMENT_SCALARS.get(arg.kind) for arg in cql.args]
+    if module is None or cql.kind not in (Kind.SET, Kind.MAP) or None in scalars:
+        return reference
+    classes = {"collection_change": CollectionChange, "element_cell": ElementCell, "deletion": Deletion}
+    value = scalars[1] if cql.kind is Kind.MAP else None
+    compiled: Callable[[CollectionChange], Any] = module.ElementFields(classes, scalars[0], value, reference)
+    return compiled
 
 
 def _check_elements(cells: dict[str, Any], column: str, where: tuple[str, str]) -> None:

@@ -58,6 +58,7 @@ _DIRECT_DECODERS: dict[str, values.ValueDecoder] = {
     "float": values._float,
     "uuid": values._uuid,
     "blob": values._blob,
+    "timestamp": values._timestamp,
 }
 
 

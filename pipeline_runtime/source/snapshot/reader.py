@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -137,6 +138,8 @@ class SnapshotReader:
         self._statement.fetch_size = fetch_size
         self._numbered = 0
         self._previous: dict[TokenRange, Any] = {}
+        #: Pages of different ranges are read in threads at the same time; numbering is one sequence.
+        self._converting = threading.Lock()
 
     def close(self) -> None:
         """Shut the reader's own session down."""
@@ -154,7 +157,8 @@ class SnapshotReader:
         self, token_range: TokenRange, after: int | None = None, paging_state: bytes | None = None
     ) -> SnapshotPage:
         """One page of ``token_range``: rows with ``after < token <= end`` (``after`` defaults to its start),
-        from ``paging_state`` (the page before's) or from the first row. Blocks: run it in a thread."""
+        from ``paging_state`` (the page before's) or from the first row. Blocks: run it in a thread
+        (pages of different ranges may be read in threads at the same time)."""
         low = token_range.start if after is None else after
         read_at = time.time_ns() // 1000
         try:
@@ -167,13 +171,14 @@ class SnapshotReader:
             (rows,) = result.current_rows
         except Exception as exc:  # the driver's exception tree stops here
             raise SnapshotReadError(f"snapshot of {self.schema.qualified_name} {token_range}: {exc}") from exc
-        previous = self._previous.get(token_range) if paging_state is not None else None
-        try:
-            converted = self.converter.events(rows, self.node, self._numbered, read_at, previous)
-        except (ValueError, struct.error) as exc:  # a page that does not match the table's schema
-            raise SnapshotReadError(f"snapshot of {self.schema.qualified_name} {token_range}: {exc}") from exc
-        self._previous[token_range] = converted.last_partition
-        self._numbered += len(converted.events)
+        with self._converting:
+            previous = self._previous.get(token_range) if paging_state is not None else None
+            try:
+                converted = self.converter.events(rows, self.node, self._numbered, read_at, previous)
+            except (ValueError, struct.error) as exc:  # a page that does not match the table's schema
+                raise SnapshotReadError(f"snapshot of {self.schema.qualified_name} {token_range}: {exc}") from exc
+            self._previous[token_range] = converted.last_partition
+            self._numbered += len(converted.events)
         following = result.paging_state
         through = complete_through(converted.final_token, converted.token_before_final, following is None)
         return SnapshotPage(token_range, converted.events, converted.rows, following, through)

@@ -1,24 +1,39 @@
-"""The snapshot's pure logic: which ranges a node reads, where a page lets a restart resume, marks, throttle."""
+"""The snapshot's pure logic: which ranges a node reads, where a page lets a restart resume, marks, throttle,
+ranges read side by side."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import threading
+import time
+import uuid
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from pipeline_runtime.events import Position
+from pipeline_runtime.cql.schema import Column, ColumnKind, TableSchema
+from pipeline_runtime.cql.types import CqlType, Kind
+from pipeline_runtime.events import ChangeEvent, Position
+from pipeline_runtime.observability.metrics import create_metrics
 from pipeline_runtime.pipeline.snapshot import (
     DONE,
     IN_PROGRESS,
+    INITIAL,
+    RANGES_AT_ONCE,
+    SnapshotRun,
+    SnapshotSettings,
     TableProgress,
     Throttle,
     range_key,
     resume_after,
     table_key,
 )
-from pipeline_runtime.source.snapshot import MAX_TOKEN, MIN_TOKEN, TokenRange
+from pipeline_runtime.sinks.base import Checkpoint
+from pipeline_runtime.sinks.retry import Backoff
+from pipeline_runtime.source.snapshot import MAX_TOKEN, MIN_TOKEN, SnapshotPage, TokenRange, split_ring
 from pipeline_runtime.source.snapshot.ranges import primary_ranges
-from pipeline_runtime.source.snapshot.reader import complete_through
+from pipeline_runtime.source.snapshot.reader import SnapshotReadError, complete_through
 
 
 def covered(ranges: tuple[TokenRange, ...]) -> int:
@@ -85,3 +100,109 @@ def test_progress_reports_rate_and_time_left_from_ranges_done() -> None:
     done = TableProgress(state="done", rows_read=10, ranges_done=4, ranges_total=4, started=1.0, finished=3.0)
     assert done.status(now=100.0).rows_per_second == 5.0
     assert done.status(now=100.0).eta_seconds == 0.0
+
+
+class _PagedRanges:
+    """A table of ``ranges`` token ranges of three pages each; page reads block briefly, as Cassandra's do."""
+
+    def __init__(self, ranges: int, fail_once: TokenRange | None = None) -> None:
+        self._ranges = split_ring(ranges)
+        self.fail_once = fail_once
+        #: (range, first token after which the page reads) of every page read.
+        self.reads: list[tuple[TokenRange, int]] = []
+        self.in_flight = self.most_in_flight = 0
+        self._lock = threading.Lock()
+
+    def ranges(self) -> tuple[TokenRange, ...]:
+        return self._ranges
+
+    def page(self, token_range: TokenRange, after: int | None, paging_state: bytes | None) -> SnapshotPage:
+        # A page ends at the next third of its range: where it starts (a mark or a paging state) decides.
+        at = int(paging_state) if paging_state else (token_range.start if after is None else after)
+        width = (token_range.end - token_range.start) // 3
+        through = next(b for b in (token_range.start + width, token_range.start + 2 * width, token_range.end) if b > at)
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            self.reads.append((token_range, at))
+        try:
+            time.sleep(0.02)
+            if token_range == self.fail_once and at > token_range.start:
+                self.fail_once = None
+                raise SnapshotReadError(f"{token_range}: timed out")
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+        last = through == token_range.end
+        return SnapshotPage(token_range, [], 10, None if last else str(through).encode(), through)
+
+    def close(self) -> None:
+        pass
+
+
+class _Identity:
+    def table(self, schema: TableSchema) -> TableSchema:
+        return schema
+
+    def event(self, event: ChangeEvent) -> ChangeEvent:
+        return event
+
+
+def _run(reader: _PagedRanges) -> tuple[SnapshotRun, dict[str, Position], list[str]]:
+    marks: dict[str, Position] = {}
+    written: list[str] = []
+    writing = [0]
+
+    async def deliver(events: list[ChangeEvent], checkpoint: Checkpoint) -> None:
+        writing[0] += 1
+        try:
+            assert writing[0] == 1, "two pages written at once"
+            await asyncio.sleep(0.005)  # a write cancelled here (another range failed) leaves no mark
+            previous = marks.get(checkpoint.node)
+            assert previous is None or previous <= checkpoint.position, "a mark went back"
+            marks[checkpoint.node] = checkpoint.position
+            written.append(checkpoint.node)
+        finally:
+            writing[0] -= 1
+
+    async def read_marks() -> dict[str, dict[str, Position]]:
+        return {"sink": dict(marks)}
+
+    schema = TableSchema("ks", "t", uuid.uuid4(), (Column("k", CqlType(Kind.INT), ColumnKind.PARTITION_KEY, 0),))
+    run = SnapshotRun(
+        pipeline="p",
+        node="n1",
+        tables=[schema],
+        open_reader=lambda _: reader,
+        transform=_Identity(),
+        deliver=deliver,
+        read_marks=read_marks,
+        metrics=create_metrics(CollectorRegistry()),
+        settings=SnapshotSettings(backoff=Backoff(initial=0.01, maximum=0.01, attempts=5)),
+    )
+    asyncio.run(run.run())
+    return run, marks, written
+
+
+def test_ranges_are_read_two_at_a_time_and_written_one_page_at_a_time() -> None:
+    reader = _PagedRanges(6)
+    run, marks, written = _run(reader)
+    assert reader.most_in_flight == RANGES_AT_ONCE == 2
+    assert len(reader.reads) == 6 * 3  # every page once
+    assert all(marks[range_key(INITIAL, "n1", "ks.t", r)] == Position(DONE, r.end) for r in reader.ranges())
+    assert written[-1] == table_key(INITIAL, "n1", "ks.t")  # the table is done after all its ranges
+    assert run.status()["ks.t"].ranges_done == 6
+
+
+def test_a_failed_range_stops_the_others_and_every_range_resumes_from_its_mark() -> None:
+    ranges = split_ring(4)
+    reader = _PagedRanges(4, fail_once=ranges[1])
+    run, marks, _ = _run(reader)
+    assert all(marks[range_key(INITIAL, "n1", "ks.t", r)] == Position(DONE, r.end) for r in ranges)
+    # The failed page is read again, and at most two pages of the range read beside it (the one whose
+    # write the failure cancelled, the one read ahead); pages already written are not: every range
+    # resumes after its own mark.
+    again = [read for read in reader.reads if reader.reads.count(read) > 1]
+    assert (ranges[1], ranges[1].start + (ranges[1].end - ranges[1].start) // 3) in again
+    assert 4 * 3 + 1 <= len(reader.reads) <= 4 * 3 + 3
+    assert run.status()["ks.t"].state == "done"

@@ -67,6 +67,8 @@ def _encode(schema: TableSchema, rows: Sequence[Sequence[Any]]) -> RawRows:
     values = [c for c in schema.columns if c.kind in (ColumnKind.STATIC, ColumnKind.REGULAR)]
 
     def simple(cql: CqlType, value: Any) -> bytes | None:
+        if cql.kind is Kind.TIMESTAMP and isinstance(value, int):
+            return struct.pack(">q", value)  # milliseconds, as Cassandra sends them
         return None if value is None else driver_type(cql, schema.keyspace).serialize(value, 4)
 
     def integers(items: Sequence[int | None] | None, size: str) -> bytes | None:
@@ -196,6 +198,7 @@ def _mixed_schema() -> TableSchema:
             Column("st", text, ColumnKind.STATIC),
             Column("sst", CqlType(Kind.SET, (INT,)), ColumnKind.STATIC),
             Column("v", text, ColumnKind.REGULAR),
+            Column("at", CqlType(Kind.TIMESTAMP), ColumnKind.REGULAR),
             Column("s", CqlType(Kind.SET, (text,)), ColumnKind.REGULAR),
             Column("m", CqlType(Kind.MAP, (text, INT)), ColumnKind.REGULAR),
             Column("l", CqlType(Kind.LIST, (INT,)), ColumnKind.REGULAR),
@@ -215,11 +218,15 @@ def _random_rows(rng: random.Random, count: int) -> list[tuple[object, ...]]:
 
         fields: list[object] = [k, ck]
         values: list[tuple[object, object, object]] = []
-        for kind in ("st", "sst", "v", "s", "m", "l", "u"):
+        for kind in ("st", "sst", "v", "at", "s", "m", "l", "u"):
             if rng.random() < 0.25:
                 values.append((None, None, None))
                 continue
-            if kind in ("st", "v"):
+            if kind == "at":  # milliseconds, in and beyond datetime's years 1-9999
+                edges = [-62_135_596_800_000, 253_402_300_799_999, -62_135_596_800_001, 253_402_300_800_000, 0, -1]
+                millis = rng.choice([*edges, rng.randint(-(2**63), 2**63 - 1), rng.randint(-(10**13), 10**13)])
+                values.append((millis, rng.randint(1, 10**15), None))
+            elif kind in ("st", "v"):
                 values.append((f"{kind}{i}", rng.randint(1, 10**15), rng.choice([None, 30])))
             elif kind in ("sst", "s"):
                 items = sorted({rng.randint(0, 9) for _ in range(rng.randint(1, 4))})
@@ -248,6 +255,7 @@ def test_the_compiled_converter_gives_the_references_events() -> None:
     rng = random.Random(12)
     previous_native = previous_python = None
     number = 0
+    timestamps: set[str] = set()
     for page in range(20):
         raw = _encode(converter.schema, sorted(_random_rows(rng, 40), key=lambda r: r[-1]))
         native = converter.events(raw, "n1", number, NOW_US + page, previous_native)
@@ -261,7 +269,9 @@ def test_the_compiled_converter_gives_the_references_events() -> None:
         assert (native.final_token, native.token_before_final) == (tokens[-1], tokens[-2])
         previous_native = native.last_partition
         number += len(python)
+        timestamps.update(type(e.cells["at"].value).__name__ for e in native.events if "at" in e.cells)  # type: ignore[union-attr]
     assert number > 500  # rows, static rows and pages were all there
+    assert timestamps == {"datetime", "Timestamp"}  # in and beyond datetime's range
 
 
 def test_the_compiled_converter_refuses_collections_whose_lists_disagree() -> None:
@@ -269,7 +279,7 @@ def test_the_compiled_converter_refuses_collections_whose_lists_disagree() -> No
         pytest.skip("headrace_native is not built (cargo): `make dev` builds it")
     converter = SnapshotConverter(_mixed_schema())
     (bad,) = _random_rows(random.Random(3), 1)
-    at = 2 + 3 * 3  # the set "s": value, writetimes, ttls
+    at = 2 + 3 * 4  # the set "s": value, writetimes, ttls
     raw = _encode(converter.schema, [(*bad[:at], {"a", "b"}, [1], [None], *bad[at + 3 :])])
     with pytest.raises(ValueError, match="s: 2 elements, 1 writetimes, 1 TTLs"):
         converter.events(raw, "n1", 0, NOW_US)
