@@ -38,7 +38,7 @@ from typing import Any
 import asyncpg
 from prometheus_client import CollectorRegistry
 
-from devservices.cassandra import CassandraNode, running_cassandra
+from devservices.cassandra import CassandraNode, default_heap_mib, running_cassandra
 from devservices.clickhouse import chdb_client, engine_path
 from devservices.postgres import running_postgres
 from pipeline_runtime.cql.schema import TableSchema
@@ -234,7 +234,10 @@ def run() -> list[dict[str, Any]]:
     tune_garbage_collector()
     with contextlib.ExitStack() as stack:
         cassandra_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="headrace-bench-cassandra-")))
-        node = stack.enter_context(running_cassandra(cassandra_dir, "NONE", commitlog_segment_mib=32))
+        # Cassandra sizes its heap as it would on this machine (the tests run it small).
+        node = stack.enter_context(
+            running_cassandra(cassandra_dir, "NONE", commitlog_segment_mib=32, heap_mib=default_heap_mib())
+        )
         load_seconds = load(node)
         results.append(
             {

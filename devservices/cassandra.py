@@ -156,6 +156,8 @@ class CassandraNode:
     commitlog_segment_mib: int = 1
     #: ``cdc_total_space`` in MiB: Cassandra refuses writes to CDC tables once cdc_raw holds this much.
     cdc_total_space_mib: int = 256
+    #: The JVM heap: small for the tests' nodes; benchmarks use Cassandra's own default (``default_heap_mib``).
+    heap_mib: int = 768
     host: str = "127.0.0.1"
     port: int = 0
     storage_port: int = 0
@@ -263,8 +265,8 @@ class CassandraNode:
         a seed, or it stops with "Unable to contact any seeds".
         """
         options = [
-            "-Xms512m",
-            "-Xmx768m",
+            f"-Xms{min(512, self.heap_mib)}m",
+            f"-Xmx{self.heap_mib}m",
             "-Xss512k",
             "-XX:+UseG1GC",
             "-XX:+HeapDumpOnOutOfMemoryError",
@@ -357,6 +359,13 @@ class CassandraNode:
         return self.process.pid
 
 
+def default_heap_mib() -> int:
+    """The heap Cassandra gives itself on this machine (``conf/cassandra-env.sh``, ``calculate_heap_sizes``):
+    the larger of half the memory capped at 1 GiB and a quarter capped at 8 GiB."""
+    memory_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    return max(min(memory_mib // 2, 1024), min(memory_mib // 4, 8192))
+
+
 @contextlib.contextmanager
 def running_cassandra(
     workdir: Path,
@@ -366,6 +375,7 @@ def running_cassandra(
     commitlog_compression: str | None = None,
     commitlog_segment_mib: int = 1,
     cdc_total_space_mib: int = 256,
+    heap_mib: int = 768,
 ) -> Iterator[CassandraNode]:
     """Start a node in ``workdir``, yield it, and always stop it."""
     if compat_mode not in COMPAT_MODES:
@@ -377,6 +387,7 @@ def running_cassandra(
         commitlog_compression=commitlog_compression,
         commitlog_segment_mib=commitlog_segment_mib,
         cdc_total_space_mib=cdc_total_space_mib,
+        heap_mib=heap_mib,
     )
     started = time.monotonic()
     try:

@@ -6,7 +6,7 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
-use crate::objects::SlotClass;
+use crate::objects::{SlotClass, untrack};
 use crate::values::UuidFactory;
 
 /// `Op` members, indexed like [`Op`].
@@ -125,6 +125,9 @@ impl Events {
         let clustering_key = body.clustering_key.unwrap_or_else(|| PyDict::new(py)).into_any();
         let cells = body.cells.unwrap_or_else(|| PyDict::new(py)).into_any();
         let (start, end) = body.range.unwrap_or_else(|| (none.clone(), none.clone()));
+        for dict in [partition_key, &clustering_key, &cells] {
+            untrack(dict); // the event's own dicts: see `objects.rs` on why
+        }
         self.change_event.build(
             py,
             [
@@ -176,7 +179,9 @@ impl Events {
         elements: Vec<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let deletion = self.optional_deletion(py, deletion)?;
-        self.collection_change.build(py, [&deletion, &PyTuple::new(py, elements)?.into_any()])
+        let elements = PyTuple::new(py, elements)?.into_any();
+        untrack(&elements);
+        self.collection_change.build(py, [&deletion, &elements])
     }
 
     pub fn deletion<'py>(&self, py: Python<'py>, deletion: DeletionTime) -> PyResult<Bound<'py, PyAny>> {

@@ -8,6 +8,11 @@
 //! The result is indistinguishable from a constructed instance as long as the class runs no code of
 //! its own at construction: [`SlotClass::new`] checks that (no `__new__`, no `__post_init__`, every
 //! dataclass field named, every name a member descriptor of the class) and refuses the class otherwise.
+//!
+//! Built objects are taken out of the cyclic garbage collector's sight ([`untrack`]): events hold
+//! no reference cycles (reference counting frees them), and a batch of them kept alive while the
+//! sinks write it otherwise makes every collection walk it again. Profiled on a snapshot into
+//! PostgreSQL, the collector took half of the process's time.
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
@@ -85,7 +90,21 @@ impl SlotClass {
                 return Err(PyErr::fetch(py));
             }
         }
+        untrack(&instance);
         Ok(instance)
+    }
+}
+
+/// Takes `object` out of the cyclic garbage collector's sight (see the module's documentation); only
+/// for objects of the data path, which never take part in a reference cycle. A dict that later
+/// receives a container is tracked again by CPython itself.
+pub fn untrack(object: &Bound<'_, PyAny>) {
+    // SAFETY: `object` is live; `PyObject_IS_GC` reads its type's flags, and `PyObject_GC_UnTrack`
+    // is safe on any GC object, tracked or not.
+    unsafe {
+        if ffi::PyObject_IS_GC(object.as_ptr()) != 0 {
+            ffi::PyObject_GC_UnTrack(object.as_ptr().cast());
+        }
     }
 }
 
