@@ -43,7 +43,7 @@ import asyncpg
 import yaml
 
 from bench import bench_sinks
-from devservices.cassandra import CassandraNode, running_cassandra
+from devservices.cassandra import CassandraNode, default_heap_mib, running_cassandra
 from devservices.clickhouse import engine_path
 from devservices.postgres import PostgresServer, running_postgres
 from devservices.process import free_port
@@ -287,7 +287,13 @@ def run() -> list[dict[str, Any]]:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="headrace-bench-e2e-")))
         work.chmod(0o777)
         node = stack.enter_context(
-            running_cassandra(work / "cassandra", "NONE", commitlog_segment_mib=32, cdc_total_space_mib=4096)
+            running_cassandra(
+                work / "cassandra",
+                "NONE",
+                commitlog_segment_mib=32,
+                cdc_total_space_mib=4096,
+                heap_mib=default_heap_mib(),
+            )
         )
         load_seconds = load(node)
         backlog = settle_and_copy(node.cdc_raw_dir, work / "pristine")

@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from bench import bench_e2e
-from devservices.cassandra import CassandraNode, running_cassandra
+from devservices.cassandra import CassandraNode, default_heap_mib, running_cassandra
 from devservices.postgres import running_postgres
 
 RATES = (1_000, 5_000)
@@ -192,7 +192,13 @@ def run() -> list[dict[str, Any]]:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="headrace-bench-steady-")))
         work.chmod(0o777)
         node = stack.enter_context(
-            running_cassandra(work / "cassandra", "NONE", commitlog_segment_mib=32, cdc_total_space_mib=4096)
+            running_cassandra(
+                work / "cassandra",
+                "NONE",
+                commitlog_segment_mib=32,
+                cdc_total_space_mib=4096,
+                heap_mib=default_heap_mib(),
+            )
         )
         session = node.session()
         session.execute(

@@ -7,7 +7,8 @@ ClickHouse equal to Cassandra's ``SELECT *`` after the pipeline's masking
 that were there before the pipeline (the snapshot); ``kubectl get cdcp``
 shows what the runtimes report through their own ServiceAccount; then the
 faults: a runtime pod deleted mid-workload, a Cassandra pod deleted, pause
-and resume, the restart annotation, the StatefulSet scaled to 3 and back,
+and resume, the restart annotation, a runtime killed part-way through a
+re-snapshot (it resumes from its last page), the StatefulSet scaled to 3 and back,
 ``helm upgrade`` of the operator mid-stream, and deleting the pipeline. The
 Argo CD health check (argocd/) is evaluated on the live status at each step,
 and PostgreSQL goes down for a while (Degraded, nothing lost).
@@ -343,6 +344,47 @@ def test_restart_annotation_replaces_the_runtime_pods(world: World) -> None:
     )
     world.workload(200).start().join()
     world.wait_equal()
+
+
+def test_a_runtime_killed_mid_snapshot_resumes_from_its_last_page(world: World) -> None:
+    """The annotation re-reads the table, throttled; one runtime is killed (a forced deletion: SIGKILL)
+    part-way through. Its successor resumes from the last page the sinks hold: it reads less than its
+    node's share, and the two together at most one page more than the share."""
+    table = "shop.orders"
+    total = world.session.execute("SELECT count(*) FROM shop.orders").one()[0]
+    patch = {
+        "metadata": {"annotations": {"headrace.io/snapshot": f"again-{uuid.uuid4().hex[:8]}"}},
+        "spec": {"source": {"snapshot": {"rowsPerSecond": 40, "fetchSize": 100}}},
+    }
+    world.kubectl("patch", "cdcpipeline", PIPELINE, "--type", "merge", "-p", json.dumps(patch))
+
+    def part_way() -> tuple[str, int, str] | None:
+        pods = world.runtime_pods()
+        for name, node in world.pipeline().get("status", {}).get("nodes", {}).items():
+            progress = node.get("snapshot", {}).get(table, {})
+            mine = [p for p in pods if p["metadata"]["labels"]["headrace.io/cassandra-pod"] == name]
+            if progress.get("state") == "running" and progress.get("rowsRead", 0) >= 100 and len(mine) == 1:
+                return name, progress["rowsRead"], mine[0]["metadata"]["name"]
+        return None
+
+    node, read_before, victim = wait_for(part_way, "a runtime part-way through the new snapshot", interval=0.5)
+    world.kubectl("delete", "pod", victim, "--grace-period=0", "--force")
+
+    def finished() -> dict[str, Any] | None:
+        status = world.pipeline().get("status", {})
+        nodes: dict[str, Any] = status.get("nodes", {})
+        states = [n.get("snapshot", {}).get(table, {}).get("state") for n in nodes.values()]
+        return nodes if status.get("snapshot") == "done" and len(nodes) == 2 and set(states) == {"done"} else None
+
+    nodes = wait_for(finished, "the new snapshot done on both nodes after the kill")
+    read_after = nodes[node]["snapshot"][table]["rowsRead"]
+    share = total - next(n for name, n in nodes.items() if name != node)["snapshot"][table]["rowsRead"]
+    assert 0 < read_after < share, (read_before, read_after, share)  # resumed, not read from the start
+    assert read_before + read_after <= share + 100, (read_before, read_after, share)  # one page at most twice
+    world.wait_equal()
+    # Back to the default throttle for the steps that follow.
+    world.kubectl("patch", "cdcpipeline", PIPELINE, "--type", "merge", "-p", '{"spec":{"source":{"snapshot":null}}}')
+    wait_for(lambda: len(world.running_runtimes()) == 2, "two runtimes after the throttle is lifted")
 
 
 def test_scale_to_three_and_back(world: World) -> None:
