@@ -264,13 +264,18 @@ def command_offsets(args: argparse.Namespace) -> int:
 
 def command_decode(args: argparse.Namespace) -> int:
     from pipeline_runtime.config.model import CassandraSource  # noqa: PLC0415
+    from pipeline_runtime.memory import tune_garbage_collector  # noqa: PLC0415
     from pipeline_runtime.source.connect import connect  # noqa: PLC0415
     from pipeline_runtime.source.dump import dump_segments  # noqa: PLC0415
 
     session = connect(CassandraSource(contact_point=args.contact_point, port=args.port), lambda ref: "")
+    tune_garbage_collector()
+    encode = json.JSONEncoder(default=str).encode
+    write = sys.stdout.write
     try:
         for record in dump_segments(args.segments, session, args.node):
-            print(json.dumps(record, default=str))
+            write(encode(record) + "\n")
+        sys.stdout.flush()
     finally:
         session.cluster.shutdown()
     return 0

@@ -18,9 +18,29 @@ from pipeline_runtime.source.schema.driver import DriverSchemaSource
 from pipeline_runtime.source.schema.registry import SchemaRegistry
 
 
+#: Field names of each event dataclass, in declaration order.
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every nested event dataclass as a dict of its fields: what ``dataclasses.asdict`` gives,
+    without its deep copies of every value (the copies made ``headrace decode`` a tenth as fast)."""
+    kind = type(value)
+    names = _FIELDS.get(kind)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if kind is dict:
+        return {key: _plain(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [_plain(item) for item in value]
+    return value
+
+
 def event_record(event: ChangeEvent) -> dict[str, Any]:
     """An event as a JSON-friendly dict (values stay Python objects; ``json.dumps(default=str)`` prints them)."""
-    record = dataclasses.asdict(event)
+    record: dict[str, Any] = _plain(event)
     record["source"] = {"node": event.source.node, "position": str(event.source.position)}
     return record
 
