@@ -17,7 +17,6 @@ from pipeline_runtime.source.commitlog.segment import SegmentReader
 from pipeline_runtime.source.schema.driver import DriverSchemaSource
 from pipeline_runtime.source.schema.registry import SchemaRegistry
 
-
 #: Field names of each event dataclass, in declaration order.
 _FIELDS: dict[type, tuple[str, ...]] = {}
 

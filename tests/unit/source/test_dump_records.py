@@ -40,7 +40,9 @@ def test_records_print_as_the_deep_copied_ones_did() -> None:
             clustering_key={"c": uuid.UUID(int=5)},
             cells={
                 "v": Cell("x", 10, 60, 1_700_000_060),
-                "m": CollectionChange(Deletion(9, 1), (ElementCell("a", Decimal("1.50"), 10), ElementCell("b", None, 11, deleted=True))),
+                "m": CollectionChange(
+                    Deletion(9, 1), (ElementCell("a", Decimal("1.50"), 10), ElementCell("b", None, 11, deleted=True))
+                ),
                 "u": Cell(Udt(1, dt.datetime(2024, 1, 1)), 12),
             },
             liveness=Liveness(10, 60, 1_700_000_060),
