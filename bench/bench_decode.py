@@ -28,7 +28,9 @@ clock`` divides by elapsed time, which is where cold files show (waiting for
 the disk). MB/s counts the segment bytes on disk
 (LZ4 segments: compressed bytes). ``read_only`` is segment reading and CRC
 checks without decoding (warm). ``vs pure Python`` is the compiled core's rate
-over the reference's on the same files in the same run.
+over the reference's on the same files in the same run. ``records`` is what
+``headrace decode`` does per mutation (warm): the compiled decoder, then each
+event as a JSON line (``source.dump.event_record``, encoded, not printed).
 """
 
 from __future__ import annotations
@@ -49,16 +51,17 @@ from pipeline_runtime.source.cdc_index import read_index
 from pipeline_runtime.source.commitlog.fast import Decoder, mutation_decoder, native_available
 from pipeline_runtime.source.commitlog.mutation import MutationDecoder
 from pipeline_runtime.source.commitlog.segment import SegmentReader
+from pipeline_runtime.source.dump import event_record
 from pipeline_runtime.source.schema.registry import SchemaRegistry, StaticSchemaSource
 from pipeline_runtime.source.schema.rows import SchemaRows
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Passes per child process (the corpus takes ~0.3 s natively, ~1.5 s in Python), and rounds of
 #: every case one after the other; the median of all passes is reported, the range in the JSON.
-PASSES = {"read": 2, "native": 2, "python": 1}
+PASSES = {"read": 2, "native": 2, "python": 1, "records": 1}
 ROUNDS = 3
 #: Page-cache states measured per decoder (one pass of each per round in one child process).
-CACHES = {"read": ["warm"], "native": ["warm", "cold"], "python": ["warm", "cold"]}
+CACHES = {"read": ["warm"], "native": ["warm", "cold"], "python": ["warm", "cold"], "records": ["warm"]}
 
 
 def segments(folder: Path) -> list[tuple[Path, int]]:
@@ -75,6 +78,8 @@ def decode_pass(folder: Path, decoder_name: str, registry: SchemaRegistry) -> di
     """Read (and unless ``decoder_name`` is ``read``, decode) every segment of one variant once."""
     decoders: dict[int, Decoder] = {}
     entries = events = 0
+    encode = json.JSONEncoder(default=str).encode
+    printed = 0
     wall = time.perf_counter()
     cpu = time.process_time()
     for path, durable in segments(folder):
@@ -91,11 +96,15 @@ def decode_pass(folder: Path, decoder_name: str, registry: SchemaRegistry) -> di
         for entry in reader.read(durable):
             if decoder is not None:
                 position = SourcePosition("bench", Position(entry.segment_id, entry.end))
-                events += len(decoder.decode(entry.body, position))
+                decoded = decoder.decode(entry.body, position)
+                events += len(decoded)
+                if decoder_name == "records":  # headrace decode's lines
+                    printed += sum(len(encode(event_record(event))) + 1 for event in decoded)
             entries += 1
     return {
         "mutations": entries,
         "events": events,
+        "printed_chars": printed,
         "wall_seconds": time.perf_counter() - wall,
         "cpu_seconds": time.process_time() - cpu,
     }
@@ -105,7 +114,7 @@ def decode_corpus(folder: Path, decoder_name: str, caches: list[str], passes: in
     """``passes`` rounds over one variant, each with one pass per cache state; runs in its own process."""
     rows = SchemaRows.from_json(json.loads((folder / "schema.json").read_text()))
     registry = SchemaRegistry(StaticSchemaSource(rows))
-    if decoder_name == "native" and not native_available():
+    if decoder_name in ("native", "records") and not native_available():
         raise RuntimeError("headrace_native is not built")
     paths = [p for p, _ in segments(folder)]
     runs = []
@@ -176,7 +185,7 @@ def _range(values: list[float], digits: int = 0) -> str:
 
 def run() -> list[dict[str, Any]]:
     root = ensure_corpus()
-    decoders = ["python", "native"] if native_available() else ["python"]
+    decoders = ["python", "native", "records"] if native_available() else ["python"]
     if not native_available():
         print("# headrace_native is not built: only the pure-Python decoder is measured", flush=True)
     results: list[dict[str, Any]] = []
