@@ -31,6 +31,10 @@ checks without decoding (warm). ``vs pure Python`` is the compiled core's rate
 over the reference's on the same files in the same run. ``records`` is what
 ``headrace decode`` does per mutation (warm): the compiled decoder, then each
 event as a JSON line (``source.dump.event_record``, encoded, not printed).
+``cassandra_reader`` is Cassandra 5.0's own ``CommitLogReader`` over the same
+segments in one warm JVM (``bench/cassandra_reader.py``): the median of its
+later passes (after the JIT has compiled the reading path), per CPU second of
+the JVM process, and the compiled core's warm rate as a ratio to it.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.cassandra_reader import read_variant
 from bench.corpus import VARIANTS, ensure_corpus
 from pipeline_runtime.events import Position, SourcePosition
 from pipeline_runtime.source.cdc_index import read_index
@@ -60,6 +65,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: every case one after the other; the median of all passes is reported, the range in the JSON.
 PASSES = {"read": 2, "native": 2, "python": 1, "records": 1}
 ROUNDS = 3
+#: Passes of Cassandra's reader in its JVM; the later half is its steady state.
+JAVA_PASSES = 12
 #: Page-cache states measured per decoder (one pass of each per round in one child process).
 CACHES = {"read": ["warm"], "native": ["warm", "cold"], "python": ["warm", "cold"], "records": ["warm"]}
 
@@ -229,6 +236,15 @@ def run() -> list[dict[str, Any]]:
             results.append(_row(label, "MB/s", _median(mb), "MB/s") | extra | {"note": _range(mb, 1)})
             results.append(_row(label, "mutations/s, wall clock", _median(wall)) | extra | {"note": _range(wall)})
         if "native" in decoders:
+            java = read_variant(folder, variant, paths, JAVA_PASSES)["passes"]
+            steady = java[len(java) // 2 :]
+            java_rate = _median([r["mutations"] / r["cpu_seconds"] for r in steady])
+            note = _range([r["mutations"] / r["cpu_seconds"] for r in steady]) + " later passes, warm JVM"
+            label = f"decode.cassandra_reader[{variant.name}]"
+            results.append(_row(label, "mutations/s", java_rate) | common | {"passes": java, "note": note})
+            ratio = rates[("native", "warm")] / java_rate
+            label = f"decode.native[{variant.name},warm]"
+            results.append(_row(label, "vs Cassandra's CommitLogReader", ratio, "x") | common)
             for cache in ("warm", "cold"):
                 ratio = rates[("native", cache)] / rates[("python", cache)]
                 label = f"decode.native[{variant.name},{cache}]"
