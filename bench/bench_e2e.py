@@ -281,20 +281,20 @@ def sink_rates(postgres: PostgresServer) -> dict[str, float]:
     return {"pg": pg, "ch": ch}
 
 
+def cdc_node(workdir: Path) -> contextlib.AbstractContextManager[CassandraNode]:
+    """The benchmarks' CDC node: 32 MiB segments (Cassandra's default), room for a large backlog in
+    cdc_raw, and the heap Cassandra gives itself on this machine."""
+    return running_cassandra(
+        workdir, "NONE", commitlog_segment_mib=32, cdc_total_space_mib=4096, heap_mib=default_heap_mib()
+    )
+
+
 def run() -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="headrace-bench-e2e-")))
         work.chmod(0o777)
-        node = stack.enter_context(
-            running_cassandra(
-                work / "cassandra",
-                "NONE",
-                commitlog_segment_mib=32,
-                cdc_total_space_mib=4096,
-                heap_mib=default_heap_mib(),
-            )
-        )
+        node = stack.enter_context(cdc_node(work / "cassandra"))
         load_seconds = load(node)
         backlog = settle_and_copy(node.cdc_raw_dir, work / "pristine")
         results.append(

@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from bench import bench_e2e
-from devservices.cassandra import CassandraNode, default_heap_mib, running_cassandra
+from devservices.cassandra import CassandraNode
 from devservices.postgres import running_postgres
 
 RATES = (1_000, 5_000)
@@ -191,15 +191,7 @@ def run() -> list[dict[str, Any]]:
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="headrace-bench-steady-")))
         work.chmod(0o777)
-        node = stack.enter_context(
-            running_cassandra(
-                work / "cassandra",
-                "NONE",
-                commitlog_segment_mib=32,
-                cdc_total_space_mib=4096,
-                heap_mib=default_heap_mib(),
-            )
-        )
+        node = stack.enter_context(bench_e2e.cdc_node(work / "cassandra"))
         session = node.session()
         session.execute(
             f"CREATE KEYSPACE {bench_e2e.KEYSPACE} WITH replication = "

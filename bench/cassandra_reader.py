@@ -38,7 +38,9 @@ def compiled(version: str = DEFAULT_VERSION) -> Path:
         return folder
     javac = shutil.which("javac")
     if javac is None:
-        raise RuntimeError("javac (a JDK 17) is needed to compile bench/java/CommitLogReaderBench.java")
+        raise RuntimeError(
+            "javac is needed to compile bench/java/CommitLogReaderBench.java: Debian package openjdk-17-jdk-headless"
+        )
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
