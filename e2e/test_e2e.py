@@ -349,12 +349,15 @@ def test_restart_annotation_replaces_the_runtime_pods(world: World) -> None:
 def test_a_runtime_killed_mid_snapshot_resumes_from_its_last_page(world: World) -> None:
     """The annotation re-reads the table, throttled; one runtime is killed (a forced deletion: SIGKILL)
     part-way through. Its successor resumes from the last page the sinks hold: it reads less than its
-    node's share, and the two together at most one page more than the share."""
+    node's share, and the two together at most one page more than the share. The throttle is low (10 rows/s,
+    a page every 10 s) because the status it watches is up to one report interval (10 s) old: at a faster
+    rate the victim could finish its share before the kill lands, and its successor would have nothing
+    left to resume."""
     table = "shop.orders"
     total = world.session.execute("SELECT count(*) FROM shop.orders").one()[0]
     patch = {
         "metadata": {"annotations": {"headrace.io/snapshot": f"again-{uuid.uuid4().hex[:8]}"}},
-        "spec": {"source": {"snapshot": {"rowsPerSecond": 40, "fetchSize": 100}}},
+        "spec": {"source": {"snapshot": {"rowsPerSecond": 10, "fetchSize": 100}}},
     }
     world.kubectl("patch", "cdcpipeline", PIPELINE, "--type", "merge", "-p", json.dumps(patch))
 
