@@ -439,8 +439,8 @@ async def test_a_sink_that_is_down_holds_nothing_back_and_catches_up_from_its_ow
 
             def level() -> Any:
                 status = runtime.node_status()
-                pg, ch, own = status.sinks["pg"].position, status.sinks["ch"].position, status.position
-                return True if pg == ch == own else (pg, ch, own)
+                positions = (status.sinks["pg"].position, status.sinks["ch"].position, status.position)
+                return True if len(set(positions)) == 1 else positions
 
             await wait_until(lambda: asyncio.sleep(0, level()), what="both sinks and the runtime at one position")
         finally:
