@@ -148,8 +148,11 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def phase(writer: Writer, seen: Visibility, rate: float | None) -> dict[str, Any]:
-    """One rate for ``SECONDS``: the latency of every write of the phase, per sink."""
+def phase(
+    writer: Writer, seen: Visibility, rate: float | None, *, catch_up: float = KEPT_UP_WITHIN_S
+) -> dict[str, Any]:
+    """One rate for ``SECONDS``: the latency of every write of the phase, per sink (``catch_up``: how
+    long after the last write every write may take to become visible for the sink to have kept up)."""
     first = len(writer.acks)
     settled = time.monotonic() + KEPT_UP_WITHIN_S  # the writes before this phase visible first
     while time.monotonic() < settled and any(seen.latest(s) < first for s in SINKS):
@@ -159,10 +162,10 @@ def phase(writer: Writer, seen: Visibility, rate: float | None) -> dict[str, Any
     sent = writer.run(rate, SECONDS)
     took = time.monotonic() - started
     acks = sorted(writer.acks[first:])
-    deadline = time.monotonic() + KEPT_UP_WITHIN_S
+    deadline = time.monotonic() + catch_up
     while time.monotonic() < deadline and any(seen.latest(s) < base[s] + len(acks) for s in SINKS):
         time.sleep(0.1)
-    out: dict[str, Any] = {"rate": rate, "sent": sent, "acked": len(acks), "took": took}
+    out: dict[str, Any] = {"rate": rate, "sent": sent, "acked": len(acks), "took": took, "acks": acks}
     for sink in SINKS:
         visible = seen.reached(sink, [base[sink] + k for k in range(1, len(acks) + 1)])
         latencies = [max(0.0, shown - acked) for shown, acked in zip(visible, acks, strict=False)]
@@ -174,6 +177,7 @@ def phase(writer: Writer, seen: Visibility, rate: float | None) -> dict[str, Any
             "visible": len(latencies),
             "mean": statistics.fmean(latencies) if latencies else None,
         }
+        out[f"{sink}_pairs"] = list(zip(acks, visible, strict=False))  # (acknowledged, visible) per write
     return out
 
 
