@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import bench_e2e, bench_steady
+from bench import bench_steady
 from devservices.clickhouse_http import running_clickhouse_front
-from devservices.postgres import running_postgres
 
 RATE = 5_000
 OUTAGE_AT_S = 15.0
@@ -38,31 +37,8 @@ def run() -> list[dict[str, Any]]:
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="headrace-bench-isolation-")))
         work.chmod(0o777)
-        node = stack.enter_context(bench_e2e.cdc_node(work / "cassandra"))
-        session = node.session()
-        session.execute(
-            f"CREATE KEYSPACE {bench_e2e.KEYSPACE} WITH replication = "
-            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-        )
-        session.execute(bench_e2e.TABLE)
-        (work / "pg").mkdir()
-        (work / "pg").chmod(0o777)
-        postgres = stack.enter_context(running_postgres(work / "pg", durable=True))
         front = stack.enter_context(running_clickhouse_front(work / "clickhouse"))
-        folder = work / "runtime"
-        folder.mkdir()
-        config = bench_steady.pipeline_yaml(
-            folder, node, {"pg": postgres.create_database("isolation"), "ch": front.dsn}
-        )
-        process, port, log_path = bench_e2e.start_runtime(config, node.cdc_raw_dir, folder)
-        stack.callback(bench_steady._stop, process)
-        deadline = time.monotonic() + 120
-        while '"msg": "replicating"' not in log_path.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the runtime did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.1)
-        writer = bench_steady.Writer(node)
-        writer.run(500, 5)  # warm-up: tables made, first batches written
+        port, writer = bench_steady.start(stack, work, "isolation", front.dsn)
         window: dict[str, float] = {}
 
         def outage() -> None:

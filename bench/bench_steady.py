@@ -190,34 +190,44 @@ def pipeline_yaml(folder: Path, node: CassandraNode, sinks: dict[str, str]) -> P
     return path
 
 
+def start(stack: contextlib.ExitStack, work: Path, database: str, ch_dsn: str | None = None) -> tuple[int, Writer]:
+    """A node with the benchmark's table, durable PostgreSQL and ``headrace run`` tailing them, warmed up.
+
+    ClickHouse is ``ch_dsn`` (a server) or, without one, the in-process engine under the runtime's
+    folder. Returns the runtime's metrics port and a writer; everything stops with ``stack``.
+    """
+    node = stack.enter_context(bench_e2e.cdc_node(work / "cassandra"))
+    session = node.session()
+    session.execute(
+        f"CREATE KEYSPACE {bench_e2e.KEYSPACE} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    session.execute(bench_e2e.TABLE)
+    (work / "pg").mkdir()
+    (work / "pg").chmod(0o777)
+    postgres = stack.enter_context(running_postgres(work / "pg", durable=True))
+    folder = work / "runtime"
+    folder.mkdir()
+    dsns = {"pg": postgres.create_database(database), "ch": ch_dsn or f"chdb://{folder / 'chdb'}"}
+    config = pipeline_yaml(folder, node, dsns)
+    process, port, log_path = bench_e2e.start_runtime(config, node.cdc_raw_dir, folder)
+    stack.callback(_stop, process)
+    deadline = time.monotonic() + 120
+    while '"msg": "replicating"' not in log_path.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"the runtime did not start: {log_path.read_text()[-2000:]}")
+        time.sleep(0.1)
+    writer = Writer(node)
+    writer.run(500, 5)  # warm-up: tables made, first batches written
+    return port, writer
+
+
 def run() -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="headrace-bench-steady-")))
         work.chmod(0o777)
-        node = stack.enter_context(bench_e2e.cdc_node(work / "cassandra"))
-        session = node.session()
-        session.execute(
-            f"CREATE KEYSPACE {bench_e2e.KEYSPACE} WITH replication = "
-            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-        )
-        session.execute(bench_e2e.TABLE)
-        (work / "pg").mkdir()
-        (work / "pg").chmod(0o777)
-        postgres = stack.enter_context(running_postgres(work / "pg", durable=True))
-        folder = work / "runtime"
-        folder.mkdir()
-        dsns = {"pg": postgres.create_database("steady"), "ch": f"chdb://{folder / 'chdb'}"}
-        config = pipeline_yaml(folder, node, dsns)
-        process, port, log_path = bench_e2e.start_runtime(config, node.cdc_raw_dir, folder)
-        stack.callback(_stop, process)
-        deadline = time.monotonic() + 120
-        while '"msg": "replicating"' not in log_path.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the runtime did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.1)
-        writer = Writer(node)
-        writer.run(500, 5)  # warm-up: tables made, first batches written
+        port, writer = start(stack, work, "steady")
         with Visibility(port) as seen:
             for rate in (*RATES, None):
                 measured = phase(writer, seen, rate)
@@ -228,7 +238,7 @@ def run() -> list[dict[str, Any]]:
                     results.append(_result(name, sink, figures, took_rate, measured))
         if writer.errors:
             raise AssertionError(f"{writer.errors} writes failed")
-        shutil.rmtree(folder / "chdb", ignore_errors=True)
+        shutil.rmtree(work / "runtime" / "chdb", ignore_errors=True)
     return results
 
 
