@@ -414,8 +414,13 @@ async def test_a_sink_that_is_down_holds_nothing_back_and_catches_up_from_its_ow
             await wait_until(lambda: ch_has(50), what="50 rows in ClickHouse")
 
             server.stop()
-            for i in range(50, 400):  # seven of PostgreSQL's batches: more than its lane buffers
-                session.execute(insert, (i, f"body {i}"))
+            # Seven of PostgreSQL's batches, each synced apart (the node syncs every 50 ms) so that they
+            # reach the lanes as pieces of their own: more than PostgreSQL's lane buffers (one piece of
+            # any size is always let in, so a single large read could sit in its buffer instead).
+            for first in range(50, 400, 50):
+                for i in range(first, first + 50):
+                    session.execute(insert, (i, f"body {i}"))
+                await asyncio.sleep(0.3)
             # ClickHouse gets every change while PostgreSQL is down.
             await wait_until(lambda: ch_has(400), what="all 400 rows in ClickHouse while PostgreSQL is down")
 
