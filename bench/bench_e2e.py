@@ -165,7 +165,7 @@ def pipeline_yaml(folder: Path, node: CassandraNode, sinks: dict[str, str]) -> P
         (folder / "secrets" / name / "dsn").write_text(dsn)
         entry: dict[str, Any] = {
             "name": name,
-            "type": "clickhouse" if dsn.startswith("chdb") else "postgres",
+            "type": "clickhouse" if dsn.startswith(("chdb", "http")) else "postgres",
             "connectionSecret": {"name": name, "key": "dsn"},
             "batchSize": BATCH,
         }

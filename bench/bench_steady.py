@@ -148,8 +148,11 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def phase(writer: Writer, seen: Visibility, rate: float | None) -> dict[str, Any]:
-    """One rate for ``SECONDS``: the latency of every write of the phase, per sink."""
+def phase(
+    writer: Writer, seen: Visibility, rate: float | None, *, catch_up: float = KEPT_UP_WITHIN_S
+) -> dict[str, Any]:
+    """One rate for ``SECONDS``: the latency of every write of the phase, per sink (``catch_up``: how
+    long after the last write every write may take to become visible for the sink to have kept up)."""
     first = len(writer.acks)
     settled = time.monotonic() + KEPT_UP_WITHIN_S  # the writes before this phase visible first
     while time.monotonic() < settled and any(seen.latest(s) < first for s in SINKS):
@@ -159,10 +162,10 @@ def phase(writer: Writer, seen: Visibility, rate: float | None) -> dict[str, Any
     sent = writer.run(rate, SECONDS)
     took = time.monotonic() - started
     acks = sorted(writer.acks[first:])
-    deadline = time.monotonic() + KEPT_UP_WITHIN_S
+    deadline = time.monotonic() + catch_up
     while time.monotonic() < deadline and any(seen.latest(s) < base[s] + len(acks) for s in SINKS):
         time.sleep(0.1)
-    out: dict[str, Any] = {"rate": rate, "sent": sent, "acked": len(acks), "took": took}
+    out: dict[str, Any] = {"rate": rate, "sent": sent, "acked": len(acks), "took": took, "acks": acks}
     for sink in SINKS:
         visible = seen.reached(sink, [base[sink] + k for k in range(1, len(acks) + 1)])
         latencies = [max(0.0, shown - acked) for shown, acked in zip(visible, acks, strict=False)]
@@ -174,6 +177,7 @@ def phase(writer: Writer, seen: Visibility, rate: float | None) -> dict[str, Any
             "visible": len(latencies),
             "mean": statistics.fmean(latencies) if latencies else None,
         }
+        out[f"{sink}_pairs"] = list(zip(acks, visible, strict=False))  # (acknowledged, visible) per write
     return out
 
 
@@ -186,34 +190,44 @@ def pipeline_yaml(folder: Path, node: CassandraNode, sinks: dict[str, str]) -> P
     return path
 
 
+def start(stack: contextlib.ExitStack, work: Path, database: str, ch_dsn: str | None = None) -> tuple[int, Writer]:
+    """A node with the benchmark's table, durable PostgreSQL and ``headrace run`` tailing them, warmed up.
+
+    ClickHouse is ``ch_dsn`` (a server) or, without one, the in-process engine under the runtime's
+    folder. Returns the runtime's metrics port and a writer; everything stops with ``stack``.
+    """
+    node = stack.enter_context(bench_e2e.cdc_node(work / "cassandra"))
+    session = node.session()
+    session.execute(
+        f"CREATE KEYSPACE {bench_e2e.KEYSPACE} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    session.execute(bench_e2e.TABLE)
+    (work / "pg").mkdir()
+    (work / "pg").chmod(0o777)
+    postgres = stack.enter_context(running_postgres(work / "pg", durable=True))
+    folder = work / "runtime"
+    folder.mkdir()
+    dsns = {"pg": postgres.create_database(database), "ch": ch_dsn or f"chdb://{folder / 'chdb'}"}
+    config = pipeline_yaml(folder, node, dsns)
+    process, port, log_path = bench_e2e.start_runtime(config, node.cdc_raw_dir, folder)
+    stack.callback(_stop, process)
+    deadline = time.monotonic() + 120
+    while '"msg": "replicating"' not in log_path.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"the runtime did not start: {log_path.read_text()[-2000:]}")
+        time.sleep(0.1)
+    writer = Writer(node)
+    writer.run(500, 5)  # warm-up: tables made, first batches written
+    return port, writer
+
+
 def run() -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="headrace-bench-steady-")))
         work.chmod(0o777)
-        node = stack.enter_context(bench_e2e.cdc_node(work / "cassandra"))
-        session = node.session()
-        session.execute(
-            f"CREATE KEYSPACE {bench_e2e.KEYSPACE} WITH replication = "
-            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-        )
-        session.execute(bench_e2e.TABLE)
-        (work / "pg").mkdir()
-        (work / "pg").chmod(0o777)
-        postgres = stack.enter_context(running_postgres(work / "pg", durable=True))
-        folder = work / "runtime"
-        folder.mkdir()
-        dsns = {"pg": postgres.create_database("steady"), "ch": f"chdb://{folder / 'chdb'}"}
-        config = pipeline_yaml(folder, node, dsns)
-        process, port, log_path = bench_e2e.start_runtime(config, node.cdc_raw_dir, folder)
-        stack.callback(_stop, process)
-        deadline = time.monotonic() + 120
-        while '"msg": "replicating"' not in log_path.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the runtime did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.1)
-        writer = Writer(node)
-        writer.run(500, 5)  # warm-up: tables made, first batches written
+        port, writer = start(stack, work, "steady")
         with Visibility(port) as seen:
             for rate in (*RATES, None):
                 measured = phase(writer, seen, rate)
@@ -224,7 +238,7 @@ def run() -> list[dict[str, Any]]:
                     results.append(_result(name, sink, figures, took_rate, measured))
         if writer.errors:
             raise AssertionError(f"{writer.errors} writes failed")
-        shutil.rmtree(folder / "chdb", ignore_errors=True)
+        shutil.rmtree(work / "runtime" / "chdb", ignore_errors=True)
     return results
 
 

@@ -197,6 +197,10 @@ class Runtime:
                 snapshot=self._snapshot_factory(registry, transform),
                 replicas=self._replica_router(),
                 receives=sink_tables(self.pipeline.spec),
+                sink_batching={
+                    s.name: BatchPolicy(max_events=s.batch_size, max_wait=s.flush_interval_ms / 1000)
+                    for s in spec.sinks
+                },
             )
             await self.runner.run(stop, live=not self.options.snapshot_only)
         finally:
@@ -345,10 +349,15 @@ class Runtime:
         sinks = {}
         for sink in runner.sinks:
             health = sink.health()
+            lane = runner.lanes.get(sink.name)
+            position = lane.committed if lane is not None else None
             sinks[sink.name] = NodeSinkStatus(
                 healthy=health.healthy and sink.name not in runner.sink_errors,
                 last_commit_time=health.last_commit,
                 rows_written=health.rows_written,
+                position=StatusPosition(segment_id=position.segment_id, offset=position.offset) if position else None,
+                lag_seconds=runner.sink_lag_seconds(sink.name),
+                behind=lane is not None and not lane.attached,
             )
         return NodeStatus(
             position=StatusPosition(segment_id=committed.segment_id, offset=committed.offset) if committed else None,

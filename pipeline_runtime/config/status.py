@@ -95,6 +95,12 @@ class NodeSinkStatus(_Status):
     """When the runtime last committed a batch to this sink."""
     rows_written: int = Field(default=0, ge=0)
     """Rows written by this runtime since it started."""
+    position: Position | None = None
+    """The commitlog position committed in this sink (each sink has its own)."""
+    lag_seconds: float | None = Field(default=None, ge=0)
+    """Seconds since the oldest change not yet in this sink became durable in the commitlog."""
+    behind: bool = False
+    """The sink fell behind the shared reader and re-reads cdc_raw from its own position."""
 
 
 class TableSnapshotStatus(_Status):

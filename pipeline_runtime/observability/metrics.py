@@ -33,6 +33,9 @@ class Metrics:
     lag_seconds: Gauge
     committed_segment: Gauge
     committed_offset: Gauge
+    sink_lag_seconds: Gauge
+    sink_committed_segment: Gauge
+    sink_committed_offset: Gauge
     cdc_raw_bytes: Gauge
     cdc_raw_share: Gauge
     segments_deleted: Counter
@@ -117,6 +120,24 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         ),
         committed_offset=Gauge(
             "headrace_committed_offset", "Offset of the lowest committed position", node, registry=registry
+        ),
+        sink_lag_seconds=Gauge(
+            "headrace_sink_lag_seconds",
+            "Seconds since the oldest change not yet committed in this sink became durable in the commitlog",
+            [*node, "sink"],
+            registry=registry,
+        ),
+        sink_committed_segment=Gauge(
+            "headrace_sink_committed_segment_id",
+            "Segment id of the position committed in this sink",
+            [*node, "sink"],
+            registry=registry,
+        ),
+        sink_committed_offset=Gauge(
+            "headrace_sink_committed_offset",
+            "Offset of the position committed in this sink",
+            [*node, "sink"],
+            registry=registry,
         ),
         cdc_raw_bytes=Gauge("headrace_cdc_raw_bytes", "Bytes held in cdc_raw", node, registry=registry),
         cdc_raw_share=Gauge(

@@ -27,6 +27,10 @@ class ChangeSource(Protocol):
         """The table's current schema (for creating sink tables)."""
         ...
 
+    def fork(self) -> ChangeSource:
+        """Another reader of the same stream with a position of its own (a sink catching up)."""
+        ...
+
     def backlog(self) -> list[SegmentInfo]:
         """The segments now in cdc_raw, in id order."""
         ...

@@ -1,14 +1,17 @@
 """The data path of one runtime: source -> transforms -> batches -> sinks -> checkpoint -> cleanup.
 
-One runtime serves one Cassandra node. It restarts from the lowest position
+One runtime serves one Cassandra node. It reads from the lowest position
 committed over its sinks, so a crash anywhere re-delivers (the sinks make
-that harmless) and never skips. Sinks advance in lockstep: a batch is
-written to every sink (all at once) before the next one is cut, while the
-source decodes at most one batch ahead (``ReadAhead``); one sink's outage
-stalls the pipeline, which retries with backoff, stops deleting segments and
-reports the growing backlog; nothing is dropped. A transient problem (a sink
-outage, a sink call past its timeout, a half-rewritten ``_cdc.idx``) never
-ends the process; only damage, drift and bugs do, with the position kept.
+that harmless) and never skips. The source decodes ahead (``ReadAhead``);
+each chunk is transformed once and offered to every sink's ``Lane``
+(``pipeline/lanes.py``), which cuts its own batches, commits its own
+checkpoint and skips what its sink already holds. A sink that is down or
+stalled falls behind and re-reads from its own checkpoint later, without
+holding the others; segments stay until every sink committed past them. A
+sink outage retries with backoff and drops nothing. A transient problem (a
+sink outage, a sink call past its timeout, a half-rewritten ``_cdc.idx``)
+never ends the process; only damage, drift and bugs do, with the position
+kept.
 
 Lag is the age of the oldest change that is durable in the commitlog but not
 yet committed in every sink: now minus the time Cassandra synced the segment
@@ -26,7 +29,7 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -38,6 +41,7 @@ from pipeline_runtime.errors import HeadraceError, SinkError, SourceError
 from pipeline_runtime.events import ChangeEvent, Position
 from pipeline_runtime.observability.metrics import Metrics
 from pipeline_runtime.pipeline.cleanup import consumed, delete_segments
+from pipeline_runtime.pipeline.lanes import Lane, Piece
 from pipeline_runtime.pipeline.lifecycle import Lifecycle, RuntimeState
 from pipeline_runtime.pipeline.protocols import ChangeSource, EventTransform
 from pipeline_runtime.pipeline.readahead import ReadAhead
@@ -123,6 +127,7 @@ class Runner:
         snapshot: SnapshotFactory | None = None,
         replicas: ReplicaRouter | None = None,
         receives: Mapping[str, Callable[[str, str], bool]] | None = None,
+        sink_batching: Mapping[str, BatchPolicy] | None = None,
     ) -> None:
         self.pipeline = pipeline
         #: Per sink name, whether it receives a (keyspace, table) (``sinks[].tables``); absent: every table.
@@ -133,6 +138,8 @@ class Runner:
         self.sinks = list(sinks)
         self.metrics = metrics
         self.batching = batching
+        #: Per sink name, its own batch size and flush interval (absent: ``batching``).
+        self.sink_batching = dict(sink_batching or {})
         self.backoff = backoff
         self.writers = {
             sink.name: BatchWriter(
@@ -153,7 +160,9 @@ class Runner:
         self._tables_ready: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
         self._labels = {"pipeline": pipeline, "node": node}
         #: One batch at a time per sink: live batches and snapshot pages take turns.
-        self._delivering = asyncio.Lock()
+        self._sink_locks = {sink.name: asyncio.Lock() for sink in self.sinks}
+        #: Each sink's lane while live capture runs (``pipeline/lanes.py``).
+        self.lanes: dict[str, Lane] = {}
         #: The initial snapshot beside live capture, built on this runner's delivery path.
         self.snapshot: SnapshotRun | None = snapshot(self.deliver, self.committed_marks) if snapshot else None
         #: Replica dedup (``source.replicaDedup``): which changes this runtime writes, holds or drops.
@@ -183,8 +192,10 @@ class Runner:
                     self.lifecycle.move(RuntimeState.RUNNING)
                     await self._until_stopped(self.snapshot.run(), stop)
                 return
-            start = await self._start_position()
+            marks = await self.committed_marks()
+            start = lowest_committed(marks, [self.node])[self.node]
             self.progress.committed = self._through = start
+            self._make_lanes({name: positions.get(self.node) for name, positions in marks.items()})
             self.lifecycle.move(RuntimeState.RUNNING)
             log.info("replicating", extra={"start": str(start) if start else "beginning"})
             await self._until_stopped(self._replicate_and_snapshot(start), stop)
@@ -192,6 +203,12 @@ class Runner:
             self.progress.last_error = str(exc)
             self.lifecycle.move(RuntimeState.FAILED, str(exc))
             log.error("pipeline failed", extra={"error": str(exc)})
+            raise
+        except Exception as exc:
+            # A bug: say where, with the traceback, rather than leave a bare exception to the caller.
+            self.progress.last_error = f"internal error: {type(exc).__name__}: {exc}"
+            self.lifecycle.move(RuntimeState.FAILED, self.progress.last_error)
+            log.exception("pipeline failed on an internal error")
             raise
         finally:
             if self.lifecycle.state is not RuntimeState.FAILED:
@@ -221,9 +238,23 @@ class Runner:
         for sink in self.sinks:
             await self._call(sink, "open", sink.open)
 
-    async def _start_position(self) -> Position | None:
-        """The lowest position committed for this node over all sinks (None: from the start)."""
-        return lowest_committed(await self.committed_marks(), [self.node])[self.node]
+    def _make_lanes(self, committed: Mapping[str, Position | None]) -> None:
+        """One lane per sink, from that sink's own checkpoint, with its own batch size."""
+        for sink in self.sinks:
+            policy = self.sink_batching.get(sink.name, self.batching)
+            self.lanes[sink.name] = Lane(
+                sink,
+                functools.partial(Checkpoint, self.pipeline, self.node),
+                max_events=policy.max_events,
+                max_wait=policy.max_wait,
+                limit=policy.max_events,
+                committed=committed.get(sink.name),
+                write=self._write_lane,
+                catch_up=functools.partial(self._catch_up, sink.name),
+                failing=functools.partial(self.sink_errors.__contains__, sink.name),
+            )
+            lag = functools.partial(self.sink_lag_seconds, sink.name)
+            self.metrics.sink_lag_seconds.labels(**self._labels, sink=sink.name).set_function(lag)
 
     async def committed_marks(self) -> dict[str, dict[str, Position]]:
         """Per sink, every position committed for this pipeline (checkpoints and snapshot marks)."""
@@ -254,7 +285,29 @@ class Runner:
                         await task
 
     async def _replicate(self, start: Position | None) -> None:
-        """Follow the source from ``start``; a retryable source error re-reads from the last commit."""
+        """The lanes' tasks and the reader; returns or raises when any of them does."""
+        lanes = {asyncio.ensure_future(lane.run()) for lane in self.lanes.values()}
+        reader = asyncio.ensure_future(self._read(start))
+        tasks: set[asyncio.Future[Any]] = {reader, *lanes}
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            if reader in done and isinstance(reader.exception(), SourceError):
+                # Everything read before the error is valid: the lanes write it, then the error stands.
+                drains = asyncio.ensure_future(asyncio.gather(*(lane.drain() for lane in self.lanes.values())))
+                tasks.add(drains)
+                waiting: set[asyncio.Future[Any]] = {drains, *lanes}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                done = {task for task in tasks if task.done()}
+            for task in sorted(done, key=lambda t: t is reader):  # a lane's own failure first
+                task.result()
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read(self, start: Position | None) -> None:
+        """Follow the source from ``start``; a retryable source error re-reads from what the lanes hold."""
         delays = Backoff(initial=self.backoff.initial, maximum=self.backoff.maximum, attempts=2**31).delays()
         position = start
         while True:
@@ -269,7 +322,7 @@ class Runner:
                 self.progress.last_error = f"source: {exc}"
                 log.warning("source unavailable, reading again", extra={"error": str(exc), "retry_in": delay})
                 await asyncio.sleep(delay)
-                position = self.progress.committed
+                position = self._reread_from()
 
     async def _follow(self, start: Position | None) -> None:
         limit = self.batching.max_events
@@ -286,76 +339,103 @@ class Runner:
                 self._read_ahead = None
 
     async def _follow_chunks(self, chunks: ReadAhead, start: Position | None) -> None:
-        pending: list[ChangeEvent] = []
-        pending_position: Position | None = None
-        dirty_since: float | None = None  # when the first uncommitted event or position move arrived
-        limit = self.batching.max_events
         entry_start = start or Position(0, 0)  # where to read again to see the current entry
+        replicas = self.replicas
+        async for chunk in chunks:
+            events = chunk.events
+            durable_at = chunk.durable_at or time.time()
+            selected: list[ChangeEvent] = []
+            if events:
+                self._count(self.metrics.events_decoded, events)
+                self.progress.pending_since(durable_at)
+                if replicas is None:
+                    selected = [e for e in map(self.transform.event, events) if e is not None]
+                else:
+                    # The events of one entry are consecutive and share its end position.
+                    for end, entry in itertools.groupby(events, key=_entry_end):
+                        chosen = [e for e in map(self.transform.event, entry) if e is not None]
+                        if chosen:
+                            selected += replicas.route(chosen, durable_at, entry_start)
+                        entry_start = end
+            position = chunk.position or self._through
+            moved = position != self._through
+            now = time.monotonic()
+            if replicas is not None and now - self._replica_tick_at >= REPLICA_TICK_SECONDS:
+                self._replica_tick_at = now
+                held_from = replicas.hold_from()
+                taken = await self._replica_tick()
+                # Written after all, or dropped as covered: the checkpoint may move on.
+                moved = moved or bool(taken) or replicas.hold_from() != held_from
+                selected = taken + selected
+            if selected or moved:
+                cap = replicas.hold_from() if replicas is not None else None
+                await self._offer(Piece(selected, position, cap, durable_at))
+                self._through = position
+            if chunk.position is not None:
+                entry_start = chunk.position  # the next entry starts where this chunk ends
+            self.progress.oldest_pending_durable = None
+
+    async def _offer(self, piece: Piece) -> None:
+        """Hand ``piece`` to every lane (a full one makes this wait, a failing one falls behind)."""
+        for lane in self.lanes.values():
+            await lane.offer(piece)
+
+    def _reread_from(self) -> Position | None:
+        """Where the reader starts again after a source error: the lowest position a lane accepted."""
+        offered = [lane.offered for lane in self.lanes.values() if lane.attached]
+        if not offered:
+            return self._through
+        return None if any(p is None for p in offered) else min(p for p in offered if p is not None)
+
+    async def _catch_up(self, sink: str, start: Position | None) -> AsyncIterator[Piece]:
+        """A lane's own reader, from its own checkpoint: every selected change (replica dedup aside)."""
+        source = self.source.fork()
+        self.lanes[sink].watch_unread(source.unread_durable_at)
+        reading = source.read(start)
         try:
-            async for chunk in chunks:
-                now = time.monotonic()
-                if chunk.events:
-                    self._count(self.metrics.events_decoded, chunk.events)
-                    self.progress.pending_since(chunk.durable_at or time.time())
-                # The events of one entry are consecutive and share its end position.
-                for end, entry in itertools.groupby(chunk.events, key=_entry_end):
-                    selected = [e for e in map(self.transform.event, entry) if e is not None]
-                    if selected and self.replicas is not None:
-                        selected = self.replicas.route(selected, chunk.durable_at or time.time(), entry_start)
-                    entry_start = end
-                    if not selected:
-                        continue
-                    if pending and len(pending) + len(selected) > limit:
-                        # This entry would overflow the batch: commit up to the end of the one before.
-                        await self._commit(pending, pending[-1].source.position)
-                        pending, pending_position, dirty_since = [], None, None
-                        self.progress.pending_since(chunk.durable_at or time.time())
-                    pending += selected
-                    dirty_since = now if dirty_since is None else dirty_since
-                if chunk.position is not None and chunk.position != self._through:
-                    pending_position = chunk.position
-                    dirty_since = now if dirty_since is None else dirty_since
-                if self.replicas is not None and now - self._replica_tick_at >= REPLICA_TICK_SECONDS:
-                    self._replica_tick_at = now
-                    held_from = self.replicas.hold_from()
-                    pending += await self._replica_tick()
-                    if pending or self.replicas.hold_from() != held_from:
-                        # Written after all, or dropped as covered: the checkpoint may move on.
-                        pending_position = pending_position or self._through or chunk.position
-                        dirty_since = now if dirty_since is None else dirty_since
-                if pending_position is None or dirty_since is None:
-                    continue
-                if len(pending) >= limit or now - dirty_since >= self.batching.max_wait:
-                    await self._commit(pending, pending_position)
-                    pending, pending_position, dirty_since = [], None, None
-        except SourceError:
-            # Everything read before the error is valid: deliver it, then stop (or re-read) there.
-            if pending_position is not None:
-                await self._commit(pending, pending_position)
-            raise
+            async for chunk in reading:
+                selected = [e for e in map(self.transform.event, chunk.events) if e is not None]
+                yield Piece(selected, chunk.position, None, chunk.durable_at)
+        finally:
+            aclose = getattr(reading, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _write_lane(self, lane: Lane, events: list[ChangeEvent], checkpoint: Checkpoint) -> None:
+        """Write one lane's batch (or a watermark), then note the commit: progress, metrics, cleanup."""
+        async with self._sink_locks[lane.name]:
+            with tracer.start_as_current_span("headrace.batch") as span:
+                span.set_attribute("headrace.events", len(events))
+                await self._ensure_tables(events, [lane.sink])
+                await self._write(lane.sink, events, checkpoint)
+        if checkpoint.node == self.node:
+            self._committed(lane, checkpoint.position, len(events))
 
     async def deliver(self, events: list[ChangeEvent], checkpoint: Checkpoint) -> None:
-        """Write ``events`` with ``checkpoint`` to every sink, one batch at a time; stalls while a sink is down.
+        """Write ``events`` with ``checkpoint`` to every sink (the snapshot's pages); stalls while a sink is down.
 
         The sinks write the batch at the same time, and it is delivered when every one of them
         holds it. A fatal error in one sink cancels the others' writes (their transactions roll
         back; a write that completes anyway is harmless, the sinks being idempotent).
         """
-        async with self._delivering:
-            with tracer.start_as_current_span("headrace.batch") as span:
-                span.set_attribute("headrace.events", len(events))
-                await self._ensure_tables(events)
-                if len(self.sinks) == 1:
-                    await self._write(self.sinks[0], events, checkpoint)
-                    return
-                writes = [asyncio.ensure_future(self._write(sink, events, checkpoint)) for sink in self.sinks]
-                try:
-                    await asyncio.gather(*writes)
-                finally:
-                    for write in writes:
-                        if not write.done():
-                            write.cancel()
-                    await asyncio.gather(*writes, return_exceptions=True)
+        with tracer.start_as_current_span("headrace.batch") as span:
+            span.set_attribute("headrace.events", len(events))
+            if len(self.sinks) == 1:
+                await self._deliver_to(self.sinks[0], events, checkpoint)
+                return
+            writes = [asyncio.ensure_future(self._deliver_to(sink, events, checkpoint)) for sink in self.sinks]
+            try:
+                await asyncio.gather(*writes)
+            finally:
+                for write in writes:
+                    if not write.done():
+                        write.cancel()
+                await asyncio.gather(*writes, return_exceptions=True)
+
+    async def _deliver_to(self, sink: Sink, events: list[ChangeEvent], checkpoint: Checkpoint) -> None:
+        async with self._sink_locks[sink.name]:
+            await self._ensure_tables(events, [sink])
+            await self._write(sink, events, checkpoint)
 
     async def _write(self, sink: Sink, events: list[ChangeEvent], checkpoint: Checkpoint) -> None:
         """Write one sink's share of a batch, retrying (stalled) until it holds it."""
@@ -381,34 +461,40 @@ class Runner:
             return events
         return [e for e in events if (e.keyspace, e.table) in wanted]
 
-    async def _commit(self, events: list[ChangeEvent], through: Position) -> None:
-        # Held changes (replica dedup) keep the checkpoint at the first of them: read again after a restart.
-        held = self.replicas.hold_from() if self.replicas is not None else None
-        position = min(through, held) if held is not None else through
-        self._through = through
-        if not events and position == self.progress.committed:
-            return  # nothing new to record
-        await self.deliver(events, Checkpoint(self.pipeline, self.node, position))
+    def _committed(self, lane: Lane, position: Position, events: int) -> None:
+        """A lane committed ``position``: the runtime's position is the lowest over its lanes."""
         now = time.monotonic()
-        self.progress.committed = position
+        positions = [other.committed if other is not lane else position for other in self.lanes.values()]
+        lowest = None if any(p is None for p in positions) else min(p for p in positions if p is not None)
+        self.progress.committed = lowest
         self.progress.last_commit_monotonic = now
-        self.progress.oldest_pending_durable = None
-        self.progress.events_committed += len(events)
-        self.progress.rate_window.append((now, self.progress.events_committed))
-        self.progress.last_error = None
-        self.metrics.committed_segment.labels(**self._labels).set(position.segment_id)
-        self.metrics.committed_offset.labels(**self._labels).set(position.offset)
-        self._cleanup(position)
+        committed = max(other.events_committed + (events if other is lane else 0) for other in self.lanes.values())
+        if committed != self.progress.events_committed:
+            self.progress.events_committed = committed
+            self.progress.rate_window.append((now, committed))
+        if not self.sink_errors:
+            self.progress.last_error = None
+        self.metrics.sink_committed_offset.labels(**self._labels, sink=lane.name).set(position.offset)
+        self.metrics.sink_committed_segment.labels(**self._labels, sink=lane.name).set(position.segment_id)
+        if lowest is not None:
+            self.metrics.committed_segment.labels(**self._labels).set(lowest.segment_id)
+            self.metrics.committed_offset.labels(**self._labels).set(lowest.offset)
+        committed_by = {name: other.committed for name, other in self.lanes.items()}
+        committed_by[lane.name] = position
+        self._cleanup(committed_by)
 
     async def _replica_tick(self) -> list[ChangeEvent]:
         """Publish this runtime's watermark, read the others', and settle the held changes they cover."""
         replicas = self.replicas
         assert replicas is not None
-        replicas.refresh(watermarks(await self.committed_marks()))
+        replicas.refresh(watermarks(await self._working_marks()))
         own = replicas.own_watermark(self.lag_seconds())
         if own is not None:
             host, mark = own
-            await self.deliver([], Checkpoint(self.pipeline, watermark_key(host), mark.position()))
+            # After the data before it, in each sink: a watermark never vouches for what a sink lacks.
+            await self._offer(
+                Piece((), None, None, None, Checkpoint(self.pipeline, watermark_key(host), mark.position()))
+            )
         taken = replicas.resolve()
         counts = replicas.counts
         for disposition in ("written", "taken_over", "held", "covered"):
@@ -417,6 +503,26 @@ class Runner:
             self._replica_counted[disposition] = counts[disposition]
         self.metrics.replica_held.labels(**self._labels).set(len(replicas.held))
         return taken
+
+    async def _working_marks(self) -> dict[str, dict[str, Position]]:
+        """Committed marks of the sinks that are working and keep pace, one bounded call each.
+
+        A sink that is down or fell behind is left out rather than waited for: its lane re-reads
+        every change from its own checkpoint (replica dedup aside), so it misses nothing.
+        """
+        marks = {}
+        for sink in self.sinks:
+            lane = self.lanes.get(sink.name)
+            if sink.name in self.sink_errors or (lane is not None and not lane.attached):
+                continue
+            read = functools.partial(sink.committed_positions, self.pipeline)
+            try:
+                marks[sink.name] = await bounded(read, self.backoff.call_timeout, f"sink {sink.name}: read marks")
+            except HeadraceError as error:
+                if not error.retryable:
+                    raise
+                self._failed_attempt(sink, "read marks", error, ())
+        return marks
 
     def _count(self, counter: Any, events: Sequence[ChangeEvent], **labels: str) -> None:
         """Add ``events`` to a per-table, per-op counter: one increment per series, not per event."""
@@ -434,8 +540,8 @@ class Runner:
             self.metrics.events_dead_lettered.labels(**self._labels, table=table, sink=sink.name).inc(n)
         self.progress.events_dead_lettered += len(letters)
 
-    async def _ensure_tables(self, events: list[ChangeEvent]) -> None:
-        """Create each batch table in each sink, again whenever its columns changed (ADD COLUMN)."""
+    async def _ensure_tables(self, events: list[ChangeEvent], sinks: Sequence[Sink]) -> None:
+        """Create each batch table in ``sinks``, again whenever its columns changed (ADD COLUMN)."""
         for keyspace, table in sorted({(e.keyspace, e.table) for e in events}):
             source_schema = self.source.schema(keyspace, table)
             cached = self._sink_schemas.get((keyspace, table))
@@ -448,7 +554,7 @@ class Runner:
             _, schema, shape = cached
             if schema is None:
                 continue
-            for sink in self.sinks:
+            for sink in sinks:
                 key = (sink.name, schema.qualified_name, shape)
                 if key in self._tables_ready:
                     continue
@@ -458,8 +564,8 @@ class Runner:
                 await self._call(sink, "create table", functools.partial(sink.ensure_table, schema))
                 self._tables_ready.add(key)
 
-    def _cleanup(self, committed: Position) -> None:
-        chosen = consumed(self.source.backlog(), {s.name: committed for s in self.sinks})
+    def _cleanup(self, committed: Mapping[str, Position | None]) -> None:
+        chosen = consumed(self.source.backlog(), committed)
         removed = delete_segments(chosen)
         if removed:
             self.metrics.segments_deleted.labels(**self._labels).inc(removed)
@@ -476,10 +582,23 @@ class Runner:
         so lag keeps growing during a drain.
         """
         now = time.time() if now is None else now
-        ahead = self._read_ahead.oldest_durable_at() if self._read_ahead is not None else None
-        times = [self.progress.oldest_pending_durable, ahead, self.source.unread_durable_at()]
+        times = [self._unread_durable_at(), *(lane.oldest_durable_at() for lane in self.lanes.values())]
         known = [t for t in times if t is not None]
         return max(0.0, now - min(known)) if known else 0.0
+
+    def sink_lag_seconds(self, sink: str, now: float | None = None) -> float:
+        """Lag as one sink sees it: the oldest change durable in the commitlog and not committed in it."""
+        now = time.time() if now is None else now
+        lane = self.lanes.get(sink)
+        times = [self._unread_durable_at(), lane.oldest_durable_at() if lane is not None else None]
+        known = [t for t in times if t is not None]
+        return max(0.0, now - min(known)) if known else 0.0
+
+    def _unread_durable_at(self) -> float | None:
+        """The oldest change the reader has not handed to the lanes: being offered, decoded ahead, unread."""
+        ahead = self._read_ahead.oldest_durable_at() if self._read_ahead is not None else None
+        known = [t for t in (self.progress.oldest_pending_durable, ahead, self.source.unread_durable_at()) if t]
+        return min(known) if known else None
 
     # -- failures --------------------------------------------------------------------------------
 

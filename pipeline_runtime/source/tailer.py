@@ -434,6 +434,20 @@ class CdcRawSource:
                 yield SourceBatch([], last)
             await asyncio.sleep(self.settings.poll_interval)
 
+    def fork(self) -> CdcRawSource:
+        """Another reader of this cdc_raw, with its own position and counts (a sink catching up).
+
+        It shares the schema registry and takes no claim: it reads under this runtime's claim.
+        """
+        return CdcRawSource(
+            self.cdc_raw,
+            self.node,
+            self.registry,
+            self.settings,
+            self.idle_heartbeat,
+            settle_seconds=self.settle_seconds,
+        )
+
     def unread_durable_at(self) -> float | None:
         """When the oldest durable entry not yet yielded by ``read`` became durable (seconds since the epoch).
 

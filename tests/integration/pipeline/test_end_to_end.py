@@ -64,7 +64,8 @@ def write_config(tmp: Path, keyspace: str, node: CassandraNode, postgres_dsn: st
     config = {
         "apiVersion": "headrace.io/v1alpha1",
         "kind": "CDCPipeline",
-        "metadata": {"name": "e2e", "namespace": "test"},
+        # Named after the keyspace: tests share one chdb engine, whose checkpoints are per pipeline and node.
+        "metadata": {"name": keyspace.replace("_", "-"), "namespace": "test"},
         "spec": {
             "source": {
                 "cassandra": {"contactPoint": node.host, "port": node.port},
@@ -260,7 +261,7 @@ async def test_workload_converges_in_both_sinks_with_masking(
     assert ready == b"ready\n"
     metrics = (await asyncio.to_thread(lambda: urllib.request.urlopen(f"{base}/metrics", timeout=5).read())).decode()
     assert (
-        f'headrace_events_written_total{{node="node-0",op="upsert",pipeline="e2e",sink="pg",table="{ks}.orders"}}'
+        f'headrace_events_written_total{{node="node-0",op="upsert",pipeline="{runtime.pipeline.name}",sink="pg",table="{ks}.orders"}}'
         in metrics
     )
     status = runtime.node_status()
@@ -373,6 +374,81 @@ async def test_a_sink_outage_stalls_keeps_the_backlog_and_loses_nothing(
             await outage(
                 runtime, "pg", lambda i: session.execute(insert, (i, f"body {i}")), has, server.stop, server.restart
             )
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+    shutil.rmtree(pg_dir, ignore_errors=True)
+
+
+async def test_a_sink_that_is_down_holds_nothing_back_and_catches_up_from_its_own_checkpoint(
+    cassandra_v7: CassandraNode, chdb_dsn: str, tmp_path: Path
+) -> None:
+    """PostgreSQL goes away: ClickHouse keeps receiving every change meanwhile, PostgreSQL's lane falls
+    behind (more changes than its buffer) and, once the server is back, re-reads cdc_raw from its own
+    checkpoint until it holds everything; status shows each sink's own position, lag and state."""
+    keyspace = new_keyspace(cassandra_v7, "events (id int PRIMARY KEY, body text) WITH cdc = true")
+    session = cassandra_v7.session()
+    insert = session.prepare(f"INSERT INTO {keyspace}.events (id, body) VALUES (?, ?)")
+    pg_dir = Path(tempfile.mkdtemp(prefix="headrace-pg-"))
+    with running_postgres(pg_dir, durable=False) as server:
+        dsn = server.create_database("independent")
+        pipeline = load_pipeline(write_config(tmp_path, keyspace, cassandra_v7, dsn, chdb_dsn))
+        runtime = Runtime(pipeline, local_options(cassandra_v7, tmp_path, retry_max_delay=0.5))
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.run(stop))
+
+        async def pg_has(n: int) -> Any:
+            found = await pg_rows(dsn, f"SELECT count(*) AS n FROM {keyspace}.events")
+            got = int(found[0]["n"]) if found else 0
+            return True if got == n else got
+
+        async def ch_has(n: int) -> Any:
+            # On the event loop's thread, as the other chdb reads here: chdb is one engine per process.
+            found = ch_rows(chdb_dsn, f"SELECT id FROM {keyspace}_ch.events FINAL")
+            return True if len(found) == n else len(found)
+
+        try:
+            for i in range(50):
+                session.execute(insert, (i, f"body {i}"))
+            await wait_until(lambda: pg_has(50), what="50 rows in PostgreSQL")
+            await wait_until(lambda: ch_has(50), what="50 rows in ClickHouse")
+
+            server.stop()
+            # Seven of PostgreSQL's batches, each synced apart (the node syncs every 50 ms) so that they
+            # reach the lanes as pieces of their own: more than PostgreSQL's lane buffers (one piece of
+            # any size is always let in, so a single large read could sit in its buffer instead).
+            for first in range(50, 400, 50):
+                for i in range(first, first + 50):
+                    session.execute(insert, (i, f"body {i}"))
+                await asyncio.sleep(0.3)
+            # ClickHouse gets every change while PostgreSQL is down.
+            await wait_until(lambda: ch_has(400), what="all 400 rows in ClickHouse while PostgreSQL is down")
+
+            def pg_behind() -> Any:
+                status = runtime.node_status()
+                return True if status.sinks["pg"].behind else status.sinks
+
+            await wait_until(lambda: asyncio.sleep(0, pg_behind()), what="PostgreSQL's lane to fall behind")
+            status = runtime.node_status()
+            ch, pg = status.sinks["ch"], status.sinks["pg"]
+            assert ch.healthy and not pg.healthy and not ch.behind
+            assert ch.position is not None and pg.position is not None and ch.position.offset > pg.position.offset
+            assert status.position == pg.position  # the runtime's position is its slowest sink's
+            assert (pg.lag_seconds or 0) > 0
+            assert status.unread_bytes  # the backlog PostgreSQL lacks is kept on disk
+
+            server.restart()
+            await wait_until(lambda: pg_has(400), what="all 400 rows in PostgreSQL after it came back")
+            await wait_until(lambda: asyncio.sleep(0, not runtime.node_status().sinks["pg"].behind), what="rejoined")
+            rows = await pg_rows(dsn, f"SELECT id, body FROM {keyspace}.events ORDER BY id")
+            assert [(r["id"], r["body"]) for r in rows] == [(i, f"body {i}") for i in range(400)]
+
+            def level() -> Any:
+                status = runtime.node_status()
+                pg, ch, own = status.sinks["pg"].position, status.sinks["ch"].position, status.position
+                return True if pg == ch == own else (pg, ch, own)
+
+            await wait_until(lambda: asyncio.sleep(0, level()), what="both sinks and the runtime at one position")
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)

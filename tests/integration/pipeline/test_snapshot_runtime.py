@@ -103,7 +103,8 @@ def pipeline_yaml(tmp: Path, keyspace: str, node: CassandraNode, sinks: dict[str
     config = {
         "apiVersion": "headrace.io/v1alpha1",
         "kind": "CDCPipeline",
-        "metadata": {"name": "snap", "namespace": "test"},
+        # Named after the keyspace: tests share one chdb engine, whose checkpoints are per pipeline and node.
+        "metadata": {"name": f"snap-{keyspace.replace('_', '-')}", "namespace": "test"},
         "spec": {
             "source": {
                 "cassandra": {"contactPoint": node.host, "port": node.port},
@@ -198,13 +199,15 @@ async def test_preloaded_tables_arrive_whole_while_writes_go_on(
         assert status.eta_seconds == 0.0
         assert runtime.http is not None
         url = f"http://127.0.0.1:{runtime.http.port}/metrics"
+        pipeline = runtime.pipeline.name
         metrics = (await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())).decode()
         read = re.search(
-            rf'headrace_snapshot_rows_total{{node="node-0",pipeline="snap",table="{keyspace}.bulk"}} (\S+)', metrics
+            rf'headrace_snapshot_rows_total{{node="node-0",pipeline="{pipeline}",table="{keyspace}.bulk"}} (\S+)',
+            metrics,
         )
         assert read is not None and float(read.group(1)) == status.rows_read
         assert (
-            f'headrace_snapshot_ranges{{node="node-0",pipeline="snap",state="done",table="{keyspace}.bulk"}} 2.0'
+            f'headrace_snapshot_ranges{{node="node-0",pipeline="{pipeline}",state="done",table="{keyspace}.bulk"}} 2.0'
             in metrics
         )
     finally:

@@ -60,6 +60,7 @@ class ListSource:
         self.drained = asyncio.Event()
         #: When the oldest durable entry the source has not yet returned became durable.
         self.unread: float | None = None
+        self.forks: list[ListSource] = []
 
     async def read(self, start: Position | None) -> AsyncIterator[SourceBatch]:
         self.started_from.append(start)
@@ -80,6 +81,12 @@ class ListSource:
 
     def unread_durable_at(self) -> float | None:
         return self.unread
+
+    def fork(self) -> ListSource:
+        """A reader of its own over the same chunks (a lane catching up)."""
+        forked = ListSource(self.chunks, self.segments)
+        self.forks.append(forked)
+        return forked
 
 
 class Identity:
