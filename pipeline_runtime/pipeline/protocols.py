@@ -8,7 +8,7 @@ are the source's own types; sinks are driven through
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Protocol
 
 from pipeline_runtime.cql.schema import TableSchema
@@ -47,6 +47,6 @@ class EventTransform(Protocol):
         """The schema as the sinks see it, or None when the table is not selected."""
         ...
 
-    def event(self, event: ChangeEvent) -> ChangeEvent | None:
-        """The event as the sinks see it, or None when it is not selected."""
+    def events(self, events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
+        """The events as the sinks see them, in order, without those not selected."""
         ...

@@ -27,6 +27,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import operator
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -41,7 +42,7 @@ from pipeline_runtime.errors import HeadraceError, SinkError, SourceError
 from pipeline_runtime.events import ChangeEvent, Position
 from pipeline_runtime.observability.metrics import Metrics
 from pipeline_runtime.pipeline.cleanup import consumed, delete_segments
-from pipeline_runtime.pipeline.lanes import Lane, Piece
+from pipeline_runtime.pipeline.lanes import BUFFERED_BATCHES, Lane, Piece
 from pipeline_runtime.pipeline.lifecycle import Lifecycle, RuntimeState
 from pipeline_runtime.pipeline.protocols import ChangeSource, EventTransform
 from pipeline_runtime.pipeline.readahead import ReadAhead
@@ -62,6 +63,11 @@ SnapshotFactory = Callable[[Deliver, ReadMarks], SnapshotRun]
 REPLICA_TICK_SECONDS = 1.0
 #: A sink call running longer than this makes /readyz name the sink, before its timeout ends it.
 STUCK_AFTER_SECONDS = 30.0
+
+
+#: An event's table and op, and its table, as tuples built in C (the counts and table sets of a chunk).
+_TABLE_AND_OP = operator.attrgetter("keyspace", "table", "op")
+_TABLE = operator.attrgetter("keyspace", "table")
 
 
 def _entry_end(event: ChangeEvent) -> Position:
@@ -247,7 +253,7 @@ class Runner:
                 functools.partial(Checkpoint, self.pipeline, self.node),
                 max_events=policy.max_events,
                 max_wait=policy.max_wait,
-                limit=policy.max_events,
+                limit=BUFFERED_BATCHES * policy.max_events,
                 committed=committed.get(sink.name),
                 write=self._write_lane,
                 catch_up=functools.partial(self._catch_up, sink.name),
@@ -349,11 +355,11 @@ class Runner:
                 self._count(self.metrics.events_decoded, events)
                 self.progress.pending_since(durable_at)
                 if replicas is None:
-                    selected = [e for e in map(self.transform.event, events) if e is not None]
+                    selected = self.transform.events(events)
                 else:
                     # The events of one entry are consecutive and share its end position.
                     for end, entry in itertools.groupby(events, key=_entry_end):
-                        chosen = [e for e in map(self.transform.event, entry) if e is not None]
+                        chosen = self.transform.events(entry)
                         if chosen:
                             selected += replicas.route(chosen, durable_at, entry_start)
                         entry_start = end
@@ -394,7 +400,7 @@ class Runner:
         reading = source.read(start)
         try:
             async for chunk in reading:
-                selected = [e for e in map(self.transform.event, chunk.events) if e is not None]
+                selected = self.transform.events(chunk.events)
                 yield Piece(selected, chunk.position, None, chunk.durable_at)
         finally:
             aclose = getattr(reading, "aclose", None)
@@ -526,8 +532,8 @@ class Runner:
 
     def _count(self, counter: Any, events: Sequence[ChangeEvent], **labels: str) -> None:
         """Add ``events`` to a per-table, per-op counter: one increment per series, not per event."""
-        for (table, op), n in Counter((e.qualified_table, e.op) for e in events).items():
-            counter.labels(**self._labels, **labels, table=table, op=op).inc(n)
+        for (keyspace, table, op), n in Counter(map(_TABLE_AND_OP, events)).items():
+            counter.labels(**self._labels, **labels, table=f"{keyspace}.{table}", op=op).inc(n)
 
     def _count_written(self, sink: Sink, events: Sequence[ChangeEvent], letters: Sequence[DeadLetter]) -> None:
         """Written counts only what the sink holds; dead letters count apart, per table."""
@@ -542,7 +548,7 @@ class Runner:
 
     async def _ensure_tables(self, events: list[ChangeEvent], sinks: Sequence[Sink]) -> None:
         """Create each batch table in ``sinks``, again whenever its columns changed (ADD COLUMN)."""
-        for keyspace, table in sorted({(e.keyspace, e.table) for e in events}):
+        for keyspace, table in sorted(set(map(_TABLE, events))):
             source_schema = self.source.schema(keyspace, table)
             cached = self._sink_schemas.get((keyspace, table))
             if cached is None or cached[0] is not source_schema:

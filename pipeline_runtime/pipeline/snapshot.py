@@ -307,7 +307,7 @@ class SnapshotRun:
                     mark = Position(DONE, token_range.end)
                 elif page.complete_through is not None:
                     mark = Position(IN_PROGRESS, page.complete_through)
-                events = [e for e in map(self.transform.event, page.events) if e is not None]
+                events = self.transform.events(page.events)
                 async with self._delivering:
                     await self.deliver(events, Checkpoint(self.pipeline, key, mark))
                 progress.rows_read += page.rows

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.events import ChangeEvent
@@ -41,6 +41,30 @@ class PlannedTransform:
         """The sink-side schema of ``schema`` (planning it if needed)."""
         self._plan(schema)
         return self.transformer.schema(schema)
+
+    def events(self, events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
+        """``event`` over a chunk. Events of a table whose plan changes nothing pass as they are, at the
+        cost of a column check each (a column the plan has not seen yet takes the full path)."""
+        out: list[ChangeEvent] = []
+        append = out.append
+        table: tuple[str, str] | None = None
+        passes: frozenset[str] | None = None  # the columns a table's identity plan was made with
+        for event in events:
+            if (event.keyspace, event.table) != table:
+                table = (event.keyspace, event.table)
+                passes = self._passes(event.qualified_table)
+            if passes is not None and passes.issuperset(event.cells):
+                append(event)
+                continue
+            transformed = self.event(event)
+            if transformed is not None:
+                append(transformed)
+            passes = self._passes(event.qualified_table)  # planned (again) just now
+        return out
+
+    def _passes(self, qualified: str) -> frozenset[str] | None:
+        plan = self.transformer.planned(qualified)
+        return self._known.get(qualified) if plan is not None and plan.identity else None
 
     def event(self, event: ChangeEvent) -> ChangeEvent | None:
         known = self._known.get(event.qualified_table)

@@ -69,6 +69,10 @@ class Transformer:
         self._plans[qualified] = plan
         return plan
 
+    def planned(self, qualified: str) -> TablePlan | None:
+        """The plan made for a table (``keyspace.table``), if any."""
+        return self._plans.get(qualified)
+
     def _kept(self, schema: TableSchema, selections: list[ColumnSelection]) -> set[str]:
         keys = {c.name for c in schema.primary_key}
         keep = {c.name for c in schema.columns}

@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import pytest
@@ -93,8 +93,8 @@ class Identity:
     def table(self, schema: TableSchema) -> TableSchema | None:
         return schema
 
-    def event(self, event: ChangeEvent) -> ChangeEvent | None:
-        return None if event.partition_key["id"] < 0 else event
+    def events(self, events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
+        return [e for e in events if e.partition_key["id"] >= 0]
 
 
 class MemorySink:
@@ -267,8 +267,8 @@ async def test_a_damaged_segment_stops_the_runner_after_the_good_entries_and_kee
         def table(self, schema: TableSchema) -> TableSchema | None:
             return schema
 
-        def event(self, event: ChangeEvent) -> ChangeEvent | None:
-            return event
+        def events(self, events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
+            return list(events)
 
     class CollectingSink(MemorySink):
         def __init__(self) -> None:

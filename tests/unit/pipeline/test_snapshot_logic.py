@@ -8,6 +8,7 @@ import itertools
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -144,8 +145,8 @@ class _Identity:
     def table(self, schema: TableSchema) -> TableSchema:
         return schema
 
-    def event(self, event: ChangeEvent) -> ChangeEvent:
-        return event
+    def events(self, events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
+        return list(events)
 
 
 def _run(reader: _PagedRanges) -> tuple[SnapshotRun, dict[str, Position], list[str]]:
