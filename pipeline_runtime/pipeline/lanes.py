@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 
 #: How long the reader waits for room in a healthy sink's full buffer before detaching it.
 DETACH_AFTER = 2.0
-#: A lane's buffer holds this many of its batches: while the sink commits one, the reader prepares the next ones.
-BUFFERED_BATCHES = 2
 #: A lane's buffer holds at most this many pieces, whatever their events (idle heartbeats are merged).
 MAX_PIECES = 4096
 

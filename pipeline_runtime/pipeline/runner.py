@@ -42,7 +42,7 @@ from pipeline_runtime.errors import HeadraceError, SinkError, SourceError
 from pipeline_runtime.events import ChangeEvent, Position
 from pipeline_runtime.observability.metrics import Metrics
 from pipeline_runtime.pipeline.cleanup import consumed, delete_segments
-from pipeline_runtime.pipeline.lanes import BUFFERED_BATCHES, Lane, Piece
+from pipeline_runtime.pipeline.lanes import Lane, Piece
 from pipeline_runtime.pipeline.lifecycle import Lifecycle, RuntimeState
 from pipeline_runtime.pipeline.protocols import ChangeSource, EventTransform
 from pipeline_runtime.pipeline.readahead import ReadAhead
@@ -253,7 +253,7 @@ class Runner:
                 functools.partial(Checkpoint, self.pipeline, self.node),
                 max_events=policy.max_events,
                 max_wait=policy.max_wait,
-                limit=BUFFERED_BATCHES * policy.max_events,
+                limit=policy.max_events,
                 committed=committed.get(sink.name),
                 write=self._write_lane,
                 catch_up=functools.partial(self._catch_up, sink.name),
