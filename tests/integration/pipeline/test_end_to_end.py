@@ -8,6 +8,7 @@ Cassandra after the pipeline's transforms (here: the email column hashed).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -28,7 +29,7 @@ import yaml
 
 from devservices.cassandra import CassandraNode
 from devservices.clickhouse_http import running_clickhouse_front
-from devservices.postgres import running_postgres
+from devservices.postgres import PostgresServer, running_postgres
 from devservices.pytest_require import require_module
 from pipeline_runtime.app import Runtime, RuntimeOptions
 from pipeline_runtime.config.loader import load_pipeline
@@ -348,37 +349,58 @@ async def outage(
     )
 
 
+@dataclass
+class OwnPostgres:
+    """A runtime writing into a PostgreSQL server of its own (which the test stops) and the shared chdb."""
+
+    keyspace: str
+    server: PostgresServer
+    dsn: str
+    runtime: Runtime
+    session: Any
+    statement: Any
+
+    def insert(self, i: int) -> None:
+        self.session.execute(self.statement, (i, f"body {i}"))
+
+    async def has(self, n: int) -> Any:
+        """True once PostgreSQL holds ``n`` rows, else how many it holds."""
+        found = await pg_rows(self.dsn, f"SELECT count(*) AS n FROM {self.keyspace}.events")
+        got = int(found[0]["n"]) if found else 0
+        return True if got == n else got
+
+
+@contextlib.asynccontextmanager
+async def runtime_with_own_postgres(
+    node: CassandraNode, chdb_dsn: str, tmp_path: Path, database: str
+) -> AsyncIterator[OwnPostgres]:
+    """A table ``events``, a PostgreSQL server of its own and a runtime replicating into it and chdb."""
+    keyspace = new_keyspace(node, "events (id int PRIMARY KEY, body text) WITH cdc = true")
+    session = node.session()
+    statement = session.prepare(f"INSERT INTO {keyspace}.events (id, body) VALUES (?, ?)")
+    pg_dir = Path(tempfile.mkdtemp(prefix="headrace-pg-"))
+    try:
+        with running_postgres(pg_dir, durable=False) as server:
+            dsn = server.create_database(database)
+            pipeline = load_pipeline(write_config(tmp_path, keyspace, node, dsn, chdb_dsn))
+            runtime = Runtime(pipeline, local_options(node, tmp_path, retry_max_delay=0.5))
+            stop = asyncio.Event()
+            task = asyncio.create_task(runtime.run(stop))
+            try:
+                yield OwnPostgres(keyspace, server, dsn, runtime, session, statement)
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 30)
+    finally:
+        shutil.rmtree(pg_dir, ignore_errors=True)
+
+
 async def test_a_sink_outage_stalls_keeps_the_backlog_and_loses_nothing(
     cassandra_v7: CassandraNode, chdb_dsn: str, tmp_path: Path
 ) -> None:
     """PostgreSQL goes away mid-stream: the runtime stalls, says why, keeps segments, and catches up."""
-    keyspace = new_keyspace(cassandra_v7, "events (id int PRIMARY KEY, body text) WITH cdc = true")
-    session = cassandra_v7.session()
-    insert = session.prepare(f"INSERT INTO {keyspace}.events (id, body) VALUES (?, ?)")
-    pg_dir = Path(tempfile.mkdtemp(prefix="headrace-pg-"))
-    with running_postgres(pg_dir, durable=False) as server:
-        dsn = server.create_database("outage")
-        pipeline = load_pipeline(write_config(tmp_path, keyspace, cassandra_v7, dsn, chdb_dsn))
-        runtime = Runtime(pipeline, local_options(cassandra_v7, tmp_path, retry_max_delay=0.5))
-        stop = asyncio.Event()
-        task = asyncio.create_task(runtime.run(stop))
-
-        async def rows() -> int:
-            found = await pg_rows(dsn, f"SELECT count(*) AS n FROM {keyspace}.events")
-            return int(found[0]["n"]) if found else 0
-
-        async def has(n: int) -> Any:
-            got = await rows()
-            return True if got == n else got
-
-        try:
-            await outage(
-                runtime, "pg", lambda i: session.execute(insert, (i, f"body {i}")), has, server.stop, server.restart
-            )
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)
-    shutil.rmtree(pg_dir, ignore_errors=True)
+    async with runtime_with_own_postgres(cassandra_v7, chdb_dsn, tmp_path, "outage") as pg:
+        await outage(pg.runtime, "pg", pg.insert, pg.has, pg.server.stop, pg.server.restart)
 
 
 async def test_a_sink_that_is_down_holds_nothing_back_and_catches_up_from_its_own_checkpoint(
@@ -387,73 +409,56 @@ async def test_a_sink_that_is_down_holds_nothing_back_and_catches_up_from_its_ow
     """PostgreSQL goes away: ClickHouse keeps receiving every change meanwhile, PostgreSQL's lane falls
     behind (more changes than its buffer) and, once the server is back, re-reads cdc_raw from its own
     checkpoint until it holds everything; status shows each sink's own position, lag and state."""
-    keyspace = new_keyspace(cassandra_v7, "events (id int PRIMARY KEY, body text) WITH cdc = true")
-    session = cassandra_v7.session()
-    insert = session.prepare(f"INSERT INTO {keyspace}.events (id, body) VALUES (?, ?)")
-    pg_dir = Path(tempfile.mkdtemp(prefix="headrace-pg-"))
-    with running_postgres(pg_dir, durable=False) as server:
-        dsn = server.create_database("independent")
-        pipeline = load_pipeline(write_config(tmp_path, keyspace, cassandra_v7, dsn, chdb_dsn))
-        runtime = Runtime(pipeline, local_options(cassandra_v7, tmp_path, retry_max_delay=0.5))
-        stop = asyncio.Event()
-        task = asyncio.create_task(runtime.run(stop))
-
-        async def pg_has(n: int) -> Any:
-            found = await pg_rows(dsn, f"SELECT count(*) AS n FROM {keyspace}.events")
-            got = int(found[0]["n"]) if found else 0
-            return True if got == n else got
+    async with runtime_with_own_postgres(cassandra_v7, chdb_dsn, tmp_path, "independent") as pg:
+        runtime, keyspace = pg.runtime, pg.keyspace
 
         async def ch_has(n: int) -> Any:
             # On the event loop's thread, as the other chdb reads here: chdb is one engine per process.
             found = ch_rows(chdb_dsn, f"SELECT id FROM {keyspace}_ch.events FINAL")
             return True if len(found) == n else len(found)
 
-        try:
-            for i in range(50):
-                session.execute(insert, (i, f"body {i}"))
-            await wait_until(lambda: pg_has(50), what="50 rows in PostgreSQL")
-            await wait_until(lambda: ch_has(50), what="50 rows in ClickHouse")
+        for i in range(50):
+            pg.insert(i)
+        await wait_until(lambda: pg.has(50), what="50 rows in PostgreSQL")
+        await wait_until(lambda: ch_has(50), what="50 rows in ClickHouse")
 
-            server.stop()
-            # Seven of PostgreSQL's batches, each synced apart (the node syncs every 50 ms) so that they
-            # reach the lanes as pieces of their own: more than PostgreSQL's lane buffers (one piece of
-            # any size is always let in, so a single large read could sit in its buffer instead).
-            for first in range(50, 400, 50):
-                for i in range(first, first + 50):
-                    session.execute(insert, (i, f"body {i}"))
-                await asyncio.sleep(0.3)
-            # ClickHouse gets every change while PostgreSQL is down.
-            await wait_until(lambda: ch_has(400), what="all 400 rows in ClickHouse while PostgreSQL is down")
+        pg.server.stop()
+        # Seven of PostgreSQL's batches, each synced apart (the node syncs every 50 ms) so that they
+        # reach the lanes as pieces of their own: more than PostgreSQL's lane buffers (one piece of
+        # any size is always let in, so a single large read could sit in its buffer instead).
+        for first in range(50, 400, 50):
+            for i in range(first, first + 50):
+                pg.insert(i)
+            await asyncio.sleep(0.3)
+        # ClickHouse gets every change while PostgreSQL is down.
+        await wait_until(lambda: ch_has(400), what="all 400 rows in ClickHouse while PostgreSQL is down")
 
-            def pg_behind() -> Any:
-                status = runtime.node_status()
-                return True if status.sinks["pg"].behind else status.sinks
-
-            await wait_until(lambda: asyncio.sleep(0, pg_behind()), what="PostgreSQL's lane to fall behind")
+        def pg_behind() -> Any:
             status = runtime.node_status()
-            ch, pg = status.sinks["ch"], status.sinks["pg"]
-            assert ch.healthy and not pg.healthy and not ch.behind
-            assert ch.position is not None and pg.position is not None and ch.position.offset > pg.position.offset
-            assert status.position == pg.position  # the runtime's position is its slowest sink's
-            assert (pg.lag_seconds or 0) > 0
-            assert status.unread_bytes  # the backlog PostgreSQL lacks is kept on disk
+            return True if status.sinks["pg"].behind else status.sinks
 
-            server.restart()
-            await wait_until(lambda: pg_has(400), what="all 400 rows in PostgreSQL after it came back")
-            await wait_until(lambda: asyncio.sleep(0, not runtime.node_status().sinks["pg"].behind), what="rejoined")
-            rows = await pg_rows(dsn, f"SELECT id, body FROM {keyspace}.events ORDER BY id")
-            assert [(r["id"], r["body"]) for r in rows] == [(i, f"body {i}") for i in range(400)]
+        await wait_until(lambda: asyncio.sleep(0, pg_behind()), what="PostgreSQL's lane to fall behind")
+        status = runtime.node_status()
+        ch, behind = status.sinks["ch"], status.sinks["pg"]
+        assert ch.healthy and not behind.healthy and not ch.behind
+        assert ch.position is not None and behind.position is not None
+        assert ch.position.offset > behind.position.offset
+        assert status.position == behind.position  # the runtime's position is its slowest sink's
+        assert (behind.lag_seconds or 0) > 0
+        assert status.unread_bytes  # the backlog PostgreSQL lacks is kept on disk
 
-            def level() -> Any:
-                status = runtime.node_status()
-                pg, ch, own = status.sinks["pg"].position, status.sinks["ch"].position, status.position
-                return True if pg == ch == own else (pg, ch, own)
+        pg.server.restart()
+        await wait_until(lambda: pg.has(400), what="all 400 rows in PostgreSQL after it came back")
+        await wait_until(lambda: asyncio.sleep(0, not runtime.node_status().sinks["pg"].behind), what="rejoined")
+        rows = await pg_rows(pg.dsn, f"SELECT id, body FROM {keyspace}.events ORDER BY id")
+        assert [(r["id"], r["body"]) for r in rows] == [(i, f"body {i}") for i in range(400)]
 
-            await wait_until(lambda: asyncio.sleep(0, level()), what="both sinks and the runtime at one position")
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)
-    shutil.rmtree(pg_dir, ignore_errors=True)
+        def level() -> Any:
+            status = runtime.node_status()
+            positions = status.sinks["pg"].position, status.sinks["ch"].position, status.position
+            return True if positions[0] == positions[1] == positions[2] else positions
+
+        await wait_until(lambda: asyncio.sleep(0, level()), what="both sinks and the runtime at one position")
 
 
 async def test_a_clickhouse_server_restart_over_http_stalls_and_loses_nothing(
