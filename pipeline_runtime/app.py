@@ -216,14 +216,11 @@ class Runtime:
                 self.session.cluster.shutdown()
 
     def _concurrent_writers(self) -> bool:
-        """Whether another runtime may write the same rows now: a replicated keyspace without replicaDedup,
-        or while this runtime takes over a silent one's ranges (ClickHouse then settles each insert)."""
-        if self._replicated is None:
-            return True  # not connected yet: assume the worst
-        if not self._replicated:
-            return False
-        replicas = self.runner.replicas if self.runner is not None else None
-        return replicas is None or replicas.taking_over()
+        """Whether another runtime may write the same rows: in any replicated keyspace (ClickHouse then
+        settles each insert), with or without replicaDedup. With dedup on an owner cannot know when
+        another runtime writes its ranges (a takeover ending, held changes from before its node's
+        return, a token without a known owner, another sink's catch-up), so both sides always settle."""
+        return self._replicated is not False  # not connected yet: assume the worst
 
     def _replica_router(self) -> ReplicaRouter | None:
         """Replica dedup (docs/replicas.md), or None when every replica's runtime writes every change."""

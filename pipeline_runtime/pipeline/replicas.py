@@ -171,9 +171,6 @@ class ReplicaRouter:
     moved: dict[str, float] = field(default_factory=dict)
     #: Changes by what became of them: written (owned), taken_over, held, covered.
     counts: Counter[str] = field(default_factory=Counter)
-    #: When a change last had no known owner (the driver was rebuilding its token map): written here,
-    #: so others may write the same rows for a while (``taking_over``).
-    unowned_at: float = -1e18
     _ring: RingView | None = None
 
     def refresh(self, marks: Mapping[str, Watermark]) -> None:
@@ -197,7 +194,6 @@ class ReplicaRouter:
         now = self.clock()
         if ring is None:
             # No ring known (yet): behave as without dedup, and so may the others meanwhile.
-            self.unowned_at = now
             self.counts["taken_over"] += len(events)
             return list(events)
         out = []
@@ -211,7 +207,6 @@ class ReplicaRouter:
                 owner = owners[partition] = ring.local if token is None else ring.owner(event.keyspace, token)
             if owner is None:
                 # No known owner: writing it is always safe, and the others may do the same meanwhile.
-                self.unowned_at = now
                 self.counts["taken_over"] += 1
                 out.append(event)
             elif owner == ring.local:
@@ -270,16 +265,6 @@ class ReplicaRouter:
         if ring is None or not ring.local_up:
             return None
         return ring.local, Watermark(self.clock() - lag, self.since)
-
-    def taking_over(self) -> bool:
-        """Whether this runtime writes another node's ranges now (two runtimes may write the same rows)."""
-        now = self.clock()
-        if now - self.unowned_at < self.takeover:
-            return True
-        ring = self._ring
-        if ring is None:
-            return False
-        return any(self._stale(owner, now) for owner in self.marks if owner != ring.local)
 
     def hold_from(self) -> Position | None:
         """The checkpoint may not pass this: where the oldest held change must be read again."""
