@@ -23,8 +23,14 @@ def lowest_committed(
     out: dict[str, Position | None] = {}
     for node in sorted(wanted):
         found = [positions.get(node) for positions in per_sink.values()]
-        out[node] = None if not found or any(p is None for p in found) else min(p for p in found if p is not None)
+        out[node] = lowest(found) if found else None
     return out
+
+
+def lowest(positions: Iterable[Position | None]) -> Position | None:
+    """The smallest of ``positions``, or None if any is None (from the beginning). Needs at least one."""
+    found = list(positions)
+    return None if any(p is None for p in found) else min(p for p in found if p is not None)
 
 
 def is_past(position: Position | None, segment_id: int, end_offset: int) -> bool:

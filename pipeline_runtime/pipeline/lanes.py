@@ -89,7 +89,6 @@ class Lane:
         write: WriteBatch,
         catch_up: CatchUp,
         failing: Callable[[], bool],
-        unread_durable_at: Callable[[], float | None] = lambda: None,
     ) -> None:
         self.sink = sink
         self.name = sink.name
@@ -108,7 +107,6 @@ class Lane:
         self._write = write
         self._catch_up = catch_up
         self._failing = failing
-        self._unread_durable_at = unread_durable_at
         self._queue: deque[tuple[float, Piece]] = deque()
         self._queued_events = 0
         #: Set when a piece is put (the lane's task waits on it) and when one is taken (the reader waits).

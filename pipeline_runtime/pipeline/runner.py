@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import trace
 
-from pipeline_runtime.checkpoint.positions import lowest_committed
+from pipeline_runtime.checkpoint.positions import lowest, lowest_committed
 from pipeline_runtime.cql.schema import TableSchema
 from pipeline_runtime.errors import HeadraceError, SinkError, SourceError
 from pipeline_runtime.events import ChangeEvent, Position
@@ -68,6 +68,12 @@ STUCK_AFTER_SECONDS = 30.0
 #: An event's table and op, and its table, as tuples built in C (the counts and table sets of a chunk).
 _TABLE_AND_OP = operator.attrgetter("keyspace", "table", "op")
 _TABLE = operator.attrgetter("keyspace", "table")
+
+
+def _age_of_oldest(times: Sequence[float | None], now: float | None) -> float:
+    """Seconds from the oldest of ``times`` (None: nothing there) to ``now``; 0 when none is known."""
+    known = [t for t in times if t is not None]
+    return max(0.0, (time.time() if now is None else now) - min(known)) if known else 0.0
 
 
 def _entry_end(event: ChangeEvent) -> Position:
@@ -389,9 +395,7 @@ class Runner:
     def _reread_from(self) -> Position | None:
         """Where the reader starts again after a source error: the lowest position a lane accepted."""
         offered = [lane.offered for lane in self.lanes.values() if lane.attached]
-        if not offered:
-            return self._through
-        return None if any(p is None for p in offered) else min(p for p in offered if p is not None)
+        return lowest(offered) if offered else self._through
 
     async def _catch_up(self, sink: str, start: Position | None) -> AsyncIterator[Piece]:
         """A lane's own reader, from its own checkpoint: every selected change (replica dedup aside)."""
@@ -470,9 +474,10 @@ class Runner:
     def _committed(self, lane: Lane, position: Position, events: int) -> None:
         """A lane committed ``position``: the runtime's position is the lowest over its lanes."""
         now = time.monotonic()
-        positions = [other.committed if other is not lane else position for other in self.lanes.values()]
-        lowest = None if any(p is None for p in positions) else min(p for p in positions if p is not None)
-        self.progress.committed = lowest
+        committed_by = {name: other.committed for name, other in self.lanes.items()}
+        committed_by[lane.name] = position  # the lane notes it once this returns
+        lowest_position = lowest(committed_by.values())
+        self.progress.committed = lowest_position
         self.progress.last_commit_monotonic = now
         committed = max(other.events_committed + (events if other is lane else 0) for other in self.lanes.values())
         if committed != self.progress.events_committed:
@@ -482,11 +487,9 @@ class Runner:
             self.progress.last_error = None
         self.metrics.sink_committed_offset.labels(**self._labels, sink=lane.name).set(position.offset)
         self.metrics.sink_committed_segment.labels(**self._labels, sink=lane.name).set(position.segment_id)
-        if lowest is not None:
-            self.metrics.committed_segment.labels(**self._labels).set(lowest.segment_id)
-            self.metrics.committed_offset.labels(**self._labels).set(lowest.offset)
-        committed_by = {name: other.committed for name, other in self.lanes.items()}
-        committed_by[lane.name] = position
+        if lowest_position is not None:
+            self.metrics.committed_segment.labels(**self._labels).set(lowest_position.segment_id)
+            self.metrics.committed_offset.labels(**self._labels).set(lowest_position.offset)
         self._cleanup(committed_by)
 
     async def _replica_tick(self) -> list[ChangeEvent]:
@@ -587,23 +590,19 @@ class Runner:
         waiting for its turn, or not read yet (a backlog the source has not reached); all count,
         so lag keeps growing during a drain.
         """
-        now = time.time() if now is None else now
         times = [self._unread_durable_at(), *(lane.oldest_durable_at() for lane in self.lanes.values())]
-        known = [t for t in times if t is not None]
-        return max(0.0, now - min(known)) if known else 0.0
+        return _age_of_oldest(times, now)
 
     def sink_lag_seconds(self, sink: str, now: float | None = None) -> float:
         """Lag as one sink sees it: the oldest change durable in the commitlog and not committed in it."""
-        now = time.time() if now is None else now
         lane = self.lanes.get(sink)
-        times = [self._unread_durable_at(), lane.oldest_durable_at() if lane is not None else None]
-        known = [t for t in times if t is not None]
-        return max(0.0, now - min(known)) if known else 0.0
+        return _age_of_oldest([self._unread_durable_at(), lane.oldest_durable_at() if lane is not None else None], now)
 
     def _unread_durable_at(self) -> float | None:
         """The oldest change the reader has not handed to the lanes: being offered, decoded ahead, unread."""
         ahead = self._read_ahead.oldest_durable_at() if self._read_ahead is not None else None
-        known = [t for t in (self.progress.oldest_pending_durable, ahead, self.source.unread_durable_at()) if t]
+        times = (self.progress.oldest_pending_durable, ahead, self.source.unread_durable_at())
+        known = [t for t in times if t is not None]
         return min(known) if known else None
 
     # -- failures --------------------------------------------------------------------------------
