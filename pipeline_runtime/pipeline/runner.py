@@ -601,8 +601,7 @@ class Runner:
     def _unread_durable_at(self) -> float | None:
         """The oldest change the reader has not handed to the lanes: being offered, decoded ahead, unread."""
         ahead = self._read_ahead.oldest_durable_at() if self._read_ahead is not None else None
-        times = (self.progress.oldest_pending_durable, ahead, self.source.unread_durable_at())
-        known = [t for t in times if t is not None]
+        known = [t for t in (self.progress.oldest_pending_durable, ahead, self.source.unread_durable_at()) if t]
         return min(known) if known else None
 
     # -- failures --------------------------------------------------------------------------------
