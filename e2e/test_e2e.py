@@ -80,12 +80,12 @@ class Workload:
 
     def run(self) -> None:
         rng = random.Random(self.first_id)
-        insert = self.session.prepare(
-            "INSERT INTO shop.orders (id, customer, email, amount, tags, placed) VALUES (?, ?, ?, ?, ?, ?)"
-        )
-        update = self.session.prepare("UPDATE shop.orders SET amount = ?, tags = tags + ? WHERE id = ?")
-        delete = self.session.prepare("DELETE FROM shop.orders WHERE id = ?")
         try:
+            insert = self.session.prepare(
+                "INSERT INTO shop.orders (id, customer, email, amount, tags, placed) VALUES (?, ?, ?, ?, ?, ?)"
+            )
+            update = self.session.prepare("UPDATE shop.orders SET amount = ?, tags = tags + ? WHERE id = ?")
+            delete = self.session.prepare("DELETE FROM shop.orders WHERE id = ?")
             for offset in range(self.count):
                 key = self.first_id + offset
                 self.session.execute(
@@ -314,6 +314,8 @@ def test_cassandra_pod_deleted_and_its_runtime_follows(world: World) -> None:
     world.kubectl("delete", "pod", "cassandra-1")
     world.cluster.kubectl("rollout", "status", "statefulset/cassandra", "--timeout=600s", timeout=660)
     wait_for(lambda: "cassandra-1" in world.running_runtimes(), "the runtime of cassandra-1 to run again")
+    # The test's own CQL session reconnects with backoff after the pod it reached through the Service went away.
+    wait_for(lambda: world.session.execute("SELECT release_version FROM system.local").one(), "CQL answering again")
     workload = world.workload(300).start()
     workload.join()
     world.wait_equal()
