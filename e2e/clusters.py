@@ -224,9 +224,14 @@ def kind_cluster(workdir: Path) -> Iterator[KindCluster]:  # pragma: no cover - 
 def _cql_session(contact_points: list[str], port: int, policy: Any) -> Any:
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile  # noqa: PLC0415
     from cassandra.cluster import Cluster as CqlCluster  # noqa: PLC0415
+    from cassandra.policies import ConstantReconnectionPolicy  # noqa: PLC0415
 
     profiles = {EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=policy, request_timeout=30)}
-    cluster = CqlCluster(contact_points, port=port, execution_profiles=profiles, protocol_version=5)
+    # Pods come and go in these tests: try again every 2 s, not with the default backoff of up to 10 min.
+    reconnect = ConstantReconnectionPolicy(2.0, max_attempts=None)
+    cluster = CqlCluster(
+        contact_points, port=port, execution_profiles=profiles, protocol_version=5, reconnection_policy=reconnect
+    )
     return cluster.connect()
 
 
