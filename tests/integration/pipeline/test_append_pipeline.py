@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import clickhouse_connect
 import pytest
 import yaml
@@ -21,7 +20,7 @@ import yaml
 from devservices.cassandra import CassandraNode
 from pipeline_runtime.app import Runtime
 from pipeline_runtime.config.loader import load_pipeline
-from tests.integration.pipeline.test_end_to_end import local_options, new_keyspace, wait_until
+from tests.integration.pipeline.test_end_to_end import local_options, new_keyspace, pg_rows, wait_until
 from tests.integration.pipeline.test_snapshot_runtime import pipeline_yaml, snapshot_done
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.postgres, pytest.mark.clickhouse]
@@ -37,22 +36,14 @@ STATEMENTS = [
 
 
 async def pg_history(dsn: str, keyspace: str) -> list[dict[str, Any]]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch(f'SELECT * FROM "{keyspace}_hist"."items_changes" ORDER BY _writetime')
-    finally:
-        await conn.close()
-    return [dict(r) for r in rows]
+    return await pg_rows(dsn, f'SELECT * FROM "{keyspace}_hist"."items_changes" ORDER BY _writetime')
 
 
 async def pg_state(dsn: str, keyspace: str) -> list[tuple[Any, ...]]:
     """The upsert sink's rows: what Cassandra holds now."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch(f'SELECT id, name, qty FROM "{keyspace}"."items" ORDER BY id')
-    finally:
-        await conn.close()
-    return [tuple(r) for r in rows]
+    return [
+        tuple(r.values()) for r in await pg_rows(dsn, f'SELECT id, name, qty FROM "{keyspace}"."items" ORDER BY id')
+    ]
 
 
 def ch_history(dsn: str, keyspace: str) -> list[dict[str, Any]]:
