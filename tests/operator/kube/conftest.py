@@ -21,6 +21,9 @@ os.environ.setdefault("HEADRACE_RECONCILE_INTERVAL_SECONDS", "1")
 # "AST constructor recursion depth mismatch" when kopf's thread compiles modules while pytest
 # rewrites test modules in the main thread.
 importlib.import_module("cdc_operator.handlers")
+# The same for hypothesis: its pytest plugin imports it at the end of the session, where no hypothesis test ran
+# before (only these tests selected); that late import once failed so while other threads were still running.
+importlib.import_module("hypothesis")
 
 REPO = Path(__file__).resolve().parents[3]
 CRD = REPO / "crds" / "headrace.io_cdcpipelines.yaml"
